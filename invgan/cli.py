@@ -1,0 +1,198 @@
+"""The `invgan` command line. Every user mistake ends in one line on stderr and exit code 2."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from invgan import InvganError, __version__
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, exit 2, as for every other user error
+        self.exit(2, f"invgan: error: {message} (see `{self.prog} --help`)\n")
+
+
+def _positive_int(text):
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {v}")
+    return v
+
+
+def _nonneg_float(text):
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {v}")
+    return v
+
+
+# ----------------------------------------------------------------------------- data
+def cmd_data(args):
+    from invgan.data import describe_celeba, is_celeba, load_images
+
+    path = args.path
+    if path is None:
+        from invgan.data import CELEBA_ENV, default_celeba_root
+
+        path = default_celeba_root()
+        if path is None:
+            raise InvganError(f"no CelebA folder found: give PATH or set {CELEBA_ENV}")
+    if not Path(path).exists() and not any(c in str(path) for c in "*?["):
+        raise InvganError(f"{str(path)!r} does not exist")
+    if is_celeba(Path(path)):
+        counts = describe_celeba(Path(path))
+        print(f"CelebA folder {path}")
+        for name, n in counts.items():
+            print(f"  {name:5s}: {n:6d} images listed")
+        parts = [args.partition] if args.partition != "all" else [p for p, n in counts.items() if n]
+    else:
+        print(f"image folder / glob {path}")
+        parts = ["all"]
+    for part in parts:
+        s = load_images(path, partition=part, size=args.size, cache_dir=args.cache_dir,
+                        progress=not args.quiet)
+        print(f"  {part}: {len(s)} usable images cached ({s.images.shape[1]}x{s.images.shape[2]}), "
+              f"{len(s.skipped)} skipped")
+        for name, why in s.skipped[:20]:
+            print(f"    skipped {name}: {why}")
+        if len(s.skipped) > 20:
+            print(f"    ... and {len(s.skipped) - 20} more")
+
+
+# ----------------------------------------------------------------------------- train
+def cmd_train(args):
+    from invgan.models import ModelConfig
+    from invgan.train import TrainConfig, read_recipe, train
+
+    settings, model = ({}, {})
+    if args.recipe:
+        settings, model = read_recipe(args.recipe)
+    for name in ("data", "partition", "epochs", "batch_size", "lr", "loss", "n_critic", "seed",
+                 "max_steps", "checkpoint_every", "snapshot_every", "limit", "log_every"):
+        v = getattr(args, name)
+        if v is not None:
+            settings[name] = v
+    if args.no_amp:
+        settings["amp"] = False
+    for name in ("nz", "ngf", "ndf", "d_norm", "latent_prior"):
+        v = getattr(args, name)
+        if v is not None:
+            model[name] = v
+    if settings.get("loss") == "wgan-gp" and "d_norm" not in model:
+        model["d_norm"] = "layer"  # a WGAN-GP critic must not use batch-norm
+    cfg = TrainConfig(**settings)
+    if cfg.loss == "wgan-gp" and model.get("d_norm") == "batch":
+        raise InvganError("WGAN-GP needs a critic without batch-norm: use --d-norm layer or none")
+    summary = train(cfg, ModelConfig(**model), args.out, resume=args.resume, device=args.device,
+                    progress=not args.quiet, cache_dir=args.cache_dir)
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(f"trained {summary['steps']} steps ({summary['epochs']:.2f} epochs) in "
+              f"{summary['seconds']:.1f} s, {summary['images_per_s']:.0f} images/s; "
+              f"checkpoint: {summary['checkpoint']}")
+
+
+# ----------------------------------------------------------------------------- sample
+def resolve_checkpoint(path):
+    """A run folder stands for its checkpoint.pt."""
+    if path is None:
+        return None
+    p = Path(path)
+    if p.is_dir():
+        p = p / "checkpoint.pt"
+    return p
+
+
+def cmd_sample(args):
+    import torch
+
+    from invgan.checkpoint import load_models
+    from invgan.models import sample_latent
+    from invgan.train import pick_device, save_grid
+
+    dev = pick_device(args.device)
+    cfg, G, _, _ = load_models(resolve_checkpoint(args.generator), device=dev)
+    z = sample_latent(args.n, cfg, torch.Generator().manual_seed(args.seed)).to(dev)
+    with torch.no_grad():
+        x = G(z)
+    save_grid(x, args.out, nrow=args.nrow or max(1, int(round(args.n ** 0.5))))
+    print(f"wrote {args.n} samples to {args.out}")
+
+
+# ----------------------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="invgan", description="Imaging inverse problems with pretrained generative models.")
+    p.add_argument("--version", action="version", version=f"invgan {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    d = sub.add_parser("data", help="inspect a dataset and fill the decoded-image cache")
+    d.add_argument("path", nargs="?", help="CelebA folder, image folder or glob (default: $INVGAN_CELEBA)")
+    d.add_argument("--partition", default="all", choices=["train", "val", "test", "all"])
+    d.add_argument("--size", type=_positive_int, default=64)
+    d.add_argument("--cache-dir", help="where decoded images are cached (default $INVGAN_CACHE or ~/.cache/invgan)")
+    d.add_argument("--quiet", action="store_true")
+    d.set_defaults(func=cmd_data)
+
+    t = sub.add_parser("train", help="train a DCGAN generator and discriminator")
+    t.add_argument("--data", help="CelebA folder, image folder or glob (default: $INVGAN_CELEBA)")
+    t.add_argument("--out", required=True, help="run folder (checkpoint, log.csv, samples)")
+    t.add_argument("--recipe", help="TOML file with training settings (flags override it)")
+    t.add_argument("--partition", choices=["train", "val", "test", "all"])
+    t.add_argument("--epochs", type=_positive_int)
+    t.add_argument("--batch-size", type=_positive_int)
+    t.add_argument("--lr", type=float)
+    t.add_argument("--loss", choices=["nonsaturating", "wgan-gp"])
+    t.add_argument("--n-critic", type=_positive_int, help="WGAN-GP critic steps per generator step")
+    t.add_argument("--max-steps", type=_positive_int, help="stop after N generator steps")
+    t.add_argument("--checkpoint-every", type=_positive_int, help="steps between checkpoints")
+    t.add_argument("--snapshot-every", type=int, help="epochs between kept G+D snapshots (0: none)")
+    t.add_argument("--log-every", type=_positive_int)
+    t.add_argument("--limit", type=_positive_int, help="use only the first N images")
+    t.add_argument("--seed", type=int)
+    t.add_argument("--nz", type=_positive_int)
+    t.add_argument("--ngf", type=_positive_int)
+    t.add_argument("--ndf", type=_positive_int)
+    t.add_argument("--d-norm", choices=["batch", "layer", "none"])
+    t.add_argument("--latent-prior", choices=["normal", "uniform"])
+    t.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    t.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda if available)")
+    t.add_argument("--no-amp", action="store_true", help="no bf16 mixed precision on CUDA")
+    t.add_argument("--cache-dir")
+    t.add_argument("--quiet", action="store_true")
+    t.set_defaults(func=cmd_train)
+
+    s = sub.add_parser("sample", help="write a grid of generator samples")
+    s.add_argument("--generator", help="checkpoint or run folder (default: the shipped model)")
+    s.add_argument("--n", type=_positive_int, default=64)
+    s.add_argument("--nrow", type=_positive_int)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--out", default="samples.png")
+    s.add_argument("--device")
+    s.set_defaults(func=cmd_sample)
+
+    return p
+
+
+def main(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        sys.exit(2)
+    try:
+        args.func(args)
+    except InvganError as exc:
+        print(f"invgan: error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("invgan: interrupted", file=sys.stderr)
+        sys.exit(130)
+    return 0
