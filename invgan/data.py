@@ -209,6 +209,8 @@ def load_images(spec: str | os.PathLike | None = None, partition: str = "all", s
     spec = str(spec)
     if limit is not None and limit < 1:
         raise InvganError(f"limit must be >= 1, got {limit}")
+    if spec.endswith(".npy"):
+        return load_array(spec, size, partition, limit)
     path = Path(spec)
     celeba = is_celeba(path)
     if celeba:
@@ -291,6 +293,21 @@ def load_images(spec: str | os.PathLike | None = None, partition: str = "all", s
         except OSError:
             pass  # a read-only cache location must not stop the run
     return ImageSet(arr, ids, skipped, spec, partition)
+
+
+def load_array(path: str, size: int, partition: str = "all", limit: int | None = None) -> ImageSet:
+    """A pre-decoded uint8 array (N, size, size, 3) saved with numpy.save (e.g. by `invgan data`)."""
+    if partition != "all":
+        raise InvganError(f"--partition {partition} needs a CelebA folder, not the array {path!r}")
+    try:
+        arr = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise InvganError(f"cannot read image array {path!r}: {exc}") from None
+    if arr.dtype != np.uint8 or arr.ndim != 4 or arr.shape[1:] != (size, size, 3) or len(arr) == 0:
+        raise InvganError(f"{path!r} must hold uint8 images of shape (N, {size}, {size}, 3); "
+                          f"it holds {arr.dtype} {arr.shape}")
+    arr = np.array(arr[:limit] if limit else arr)  # a writable in-memory copy
+    return ImageSet(arr, [f"{path}#{i}" for i in range(len(arr))], [], path, partition)
 
 
 def describe_celeba(root: Path) -> dict[str, int]:
