@@ -127,6 +127,20 @@ def cmd_sample(args):
     print(f"wrote {args.n} samples to {args.out}")
 
 
+# ----------------------------------------------------------------------------- cs
+def cmd_cs(args):
+    from invgan.cs import CSConfig, run_cs
+
+    methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
+    cfg = CSConfig(measurements=args.measurements, measurement=args.measurement, methods=methods,
+                   images=args.images, input=args.input, num_images=args.num_images,
+                   noise_std=args.noise_std, iters=args.iters, restarts=args.restarts, lr=args.lr,
+                   z_prior=args.z_prior, z_clip=args.z_clip, lasso_tol=args.lasso_tol,
+                   superres_factor=args.factor, generator=resolve_checkpoint(args.generator),
+                   seed=args.seed, device=args.device, grid_images=args.grid_images)
+    run_cs(cfg, args.out, progress=not args.quiet)
+
+
 # ----------------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="invgan", description="Imaging inverse problems with pretrained generative models.")
@@ -178,6 +192,33 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--device")
     s.set_defaults(func=cmd_sample)
 
+    c = sub.add_parser("cs", help="compressed sensing: recover images from few measurements",
+                       description="Recover images from y = A x + noise with CSGM (Bora et al. 2017) "
+                                   "and Lasso baselines; defaults are the paper's settings.")
+    c.add_argument("--measurements", "-m", type=int, default=500, help="m, number of Gaussian measurements (1..12288)")
+    c.add_argument("--measurement", default="gaussian", choices=["gaussian", "superres", "inpaint", "project"])
+    c.add_argument("--methods", default="dcgan,lasso-dct,lasso-wavelet",
+                   help="comma list of dcgan, dcgan-reg, lasso-dct, lasso-wavelet")
+    c.add_argument("--images", help="CelebA folder, image folder or glob (default: CelebA test, else val, "
+                                    "lowest ids; the built-in demo set without CelebA)")
+    c.add_argument("--input", default="data", choices=["data", "gen-span"],
+                   help="gen-span: images sampled from the generator")
+    c.add_argument("--num-images", type=_positive_int, default=64)
+    c.add_argument("--noise-std", type=_nonneg_float, default=0.01, help="per-measurement noise std (paper: 0.01)")
+    c.add_argument("--iters", type=_positive_int, help="Adam iterations (paper: 500)")
+    c.add_argument("--restarts", type=_positive_int, help="random restarts (paper: 2; dcgan-reg 10)")
+    c.add_argument("--lr", type=float, help="Adam learning rate (paper: 0.1)")
+    c.add_argument("--z-prior", type=_nonneg_float, help="lambda of lambda ||z||^2 (paper: 0; dcgan-reg 0.001)")
+    c.add_argument("--z-clip", type=float, help="clip z to [-c, c] after each step")
+    c.add_argument("--lasso-tol", type=float, default=1e-5, help="Lasso relative duality-gap tolerance")
+    c.add_argument("--factor", type=_positive_int, default=4, help="super-resolution factor")
+    c.add_argument("--generator", help="checkpoint or run folder (default: the shipped CelebA model)")
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--device")
+    c.add_argument("--grid-images", type=_positive_int, default=8)
+    c.add_argument("--out", default="runs/cs", help="output folder (default runs/cs)")
+    c.add_argument("--quiet", action="store_true")
+    c.set_defaults(func=cmd_cs)
     return p
 
 

@@ -1,0 +1,59 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_cache(tmp_path_factory):
+    # Decoded-image cache in a temporary folder: tests never depend on a user's cache.
+    os.environ["INVGAN_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+    torch.set_num_threads(min(2, os.cpu_count() or 1))
+    yield
+
+
+@pytest.fixture(scope="session")
+def celeba_root():
+    from invgan.data import default_celeba_root, is_celeba
+
+    root = default_celeba_root()
+    if root is None or not is_celeba(root):
+        pytest.skip("shared CelebA subset not found (set INVGAN_CELEBA)")
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_ckpt(tmp_path_factory):
+    """A tiny trained-for-a-few-steps checkpoint (random data, 64x64, ngf=ndf=8, nz=16)."""
+    from invgan.checkpoint import save_checkpoint
+    from invgan.models import ModelConfig, build_models
+
+    cfg = ModelConfig(nz=16, ngf=8, ndf=8)
+    torch.manual_seed(0)
+    G, D = build_models(cfg)
+    path = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
+    save_checkpoint(path, cfg, G, D, meta={"note": "test"})
+    return path
+
+
+def run_cli(*args, env=None, timeout=600):
+    """Run `python -m invgan ARGS`; returns CompletedProcess (text)."""
+    e = dict(os.environ)
+    e.update(env or {})
+    return subprocess.run([sys.executable, "-m", "invgan", *map(str, args)], capture_output=True,
+                          text=True, cwd=REPO, env=e, timeout=timeout)
+
+
+def assert_user_error(proc, *needles):
+    assert proc.returncode == 2, (proc.returncode, proc.stdout, proc.stderr)
+    err = proc.stderr.strip()
+    assert "Traceback" not in proc.stderr, proc.stderr
+    assert len(err.splitlines()) == 1, err
+    assert err.startswith("invgan: error:"), err
+    for n in needles:
+        assert n in err, (n, err)

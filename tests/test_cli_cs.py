@@ -1,0 +1,71 @@
+import csv
+import json
+
+import pytest
+
+from conftest import assert_user_error, run_cli
+
+
+def test_help_lists_subcommands():
+    p = run_cli("--help")
+    assert p.returncode == 0
+    for cmd in ("data", "train", "sample", "cs"):
+        assert cmd in p.stdout
+
+
+def test_cs_end_to_end_on_shared_val_images(celeba_root, tmp_path):
+    out = tmp_path / "cs"
+    p = run_cli("cs", "--measurements", 300, "--num-images", 3, "--iters", 30,
+                "--methods", "dcgan,dcgan-reg,lasso-dct,lasso-wavelet", "--out", out, "--quiet",
+                "--images", celeba_root)
+    assert p.returncode == 0, p.stderr
+    assert "lasso-wavelet" in p.stdout and "CelebA val" in p.stdout
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["config"]["m"] == 300 and metrics["config"]["noise_std"] == 0.01
+    assert metrics["config"]["method_settings"]["dcgan-reg"]["restarts"] == 10
+    assert metrics["config"]["method_settings"]["dcgan-reg"]["z_prior"] == 0.001
+    rows = list(csv.DictReader(open(out / "results.csv")))
+    assert len(rows) == 12 and len(metrics["rows"]) == 12
+    ids = {r["id"] for r in rows}
+    assert len(ids) == 3 and all(int(i[:6]) >= 162771 for i in ids)  # val ids
+    for method, s in metrics["summary"].items():
+        assert 0 < s["mse"]["mean"] < 1 and s["mse"]["ci95"] >= 0 and s["mse"]["n"] == 3
+        assert s["psnr"]["mean"] > 5
+    assert (out / "grid.png").stat().st_size > 10_000
+
+
+def test_cs_superres_and_gen_span_with_given_generator(tiny_ckpt, tmp_path):
+    p = run_cli("cs", "--measurement", "superres", "--input", "gen-span", "--generator", tiny_ckpt,
+                "--num-images", 2, "--iters", 5, "--methods", "dcgan,lasso-dct", "--out", tmp_path, "--quiet")
+    assert p.returncode == 0, p.stderr
+    m = json.loads((tmp_path / "metrics.json").read_text())
+    assert m["config"]["m"] == 3 * 16 * 16 and m["rows"][0]["id"] == "gen-0"
+
+
+def test_cs_demo_set_without_celeba(tmp_path):
+    p = run_cli("cs", "--num-images", 2, "--iters", 3, "--methods", "dcgan", "--out", tmp_path, "--quiet",
+                env={"INVGAN_CELEBA": str(tmp_path / "no-celeba-here")})
+    assert p.returncode == 0, p.stderr
+    assert "demo set" in p.stdout
+    ids = [r["id"] for r in json.loads((tmp_path / "metrics.json").read_text())["rows"]]
+    assert ids == ["astronaut", "sample-0"]
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--measurements", "0"], "between 1 and 12288"),
+    (["--measurements", "20000"], "between 1 and 12288"),
+    (["--methods", "dcgan,magic"], "unknown method 'magic'"),
+    (["--images", "/nonexistent/folder"], "does not exist"),
+    (["--num-images", "0"], "must be >= 1"),
+    (["--noise-std", "-1"], "must be >= 0"),
+])
+def test_cs_user_errors(args, needle, tmp_path):
+    assert_user_error(run_cli("cs", *args, "--iters", 1, "--out", tmp_path, "--quiet"), needle)
+
+
+def test_cs_bad_generator(tmp_path):
+    (tmp_path / "g.pt").write_bytes(b"garbage")
+    assert_user_error(run_cli("cs", "--generator", tmp_path / "g.pt", "--out", tmp_path, "--quiet"),
+                      "not a readable invgan checkpoint")
+    assert_user_error(run_cli("cs", "--generator", tmp_path / "none.pt", "--out", tmp_path, "--quiet"),
+                      "does not exist")

@@ -1,0 +1,42 @@
+import pytest
+import torch
+
+from invgan.bases import DCTBasis, HaarBasis
+from invgan.lasso import lasso_cvxpy, lasso_fista
+from invgan.physics import GaussianCS
+
+SHAPE = (3, 16, 16)
+
+
+def _problem(m, seed=0, sparse_basis=None, k=12):
+    g = torch.Generator().manual_seed(seed)
+    if sparse_basis is None:
+        x = torch.rand(2, *SHAPE, generator=g, dtype=torch.float64) * 2 - 1
+    else:  # exactly k-sparse in the basis
+        w = torch.zeros(2, *SHAPE, dtype=torch.float64)
+        idx = torch.randperm(w[0].numel(), generator=g)[:k]
+        w.view(2, -1)[:, idx] = torch.randn(2, k, generator=g, dtype=torch.float64)
+        x = sparse_basis.synthesis(w)
+    p = GaussianCS(m, SHAPE, noise_std=0.0, seed=seed)
+    p.matrix = p.matrix.double()
+    return x, p, p(x)
+
+
+@pytest.mark.parametrize("basis,alpha", [("dct", 0.1), ("wavelet", 1e-3), ("dct", 1e-3)])
+def test_fista_matches_cvxpy(basis, alpha):
+    x, p, y = _problem(150)
+    fast = lasso_fista(y, p, basis, alpha=alpha, img_shape=SHAPE, tol=1e-9, max_iter=20000)
+    ref = lasso_cvxpy(y, p, basis, alpha=alpha, img_shape=SHAPE)
+    rel = (fast.objective - ref.objective) / ref.objective
+    assert rel.abs().max() < 1e-4, (fast.objective, ref.objective)
+
+
+@pytest.mark.parametrize("basis_cls", [DCTBasis, HaarBasis])
+def test_lasso_recovers_sparse_image(basis_cls):
+    basis = basis_cls(16)
+    basis_name = "dct" if basis_cls is DCTBasis else "wavelet"
+    if basis_cls is DCTBasis:
+        basis._d = basis._d.double()
+    x, p, y = _problem(200, seed=1, sparse_basis=basis, k=12)
+    r = lasso_fista(y, p, basis_name, alpha=1e-6, img_shape=SHAPE, tol=1e-10, clip=False, max_iter=20000)
+    assert (r.x - x).pow(2).mean() < 1e-6 * x.pow(2).mean()

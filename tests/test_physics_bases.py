@@ -1,0 +1,78 @@
+import numpy as np
+import pytest
+import pywt
+import scipy.fft
+import torch
+
+from invgan import InvganError
+from invgan.bases import DCTBasis, HaarBasis
+from invgan.physics import GaussianCS, Identity, Inpainting, SuperResolution, make_physics
+
+SHAPE = (3, 64, 64)
+
+
+@pytest.mark.parametrize("physics", [
+    GaussianCS(300, SHAPE, seed=1), SuperResolution(4, SHAPE), Identity(SHAPE),
+    Inpainting(Inpainting.center_mask(SHAPE), SHAPE)], ids=lambda p: p.name)
+def test_adjoint_and_shapes(physics):
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, *SHAPE, generator=g, dtype=torch.float64)
+    y = physics.A(x.float()).double()
+    r = torch.randn(y.shape, generator=g, dtype=torch.float64)
+    lhs = (physics.A(x.float()).double() * r).sum()
+    rhs = (x * physics.A_adjoint(r.float()).double()).sum()
+    assert torch.isclose(lhs, rhs, rtol=1e-4), (lhs, rhs)
+    # batched: each image measured alone gives the same rows
+    assert torch.allclose(physics.A(x[1:].float()), physics.A(x.float())[1:], atol=1e-4)
+
+
+def test_gaussian_convention_and_noise():
+    p = GaussianCS(2000, SHAPE, noise_std=0.5, seed=3)
+    a = p.matrix
+    assert a.shape == (2000, 12288)
+    assert abs(a.mean().item()) < 0.01 and abs(a.std().item() - 1) < 0.01  # i.i.d. N(0, 1) entries
+    assert torch.equal(a, GaussianCS(2000, SHAPE, seed=3).matrix)       # seeded
+    x = torch.zeros(4, *SHAPE)
+    e = p(x, torch.Generator().manual_seed(0))
+    assert abs(e.std().item() - 0.5) < 0.02
+    # the CSGM data term is the mean over the m measurements
+    x1 = torch.rand(1, *SHAPE)
+    assert torch.isclose(p.measurement_loss(p.A(x1) + 2.0, x1), torch.tensor([4.0]), rtol=1e-4)
+
+
+def test_measurement_count_checked():
+    with pytest.raises(InvganError, match="between 1 and 12288"):
+        GaussianCS(0, SHAPE)
+    with pytest.raises(InvganError, match="between 1 and 12288"):
+        GaussianCS(12289, SHAPE)
+    with pytest.raises(InvganError, match="unknown measurement"):
+        make_physics("blur", 10)
+    with pytest.raises(InvganError, match="no observed"):
+        Inpainting(torch.zeros(1, 64, 64), SHAPE)
+    with pytest.raises(InvganError, match="does not fit"):
+        Inpainting(torch.ones(1, 32, 32), SHAPE)
+
+
+def test_superres_is_block_average():
+    x = torch.arange(64.0).reshape(1, 1, 8, 8).repeat(1, 3, 1, 1)
+    y = SuperResolution(4, (3, 8, 8)).A(x)
+    assert y.shape == (1, 3, 2, 2) and y[0, 0, 0, 0] == x[0, 0, :4, :4].mean()
+
+
+@pytest.mark.parametrize("basis", [DCTBasis(8), HaarBasis(8)], ids=["dct", "haar"])
+def test_bases_are_orthonormal(basis):
+    eye = torch.eye(64, dtype=torch.float64).reshape(64, 1, 8, 8)
+    if isinstance(basis, DCTBasis):
+        basis._d = basis._d.double()
+    Q = basis.synthesis(eye).reshape(64, 64)  # columns: basis vectors
+    assert torch.allclose(Q @ Q.T, torch.eye(64, dtype=torch.float64), atol=1e-6)
+    x = torch.randn(5, 3, 8, 8, dtype=torch.float64)
+    assert torch.allclose(basis.synthesis(basis.analysis(x)), x, atol=1e-6)
+
+
+def test_bases_match_scipy_and_pywt():
+    x = torch.randn(2, 3, 64, 64)
+    ref = scipy.fft.dctn(x.numpy(), axes=(-2, -1), norm="ortho")
+    assert np.abs(DCTBasis(64).analysis(x).numpy() - ref).max() < 1e-4
+    arr, _ = pywt.coeffs_to_array(pywt.wavedec2(x[1, 2].double().numpy(), "haar", level=6))
+    assert np.abs(HaarBasis(64).analysis(x.double())[1, 2].numpy() - arr).max() < 1e-10
