@@ -318,6 +318,9 @@ def train(cfg: TrainConfig, model_cfg: ModelConfig, out_dir, resume: bool = Fals
         if step % cfg.checkpoint_every == 0 and step < total_steps:
             checkpoint()
     bar.close()
+    if use_cuda:
+        torch.cuda.synchronize()
+    loop_seconds = time.time() - t0  # the training loop alone, for images/s
     checkpoint()
     write_samples(math.ceil(batch_idx / batches_per_epoch))
     if world > 1:
@@ -325,5 +328,5 @@ def train(cfg: TrainConfig, model_cfg: ModelConfig, out_dir, resume: bool = Fals
         dist.destroy_process_group()
     elapsed = time.time() - t0
     return {"steps": step, "epochs": batch_idx / batches_per_epoch, "checkpoint": str(ckpt_path),
-            "seconds": elapsed, "images_per_s": (batch_idx * cfg.batch_size * world - images_seen0) / max(elapsed, 1e-9),
+            "seconds": elapsed, "images_per_s": (batch_idx * cfg.batch_size * world - images_seen0) / max(loop_seconds, 1e-9),
             "last": stats}

@@ -1,0 +1,138 @@
+"""Compressed-sensing benchmarks, each a ratio measured in this one run.
+
+1. Lasso-DCT and Lasso-wavelet (paper alphas): invgan's batched FISTA against the exact cvxpy
+   (Clarabel) reference on the same real val images, m = 500 and 2500: time ratio and relative
+   objective gap (fista - cvxpy) / cvxpy.
+2. CSGM: all images and restarts in one batch against a per-image, per-restart loop (same
+   seeds): time ratio and the largest difference between their reconstructions.
+3. Peak resident memory of CSGM and Lasso-DCT at m = 10,000.
+
+    python scripts/bench_cs.py [--images 8] [--cvxpy-images 8] [--ms 500,2500] [--iters 500]
+        [--device cpu] [--out bench_cs.json]
+"""
+
+import argparse
+import json
+import platform
+import resource
+import sys
+import time
+
+import numpy as np
+import torch
+
+from invgan.checkpoint import load_models
+from invgan.csgm import csgm_objective, csgm_reconstruct
+from invgan.data import load_images
+from invgan.lasso import lasso_cvxpy, lasso_fista
+from invgan.models import sample_latent
+from invgan.physics import GaussianCS
+
+
+def peak_rss_mb():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def bench_lasso(x, ms, n_ref, device):
+    rows = []
+    for m in ms:
+        p = GaussianCS(m, noise_std=0.01, seed=0, device=device)
+        y = p(x, torch.Generator().manual_seed(1))
+        for basis in ("dct", "wavelet"):
+            t = time.time()
+            fast = lasso_fista(y, p, basis)
+            t_fast = (time.time() - t) / len(x)
+            t = time.time()
+            ref = lasso_cvxpy(y[:n_ref], p, basis)
+            t_ref = (time.time() - t) / n_ref
+            gap = ((fast.objective[:n_ref] - ref.objective) / ref.objective).cpu().numpy()
+            row = {"m": m, "basis": basis, "fista_s_per_image": t_fast, "cvxpy_s_per_image": t_ref,
+                   "speedup": t_ref / t_fast, "rel_objective_gap_max": float(np.max(gap)),
+                   "rel_objective_gap_mean": float(np.mean(gap)), "fista_iterations": fast.iterations,
+                   "fista_certified_gap_max": float(fast.gap.max()),
+                   "mse_fista": float((fast.x - x).pow(2).mean()), "images_fista": len(x), "images_cvxpy": n_ref}
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    return rows
+
+
+def bench_csgm(x, G, cfg, iters, restarts, device):
+    p = GaussianCS(500, noise_std=0.01, seed=0, device=device)
+    y = p(x, torch.Generator().manual_seed(1))
+    t = time.time()
+    batched = csgm_reconstruct(y, p, G, cfg, restarts=restarts, iters=iters, seed=3)
+    t_batched = time.time() - t
+    # the loop: the same initial latents, one image and one restart at a time
+    z0 = sample_latent(restarts * len(x), cfg, torch.Generator().manual_seed(3)).reshape(restarts, len(x), -1)
+    t = time.time()
+    xs = []
+    for b in range(len(x)):
+        best, best_x = None, None
+        for r in range(restarts):
+            z = z0[r, b:b + 1].clone().to(device).requires_grad_(True)
+            opt = torch.optim.Adam([z], lr=0.1)
+            for _ in range(iters):
+                opt.zero_grad()
+                csgm_objective(y[b:b + 1], p, G(z), z).sum().backward()
+                opt.step()
+            with torch.no_grad():
+                xh = G(z)
+                obj = csgm_objective(y[b:b + 1], p, xh, z).item()
+            if best is None or obj < best:
+                best, best_x = obj, xh
+        xs.append(best_x)
+    t_loop = time.time() - t
+    diff = (torch.cat(xs) - batched.x).abs().max().item()
+    row = {"images": len(x), "restarts": restarts, "iters": iters, "batched_s": t_batched, "loop_s": t_loop,
+           "speedup": t_loop / t_batched, "max_abs_diff": diff}
+    print(json.dumps(row), flush=True)
+    return row
+
+
+def bench_memory(x, G, cfg, iters, device):
+    before = peak_rss_mb()
+    p = GaussianCS(10000, noise_std=0.01, seed=0, device=device)
+    y = p(x, torch.Generator().manual_seed(1))
+    csgm_reconstruct(y, p, G, cfg, restarts=2, iters=iters, seed=0)
+    after_csgm = peak_rss_mb()
+    lasso_fista(y, p, "dct", max_iter=200)
+    after_lasso = peak_rss_mb()
+    row = {"m": 10000, "images": len(x), "peak_rss_mb_before": before, "peak_rss_mb_after_csgm": after_csgm,
+           "peak_rss_mb_after_lasso_dct": after_lasso, "A_matrix_mb": 10000 * 12288 * 4 / 2**20}
+    if device.type == "cuda":
+        row["cuda_peak_mb"] = torch.cuda.max_memory_allocated() / 2**20
+    print(json.dumps(row), flush=True)
+    return row
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--images", type=int, default=8)
+    ap.add_argument("--cvxpy-images", type=int, default=8)
+    ap.add_argument("--ms", default="500,2500")
+    ap.add_argument("--iters", type=int, default=500)
+    ap.add_argument("--restarts", type=int, default=2)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--skip", default="", help="comma list of lasso,csgm,memory to skip")
+    ap.add_argument("--out")
+    a = ap.parse_args()
+    device = torch.device(a.device)
+    x = load_images(None, "val", limit=a.images, progress=False).tensor().to(device)
+    cfg, G, _, _ = load_models(None, device=device)
+    res = {"command": " ".join(sys.argv), "device": str(device), "platform": platform.platform(),
+           "torch_threads": torch.get_num_threads(), "torch": torch.__version__}
+    skip = set(a.skip.split(","))
+    if "lasso" not in skip:
+        res["lasso"] = bench_lasso(x, [int(m) for m in a.ms.split(",")], min(a.cvxpy_images, a.images), device)
+    if "csgm" not in skip:
+        res["csgm"] = bench_csgm(x, G, cfg, a.iters, a.restarts, device)
+    if "memory" not in skip:
+        res["memory"] = bench_memory(x, G, cfg, a.iters, device)
+    if a.out:
+        from invgan.fileio import write_json
+
+        write_json(a.out, res)
+
+
+if __name__ == "__main__":
+    main()
