@@ -231,6 +231,8 @@ def load_images(spec: str | os.PathLike | None = None, partition: str = "all", s
                 stamp.append([n, st.st_size if st else -1, st.st_mtime_ns if st else -1])
         descriptor = {"kind": "celeba", "root": str(path.resolve()), "names": names, "stamp": stamp}
     else:
+        if not path.exists() and not any(ch in spec for ch in "*?["):
+            raise InvganError(f"image path {spec!r} does not exist")
         if partition not in ("all",):
             raise InvganError(f"--partition {partition} needs a CelebA folder (with "
                               f"list_eval_partition.txt); {spec!r} is a plain folder or glob")

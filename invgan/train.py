@@ -24,7 +24,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 
 from invgan import InvganError
 from invgan.checkpoint import load_checkpoint, models_from_checkpoint, save_checkpoint
-from invgan.data import load_images
+from invgan.data import default_celeba_root, is_celeba, load_images
 from invgan.fileio import atomic_path
 from invgan.models import ModelConfig, build_models, sample_latent
 
@@ -38,7 +38,7 @@ class TrainConfig:
     """Every training setting; a recipe TOML sets any of these (model fields under [model])."""
 
     data: str | None = None          # CelebA folder, image folder or glob; None: configured CelebA
-    partition: str = "train"
+    partition: str | None = None    # None: "train" for a CelebA folder, else all images
     limit: int | None = None         # use only the first N images (smoke runs)
     epochs: int = 25
     batch_size: int = 64
@@ -158,6 +158,9 @@ def train(cfg: TrainConfig, model_cfg: ModelConfig, out_dir, resume: bool = Fals
             saved[keep] = getattr(cfg, keep)
         cfg = TrainConfig(**saved)
 
+    if cfg.partition is None:
+        root = Path(cfg.data) if cfg.data else default_celeba_root()
+        cfg.partition = "train" if root is not None and is_celeba(root) else "all"
     data = load_images(cfg.data, partition=cfg.partition, size=model_cfg.image_size,
                        limit=cfg.limit, progress=progress and is_main, cache_dir=cache_dir)
     n_shard = len(data) // world

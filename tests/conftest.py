@@ -51,9 +51,11 @@ def run_cli(*args, env=None, timeout=600):
 
 def assert_user_error(proc, *needles):
     assert proc.returncode == 2, (proc.returncode, proc.stdout, proc.stderr)
-    err = proc.stderr.strip()
     assert "Traceback" not in proc.stderr, proc.stderr
-    assert len(err.splitlines()) == 1, err
+    lines = [l for l in proc.stderr.replace("\r", "\n").splitlines() if l.strip()]
+    errors = [l for l in lines if l.startswith("invgan:")]
+    assert len(errors) == 1 and lines[-1] == errors[0], proc.stderr  # one line, last (progress bars may precede)
+    err = errors[0]
     assert err.startswith("invgan: error:"), err
     for n in needles:
         assert n in err, (n, err)

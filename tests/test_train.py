@@ -116,3 +116,18 @@ def test_recipes_parse():
         t, m = read_recipe(path)
         TrainConfig(**t).validate()
         ModelConfig(**m)
+
+
+def test_train_on_a_plain_folder(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    (tmp_path / "imgs").mkdir()
+    for i in range(20):
+        Image.fromarray(rng.integers(0, 255, (80, 70, 3), dtype=np.uint8)).save(tmp_path / "imgs" / f"{i}.png")
+    p = run_cli("train", "--data", tmp_path / "imgs", "--out", tmp_path / "r", "--max-steps", 2,
+                "--batch-size", 8, "--ngf", 8, "--ndf", 8, "--nz", 8, "--quiet")
+    assert p.returncode == 0, p.stderr
+    c = torch.load(tmp_path / "r" / "checkpoint.pt", weights_only=True)
+    assert c["meta"]["data"]["num_images"] == 20 and c["meta"]["train_config"]["partition"] == "all"
