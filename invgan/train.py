@@ -214,11 +214,16 @@ def train(cfg: TrainConfig, model_cfg: ModelConfig, out_dir, resume: bool = Fals
             w.writeheader()
             w.writerows({k: r.get(k, "") for k in LOG_FIELDS} for r in rows)
 
+    shard = {}  # epoch -> this rank's image order for that epoch (a pure function of seed, epoch)
+
     def next_batch():
         nonlocal batch_idx
         epoch, pos = divmod(batch_idx, batches_per_epoch)
-        perm = torch.randperm(len(data), generator=torch.Generator().manual_seed(cfg.seed * 100003 + epoch))
-        idx = perm[rank::world][pos * cfg.batch_size:(pos + 1) * cfg.batch_size].to(dev)
+        if epoch not in shard:
+            perm = torch.randperm(len(data), generator=torch.Generator().manual_seed(cfg.seed * 100003 + epoch))
+            shard.clear()
+            shard[epoch] = perm[rank::world].to(dev)
+        idx = shard[epoch][pos * cfg.batch_size:(pos + 1) * cfg.batch_size]
         x = images[idx].permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
         if cfg.flip:
             flip = torch.rand(x.shape[0], generator=g_noise, device=dev) < 0.5
