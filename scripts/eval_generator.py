@@ -26,11 +26,8 @@ from invgan.checkpoint import load_models
 from invgan.csgm import csgm_reconstruct
 from invgan.data import load_images, to_tensor
 from invgan.fileio import write_json
+from invgan.metrics import mse_per_image, summarize
 from invgan.physics import GaussianCS, Identity
-
-
-def per_pixel_mse(a, b):
-    return (a - b).pow(2).flatten(1).mean(1)
 
 
 def evaluate(path, val, train, device, rep_restarts, rep_iters, seed=0):
@@ -41,14 +38,13 @@ def evaluate(path, val, train, device, rep_restarts, rep_iters, seed=0):
         x = x.to(device)
         r = csgm_reconstruct(x, Identity(x.shape[1:], 0.0), G, cfg, restarts=rep_restarts,
                              iters=rep_iters, lr=0.1, seed=seed)
-        out[name] = per_pixel_mse(r.x, x).mean().item()
+        out[name] = float(mse_per_image(r.x, x).mean())
     x = val.to(device)
     phys = GaussianCS(500, tuple(x.shape[1:]), noise_std=0.01, seed=seed, device=device)
     y = phys(x, torch.Generator().manual_seed(seed + 1))
     r = csgm_reconstruct(y, phys, G, cfg, z_prior=0.0, restarts=2, iters=500, lr=0.1, seed=seed)
-    mse = per_pixel_mse(r.x, x)
-    out["cs500"] = mse.mean().item()
-    out["cs500_ci95"] = 1.96 * mse.std().item() / len(mse) ** 0.5
+    s = summarize(mse_per_image(r.x, x))
+    out["cs500"], out["cs500_ci95"] = s["mean"], s["ci95"]
     out["seconds"] = time.time() - t0
     return out
 
