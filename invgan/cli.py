@@ -141,6 +141,44 @@ def cmd_cs(args):
     run_cs(cfg, args.out, progress=not args.quiet)
 
 
+# ----------------------------------------------------------------------------- inpaint
+def _comma_list(text):
+    return tuple(t.strip() for t in text.split(",") if t.strip())
+
+
+def cmd_inpaint(args):
+    from invgan.inpaint import InpaintConfig, run_inpaint
+
+    blends = ("poisson", "none") if args.blend == "both" else (args.blend,)
+    cfg = InpaintConfig(mask=args.mask, hole=args.hole_size, fraction=args.fraction, side=args.side,
+                        mask_file=args.mask_file, methods=_comma_list(args.methods), blends=blends,
+                        lam=args.lam, prior=args.prior, window=args.window, iters=args.iters,
+                        restarts=args.restarts, lr=args.lr, z_clip=args.z_clip, images=args.images,
+                        num_images=args.num_images, generator=resolve_checkpoint(args.generator),
+                        discriminator=resolve_checkpoint(args.discriminator), seed=args.seed,
+                        device=args.device, grid_images=args.grid_images)
+    if args.mask_file and args.mask != "file":
+        cfg.mask = "file"
+    run_inpaint(cfg, args.out, progress=not args.quiet)
+
+
+def _window(text):
+    v = _positive_int(text)
+    if v % 2 == 0:
+        raise argparse.ArgumentTypeError(f"must be odd, got {v}")
+    return v
+
+
+def _fraction(text):
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0 < v < 1:
+        raise argparse.ArgumentTypeError(f"must be strictly between 0 and 1, got {v}")
+    return v
+
+
 # ----------------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="invgan", description="Imaging inverse problems with pretrained generative models.")
@@ -219,6 +257,39 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--out", default="runs/cs", help="output folder (default runs/cs)")
     c.add_argument("--quiet", action="store_true")
     c.set_defaults(func=cmd_cs)
+
+    i = sub.add_parser("inpaint", help="semantic inpainting: fill masked pixels",
+                       description="Fill the missing pixels of masked images with a GAN (Yeh et al. 2017: "
+                                   "context + prior loss over z, then Poisson blending) and classical "
+                                   "baselines; defaults are the paper's settings.")
+    i.add_argument("--mask", default="center", choices=["center", "random", "half", "blob", "file"],
+                   help="centre block, random pixels, half image, random blobs, or --mask-file")
+    i.add_argument("--mask-file", help="mask image (white = known) or .npy (nonzero = known), image-sized")
+    i.add_argument("--hole-size", type=_positive_int, help="centre hole side in pixels (default half the image: 32)")
+    i.add_argument("--fraction", type=_fraction, help="missing fraction for random (0.8) and blob (0.3, >= 0.25)")
+    i.add_argument("--side", default="left", choices=["left", "right", "top", "bottom"], help="half: missing side")
+    i.add_argument("--methods", default="yeh,biharmonic,tv", help="comma list of yeh, biharmonic, tv")
+    i.add_argument("--blend", default="poisson", choices=["poisson", "none", "both"],
+                   help="how G(z) enters the hole: Poisson blending, plain composite, or report both")
+    i.add_argument("--lam", type=_nonneg_float, default=0.003, help="prior weight lambda (paper: 0.003)")
+    i.add_argument("--prior", default="paper", choices=["paper", "generator"],
+                   help="paper: log(1 - D(G(z))); generator: -log D(G(z))")
+    i.add_argument("--window", type=_window, default=7, help="importance-weight window (odd; paper: 7)")
+    i.add_argument("--iters", type=_positive_int, default=1500, help="Adam iterations (paper: 1500)")
+    i.add_argument("--restarts", type=_positive_int, default=1, help="random restarts, batched (default 1)")
+    i.add_argument("--lr", type=float, default=0.01, help="Adam learning rate (paper: 0.01)")
+    i.add_argument("--z-clip", type=float, help="clip z to [-c, c] after each step (uniform prior: 1)")
+    i.add_argument("--images", help="CelebA folder, image folder or glob (default: CelebA test, else val, "
+                                    "lowest ids; the built-in demo set without CelebA)")
+    i.add_argument("--num-images", type=_positive_int, default=64)
+    i.add_argument("--generator", help="checkpoint or run folder (default: the shipped CelebA model)")
+    i.add_argument("--discriminator", help="checkpoint holding D (default: the generator's file, or the shipped D)")
+    i.add_argument("--seed", type=int, default=0)
+    i.add_argument("--device")
+    i.add_argument("--grid-images", type=_positive_int, default=8)
+    i.add_argument("--out", default="runs/inpaint", help="output folder (default runs/inpaint)")
+    i.add_argument("--quiet", action="store_true")
+    i.set_defaults(func=cmd_inpaint)
     return p
 
 

@@ -89,36 +89,42 @@ def demo_images(n: int, G, model_cfg, seed: int, device) -> tuple[torch.Tensor, 
     return x, ids
 
 
-def select_images(cfg: CSConfig, G, model_cfg, device):
-    """Return (x (N, 3, 64, 64) in [-1, 1], ids, source description)."""
+def select_images(images, num_images: int, G, model_cfg, device, seed: int = 0, input: str = "data",
+                  notes: list | None = None):
+    """The experiment's images: (x (N, 3, 64, 64) in [-1, 1], ids, source description).
+
+    ``images`` None: CelebA's test partition (else val), lowest ids; without CelebA, the built-in
+    demo set. ``input`` "gen-span": N generator samples instead. Notes for the user go to ``notes``.
+    """
+    from pathlib import Path
+
     from invgan.data import default_celeba_root, is_celeba, load_images, read_partition_file
     from invgan.models import sample_latent
 
-    if cfg.input == "gen-span":
-        z = sample_latent(cfg.num_images, model_cfg, torch.Generator().manual_seed(cfg.seed + 7)).to(device)
+    notes = [] if notes is None else notes
+    if input == "gen-span":
+        z = sample_latent(num_images, model_cfg, torch.Generator().manual_seed(seed + 7)).to(device)
         with torch.no_grad():
             x = G(z)
-        return x, [f"gen-{i}" for i in range(cfg.num_images)], "generator samples (gen-span)"
-    spec = cfg.images
+        return x, [f"gen-{i}" for i in range(num_images)], "generator samples (gen-span)"
+    spec = images
     if spec is None:
         spec = default_celeba_root()
         if spec is None or not is_celeba(spec):
-            cfg.notes.append("no CelebA found (set INVGAN_CELEBA): using the built-in demo set "
-                             "(scikit-image astronaut + generator samples)")
-            x, ids = demo_images(cfg.num_images, G, model_cfg, cfg.seed, device)
+            notes.append("no CelebA found (set INVGAN_CELEBA): using the built-in demo set "
+                         "(scikit-image astronaut + generator samples)")
+            x, ids = demo_images(num_images, G, model_cfg, seed, device)
             return x, ids, "demo"
-    from pathlib import Path
-
     if is_celeba(Path(spec)):
         parts = set(read_partition_file(Path(spec)).values())
         partition = "test" if 2 in parts else "val"
-        data = load_images(spec, partition=partition, limit=cfg.num_images, progress=False)
+        data = load_images(spec, partition=partition, limit=num_images, progress=False)
         source = f"CelebA {partition} partition, {len(data)} lowest ids ({spec})"
     else:
-        data = load_images(spec, limit=cfg.num_images, progress=False)
+        data = load_images(spec, limit=num_images, progress=False)
         source = f"images at {spec}"
     for name, why in data.skipped:
-        cfg.notes.append(f"skipped {name}: {why}")
+        notes.append(f"skipped {name}: {why}")
     return data.tensor().to(device), list(data.ids), source
 
 
@@ -155,7 +161,7 @@ def run_cs(cfg: CSConfig, out_dir=None, progress: bool = True, verbose: bool = T
         except InvganError:
             if needs_generator(cfg):
                 raise
-    x, ids, source = select_images(cfg, G, model_cfg, dev)
+    x, ids, source = select_images(cfg.images, cfg.num_images, G, model_cfg, dev, cfg.seed, cfg.input, cfg.notes)
     img_shape = tuple(x.shape[1:])
     if model_cfg is not None and needs_generator(cfg) and (model_cfg.image_size, model_cfg.channels) != (img_shape[1], img_shape[0]):
         raise InvganError(f"the generator makes {model_cfg.image_size}px images; the inputs are {img_shape[1]}px")
@@ -229,7 +235,7 @@ def image_grid_figure(rows: list[tuple[str, torch.Tensor]], ncols: int):
     import matplotlib.pyplot as plt
 
     ncols = max(1, min(ncols, rows[0][1].shape[0]))
-    fig, axes = plt.subplots(len(rows), ncols, figsize=(1.2 * ncols + 1.2, 1.25 * len(rows)), squeeze=False)
+    fig, axes = plt.subplots(len(rows), ncols, figsize=(1.2 * ncols + 1.6, 1.25 * len(rows)), squeeze=False)
     for r, (label, imgs) in enumerate(rows):
         for c in range(ncols):
             ax = axes[r][c]
@@ -238,7 +244,7 @@ def image_grid_figure(rows: list[tuple[str, torch.Tensor]], ncols: int):
             ax.set_yticks([])
             if c == 0:
                 ax.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=9)
-    fig.subplots_adjust(left=0.14, right=0.99, top=0.99, bottom=0.01, wspace=0.04, hspace=0.04)
+    fig.subplots_adjust(left=0.18, right=0.99, top=0.99, bottom=0.01, wspace=0.04, hspace=0.04)
     return fig
 
 

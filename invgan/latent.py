@@ -47,6 +47,8 @@ def optimize_latent(G: torch.nn.Module, objective: Callable[[torch.Tensor, torch
 
     device = next(G.parameters()).device
     G.eval()
+    if device.type == "cpu":
+        G.to(memory_format=torch.channels_last)  # ~1.3x faster convolutions on CPU (oneDNN)
     z0 = sample_latent(restarts * num_images, model_cfg, torch.Generator().manual_seed(seed))
     z = z0.to(device).requires_grad_(True)
     opt = torch.optim.Adam([z], lr=lr)
@@ -57,7 +59,7 @@ def optimize_latent(G: torch.nn.Module, objective: Callable[[torch.Tensor, torch
         with torch.no_grad():
             project_to_prior(z, model_cfg.latent_prior, z_clip)
     with torch.no_grad():
-        x = G(z)
+        x = G(z).contiguous()
         final = objective(x, z).reshape(restarts, num_images)
         best = final.argmin(0)
         pick = best * num_images + torch.arange(num_images, device=best.device)

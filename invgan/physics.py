@@ -96,24 +96,33 @@ class SuperResolution(Physics):
 
 
 class Inpainting(Physics):
-    """Pixel mask: y = mask * x, mask (1 or C, H, W) with 1 = observed. y keeps x's shape.
+    """Pixel mask: y = mask * x with 1 = observed. y keeps x's shape (B, C, H, W).
 
-    m is the number of observed values per image; the data term averages over them only.
+    ``mask``: (H, W), (1 or C, H, W) shared by every image, or (B, 1 or C, H, W), one per image
+    (then x must hold exactly those B images). ``m`` is the number of observed values per image
+    (the mean over images for per-image masks); the data term averages over each image's own.
     """
 
     name = "inpaint"
 
-    def __init__(self, mask: torch.Tensor, img_shape=(3, 64, 64), noise_std: float = 0.01):
+    def __init__(self, mask: torch.Tensor, img_shape=(3, 64, 64), noise_std: float = 0.0):
         mask = torch.as_tensor(mask, dtype=torch.float32)
-        if mask.dim() == 2:
+        while mask.dim() < 4:
             mask = mask[None]
-        if mask.shape[-2:] != tuple(img_shape[1:]) or mask.shape[0] not in (1, img_shape[0]):
+        if mask.dim() != 4 or mask.shape[-2:] != tuple(img_shape[1:]) or mask.shape[1] not in (1, img_shape[0]):
             raise InvganError(f"mask of shape {tuple(mask.shape)} does not fit images of shape {tuple(img_shape)}")
-        self.mask = mask.expand(img_shape[0], *img_shape[1:]).contiguous()
-        self.m = int(self.mask.sum().item())
-        if self.m == 0:
+        if not ((mask == 0) | (mask == 1)).all():
+            raise InvganError("mask values must be 0 (missing) or 1 (observed)")
+        self.mask = mask  # (1 or B, 1 or C, H, W)
+        self.known = mask.expand(mask.shape[0], img_shape[0], *img_shape[1:]).flatten(1).sum(1)
+        if (self.known == 0).any():
             raise InvganError("the mask has no observed pixels")
+        self.m = int(round(self.known.mean().item()))
         self.img_shape, self.noise_std = tuple(img_shape), noise_std
+
+    @property
+    def per_image(self) -> bool:
+        return self.mask.shape[0] > 1
 
     def A(self, x):
         return x * self.mask
@@ -122,21 +131,11 @@ class Inpainting(Physics):
         return y * self.mask
 
     def measurement_loss(self, y, x_hat):
-        return ((y - x_hat) * self.mask).pow(2).flatten(1).sum(1) / self.m
+        return ((y - x_hat) * self.mask).pow(2).flatten(1).sum(1) / self.known
 
     def to(self, device):
-        self.mask = self.mask.to(device)
+        self.mask, self.known = self.mask.to(device), self.known.to(device)
         return self
-
-    @staticmethod
-    def center_mask(img_shape=(3, 64, 64), size: int | None = None) -> torch.Tensor:
-        """1 everywhere but a centred size x size hole (default: half the side, 32 at 64 px)."""
-        h, w = img_shape[1:]
-        size = size or h // 2
-        mask = torch.ones(1, h, w)
-        t, l = (h - size) // 2, (w - size) // 2
-        mask[:, t:t + size, l:l + size] = 0
-        return mask
 
 
 class Identity(Physics):
@@ -168,7 +167,9 @@ def make_physics(kind: str, m: int | None = None, img_shape=(3, 64, 64), noise_s
     if kind == "superres":
         return SuperResolution(factor, img_shape, noise_std)
     if kind == "inpaint":
-        return Inpainting(Inpainting.center_mask(img_shape), img_shape, noise_std).to(device)
+        from invgan.masks import center_mask
+
+        return Inpainting(center_mask(img_shape[1]), img_shape, noise_std).to(device)
     if kind == "project":
         return Identity(img_shape, noise_std)
     raise InvganError(f"unknown measurement {kind!r}: use one of {', '.join(MEASUREMENTS)}")
