@@ -36,7 +36,7 @@ def write_text(path, text: str) -> None:
 
 
 def write_json(path, obj) -> None:
-    write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+    write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")  # paths as text
 
 
 def save_figure(fig, path, **kwargs) -> None:
