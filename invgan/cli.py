@@ -150,15 +150,16 @@ def cmd_inpaint(args):
     from invgan.inpaint import InpaintConfig, run_inpaint
 
     blends = ("poisson", "none") if args.blend == "both" else (args.blend,)
-    cfg = InpaintConfig(mask=args.mask, hole=args.hole_size, fraction=args.fraction, side=args.side,
+    mask = args.mask or ("file" if args.mask_file else "center")
+    if args.mask_file and mask != "file":
+        raise InvganError(f"--mask-file goes with --mask file, not --mask {mask}")
+    cfg = InpaintConfig(mask=mask, hole=args.hole_size, fraction=args.fraction, side=args.side,
                         mask_file=args.mask_file, methods=_comma_list(args.methods), blends=blends,
                         lam=args.lam, prior=args.prior, window=args.window, iters=args.iters,
                         restarts=args.restarts, lr=args.lr, z_clip=args.z_clip, images=args.images,
                         num_images=args.num_images, generator=resolve_checkpoint(args.generator),
                         discriminator=resolve_checkpoint(args.discriminator), seed=args.seed,
                         device=args.device, grid_images=args.grid_images)
-    if args.mask_file and args.mask != "file":
-        cfg.mask = "file"
     run_inpaint(cfg, args.out, progress=not args.quiet)
 
 
@@ -177,6 +178,31 @@ def _fraction(text):
     if not 0 < v < 1:
         raise argparse.ArgumentTypeError(f"must be strictly between 0 and 1, got {v}")
     return v
+
+
+# ----------------------------------------------------------------------------- sweep / plot
+def cmd_sweep(args):
+    from invgan.sweep import merge, parse_shard, read_sweep_recipe, run_sweep
+
+    recipe = read_sweep_recipe(args.recipe, {"num_images": args.num_images, "images": args.images})
+    out = Path(args.out or Path("runs") / "sweeps" / recipe["name"])
+    if args.merge_only:
+        if not (out / "sweep.json").is_file():
+            raise InvganError(f"{str(out)!r} holds no sweep to merge")
+        res = merge(out)
+    else:
+        res = run_sweep(recipe, out, parse_shard(args.shard), args.device, progress=not args.quiet,
+                        methods=_comma_list(args.methods) if args.methods else None)
+    print(f"{res['cells_done']} of {res['cells_done'] + len(res['cells_missing'])} cells done "
+          f"({res['cell_seconds_total']:.0f} s of cell time); results: {out}/results.csv, results.json")
+
+
+def cmd_plot(args):
+    from invgan.plots import plot
+
+    methods = _comma_list(args.methods) if args.methods else None
+    what = plot(args.results, args.out, args.kind, args.x, args.metric, methods, args.logy, args.ncols)
+    print(f"wrote {args.out} ({what})")
 
 
 # ----------------------------------------------------------------------------- parser
@@ -262,8 +288,8 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Fill the missing pixels of masked images with a GAN (Yeh et al. 2017: "
                                    "context + prior loss over z, then Poisson blending) and classical "
                                    "baselines; defaults are the paper's settings.")
-    i.add_argument("--mask", default="center", choices=["center", "random", "half", "blob", "file"],
-                   help="centre block, random pixels, half image, random blobs, or --mask-file")
+    i.add_argument("--mask", choices=["center", "random", "half", "blob", "file"],
+                   help="centre block (default), random pixels, half image, random blobs, or file (--mask-file)")
     i.add_argument("--mask-file", help="mask image (white = known) or .npy (nonzero = known), image-sized")
     i.add_argument("--hole-size", type=_positive_int, help="centre hole side in pixels (default half the image: 32)")
     i.add_argument("--fraction", type=_fraction, help="missing fraction for random (0.8) and blob (0.3, >= 0.25)")
@@ -290,6 +316,31 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--out", default="runs/inpaint", help="output folder (default runs/inpaint)")
     i.add_argument("--quiet", action="store_true")
     i.set_defaults(func=cmd_inpaint)
+
+    w = sub.add_parser("sweep", help="run a grid of experiments from a recipe (resumable, shardable)",
+                       description="Run every cell (method x grid point) of a sweep recipe; finished cells "
+                                   "are kept, so rerunning resumes. Results: OUT/results.csv and results.json.")
+    w.add_argument("--recipe", required=True, help="sweep recipe (TOML), e.g. recipes/cs_paper.toml")
+    w.add_argument("--out", help="sweep folder (default runs/sweeps/<recipe name>)")
+    w.add_argument("--shard", help="i/n: run cells i, i+n, ... (default under torchrun: RANK/WORLD_SIZE)")
+    w.add_argument("--num-images", type=_positive_int, help="override the recipe's number of images")
+    w.add_argument("--images", help="override the recipe's images")
+    w.add_argument("--methods", help="run only these of the recipe's methods now (comma list)")
+    w.add_argument("--device")
+    w.add_argument("--merge-only", action="store_true", help="only merge finished cells into results")
+    w.add_argument("--quiet", action="store_true")
+    w.set_defaults(func=cmd_sweep)
+
+    f = sub.add_parser("plot", help="plot results: error vs measurements / noise, image grids")
+    f.add_argument("results", help="sweep folder, results.json, metrics.json or results.csv")
+    f.add_argument("--out", default="fig.png", help="figure file (.png, .pdf, .svg)")
+    f.add_argument("--kind", default="auto", choices=["auto", "curve", "grid"])
+    f.add_argument("--x", choices=["m", "noise_std"], help="x axis of a curve (default: whichever varies)")
+    f.add_argument("--metric", default="mse", choices=["mse", "psnr", "ssim", "mse_hole", "psnr_hole", "ssim_hole"])
+    f.add_argument("--methods", help="comma list of methods to show (default all)")
+    f.add_argument("--logy", action="store_true")
+    f.add_argument("--ncols", type=_positive_int, default=6, help="images per row in grids")
+    f.set_defaults(func=cmd_plot)
     return p
 
 

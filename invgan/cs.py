@@ -145,8 +145,12 @@ def run_method(method: str, y, physics, cfg: CSConfig, G, model_cfg, progress: b
                  "max_rel_gap": float(r.gap.max())}
 
 
-def run_cs(cfg: CSConfig, out_dir=None, progress: bool = True, verbose: bool = True) -> dict:
-    """Run the experiment; write outputs to ``out_dir`` if given; return the metrics dict."""
+def run_cs(cfg: CSConfig, out_dir=None, progress: bool = True, verbose: bool = True,
+           keep_images: bool = False) -> dict:
+    """Run the experiment; write outputs to ``out_dir`` if given; return the metrics dict.
+
+    ``keep_images``: also return the images under "images" ({"original": x, method: x_hat}, CPU tensors).
+    """
     from tqdm import tqdm
 
     from invgan.checkpoint import load_models
@@ -203,6 +207,8 @@ def run_cs(cfg: CSConfig, out_dir=None, progress: bool = True, verbose: bool = T
         write_outputs(result, x.cpu(), recon, ids, out_dir, cfg.grid_images)
         if verbose:
             print(f"wrote {out_dir}/metrics.json, results.csv, grid.png")
+    if keep_images:
+        result["images"] = {"original": x.cpu(), **recon}
     return result
 
 
@@ -235,7 +241,9 @@ def image_grid_figure(rows: list[tuple[str, torch.Tensor]], ncols: int):
     import matplotlib.pyplot as plt
 
     ncols = max(1, min(ncols, rows[0][1].shape[0]))
-    fig, axes = plt.subplots(len(rows), ncols, figsize=(1.2 * ncols + 1.6, 1.25 * len(rows)), squeeze=False)
+    label_w = 0.3 + 0.075 * max(len(label) for label, _ in rows)  # inches for the row labels
+    width = 1.2 * ncols + label_w
+    fig, axes = plt.subplots(len(rows), ncols, figsize=(width, 1.25 * len(rows)), squeeze=False)
     for r, (label, imgs) in enumerate(rows):
         for c in range(ncols):
             ax = axes[r][c]
@@ -244,7 +252,7 @@ def image_grid_figure(rows: list[tuple[str, torch.Tensor]], ncols: int):
             ax.set_yticks([])
             if c == 0:
                 ax.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=9)
-    fig.subplots_adjust(left=0.18, right=0.99, top=0.99, bottom=0.01, wspace=0.04, hspace=0.04)
+    fig.subplots_adjust(left=label_w / width, right=0.99, top=0.99, bottom=0.01, wspace=0.04, hspace=0.04)
     return fig
 
 

@@ -79,8 +79,12 @@ class InpaintConfig:
         return names
 
 
-def run_inpaint(cfg: InpaintConfig, out_dir=None, progress: bool = True, verbose: bool = True) -> dict:
-    """Run the experiment; write outputs to ``out_dir`` if given; return the metrics dict."""
+def run_inpaint(cfg: InpaintConfig, out_dir=None, progress: bool = True, verbose: bool = True,
+                keep_images: bool = False) -> dict:
+    """Run the experiment; write outputs to ``out_dir`` if given; return the metrics dict.
+
+    ``keep_images``: also return the images under "images" (original, masked, one per method).
+    """
     from invgan.checkpoint import load_models
     from invgan.cs import select_images
     from invgan.train import pick_device
@@ -157,6 +161,9 @@ def run_inpaint(cfg: InpaintConfig, out_dir=None, progress: bool = True, verbose
                       cfg.grid_images)
         if verbose:
             print(f"wrote {out_dir}/metrics.json, results.csv, masks.npy, grid.png")
+    if keep_images:
+        result["images"] = {"original": x.cpu(), "masked": y.cpu(),
+                            **{k: v.cpu() for k, v in recon.items() if k in result["summary"]}}
     return result
 
 

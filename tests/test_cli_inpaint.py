@@ -64,6 +64,7 @@ def _mask_png(path, arr):
 
 @pytest.mark.parametrize("args,needle", [
     (["--mask", "file"], "needs a mask file"),
+    (["--mask", "random", "--mask-file", "SMALL"], "goes with --mask file"),
     (["--mask-file", "SMALL"], "the images are 64x64"),
     (["--mask-file", "BLACK"], "no known pixels"),
     (["--mask-file", "/nonexistent.png"], "does not exist"),

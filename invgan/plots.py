@@ -1,0 +1,186 @@
+"""Figures from results: the papers' error curves and image grids (behind `invgan plot`).
+
+``RESULTS`` is a sweep folder (its results.json), a results.json / metrics.json, or a results.csv.
+
+- error against the number of measurements m (Bora et al., Fig. 1): mean reconstruction error
+  per pixel over the images, 95% interval bars (1.96 std / sqrt(N)), log-x, one line per method;
+- error against the noise std (log-x), when the noise varies instead;
+- image grids (super-resolution, inpainting, or ``kind="grid"``): originals, then one row per
+  cell and method, from the reconstructions a sweep keeps in cells/*.npz.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from invgan import InvganError
+from invgan.metrics import summarize
+
+X_LABELS = {"m": "number of measurements m", "noise_std": "noise std per measurement"}
+Y_LABELS = {"mse": "reconstruction error (per pixel)", "psnr": "PSNR (dB)", "ssim": "SSIM",
+            "mse_hole": "error in the hole (per pixel)", "psnr_hole": "PSNR in the hole (dB)",
+            "ssim_hole": "SSIM in the hole"}
+
+
+def load_results(path) -> tuple[list[dict], dict, Path | None]:
+    """(rows, meta, sweep folder or None) from any of the accepted RESULTS forms."""
+    p = Path(path)
+    folder = None
+    if p.is_dir():
+        folder = p
+        p = p / "results.json"
+        if not p.is_file():
+            raise InvganError(f"{str(path)!r} holds no results.json (run `invgan sweep` there first)")
+    if not p.is_file():
+        raise InvganError(f"results {str(path)!r} do not exist")
+    if p.suffix == ".csv":
+        with open(p, newline="") as fh:
+            rows = [{k: _number(v) for k, v in r.items()} for r in csv.DictReader(fh)]
+        meta = {}
+    else:
+        try:
+            meta = json.loads(p.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise InvganError(f"{str(path)!r} is not a results JSON ({exc})") from None
+        rows = meta.get("rows") if isinstance(meta, dict) else None
+        if rows is None:
+            raise InvganError(f"{str(path)!r} has no 'rows': give a sweep folder, results.json or results.csv")
+        if folder is None and (p.parent / "cells").is_dir():
+            folder = p.parent
+    if not rows:
+        raise InvganError(f"{str(path)!r} holds no result rows yet")
+    return rows, meta, folder
+
+
+def _number(text):
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except (TypeError, ValueError):
+            pass
+    return text
+
+
+SERIES_KEYS = ("m", "noise_std", "measurement", "input", "mask")
+
+
+def curves(rows: list[dict], x: str, metric: str = "mse", methods=None) -> dict:
+    """{label: (xs, means, ci95s, ns)} with x ascending, one series per method (and per value of
+    any other setting that varies, e.g. the noise on an error-vs-m plot, so nothing is pooled)."""
+    for r in rows:
+        if metric not in r or x not in r:
+            raise InvganError(f"the results have no column {metric if metric not in r else x!r}")
+    others = [k for k in SERIES_KEYS if k != x and len({str(r.get(k)) for r in rows}) > 1]
+    groups = defaultdict(list)
+    for r in rows:
+        if methods and r["method"] not in methods:
+            continue
+        label = r["method"] + "".join(f", {k}={r.get(k)}" for k in others)
+        groups[label, float(r[x])].append(float(r[metric]))
+    out = {}
+    for label in dict.fromkeys(lab for lab, _ in groups):
+        xs = sorted(v for (lab, v) in groups if lab == label)
+        stats = [summarize(groups[(label, v)]) for v in xs]
+        out[label] = (np.array(xs), np.array([s["mean"] for s in stats]),
+                      np.array([s["ci95"] for s in stats]), np.array([s["n"] for s in stats]))
+    if not out:
+        raise InvganError(f"no rows for the methods {', '.join(methods)}")
+    return out
+
+
+def choose_axis(rows: list[dict]) -> str:
+    for x in ("m", "noise_std"):
+        if len({r.get(x) for r in rows}) > 1:
+            return x
+    raise InvganError("neither m nor the noise varies in these results: nothing to plot as a curve "
+                      "(use --kind grid for images)")
+
+
+def plot_curves(rows, out, x: str | None = None, metric: str = "mse", methods=None, logy: bool = False,
+                title: str | None = None) -> dict:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from invgan.fileio import save_figure
+
+    x = x or choose_axis(rows)
+    data = curves(rows, x, metric, methods)
+    fig, ax = plt.subplots(figsize=(5.2, 3.6))
+    for method, (xs, mean, ci, n) in data.items():
+        ax.errorbar(xs, mean, yerr=ci, marker="o", ms=3.5, capsize=2.5, lw=1.3, label=method)
+    ax.set_xscale("log")
+    if logy:
+        ax.set_yscale("log")
+    ax.set_xlabel(X_LABELS.get(x, x))
+    ax.set_ylabel(Y_LABELS.get(metric, metric))
+    n_img = max(int(v[3].max()) for v in data.values())
+    ax.set_title(title or f"{n_img} images, mean and 95% interval", fontsize=9)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    save_figure(fig, out, dpi=120)
+    plt.close(fig)
+    return data
+
+
+def plot_grid(folder: Path, out, ncols: int = 6) -> None:
+    """Originals (and masked inputs), then one row per cell x method, from a sweep's cells/*.npz."""
+    import torch
+
+    import matplotlib.pyplot as plt
+
+    from invgan.cs import image_grid_figure
+    from invgan.fileio import save_figure
+
+    if folder is None or not (folder / "cells").is_dir():
+        raise InvganError("image grids need a sweep folder (with cells/*.npz)")
+    meta = json.loads((folder / "sweep.json").read_text())
+    from invgan.sweep import cell_name, cells
+
+    rows, have_original = [], False
+    for cell in cells(meta["recipe"]):
+        f = folder / "cells" / f"{cell_name(cell)}.npz"
+        if not f.is_file():
+            continue
+        arrs = np.load(f)
+        label_cell = ", ".join(f"{v}" for k, v in cell.items() if k != "method")
+        for key in arrs.files:
+            t = torch.from_numpy(arrs[key]).permute(0, 3, 1, 2).float() / 127.5 - 1
+            if key == "original":
+                if not have_original:
+                    rows.insert(0, ("original", t))
+                    have_original = True
+            elif key == "masked":
+                rows.append((f"masked {label_cell}", t))
+            else:
+                rows.append((f"{key} {label_cell}".strip(), t))
+    if not rows:
+        raise InvganError(f"{str(folder)!r} has no finished cells to show")
+    fig = image_grid_figure(rows, ncols)
+    save_figure(fig, out, dpi=100)
+    plt.close(fig)
+
+
+def plot(results, out, kind: str = "auto", x: str | None = None, metric: str = "mse", methods=None,
+         logy: bool = False, ncols: int = 6) -> str:
+    """Make the figure; returns what was drawn ("curve m", "curve noise_std" or "grid")."""
+    rows, meta, folder = load_results(results)
+    if kind == "auto":
+        recipe = meta.get("recipe", {})
+        image_task = recipe.get("experiment") == "inpaint" or recipe.get("settings", {}).get("measurement") == "superres"
+        kind = "grid" if image_task else "curve"
+    if kind == "grid":
+        plot_grid(folder, out, ncols)
+        return "grid"
+    if kind != "curve":
+        raise InvganError(f"unknown plot kind {kind!r}: use auto, curve or grid")
+    x = x or choose_axis(rows)
+    plot_curves(rows, out, x, metric, methods, logy)
+    return f"curve {x}"

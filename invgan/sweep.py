@@ -1,0 +1,249 @@
+"""Sweeps: run an experiment over a grid of settings, one result file per finished cell.
+
+A recipe (TOML) names the experiment, its methods, fixed settings and a grid:
+
+    [sweep]
+    experiment = "cs"                         # "cs" (invgan cs) or "inpaint" (invgan inpaint)
+    methods = ["dcgan", "lasso-dct"]
+    num_images = 64
+    [settings]                                # fixed fields of CSConfig / InpaintConfig
+    noise_std = 0.01
+    [grid]                                    # lists; every combination x every method is a cell
+    measurements = [20, 50, 100]
+
+A cell is one method at one grid point, run on all images at once (one batch). Each finished
+cell is written at once to OUT/cells/<cell>.json (rows, summary, wall time) and
+OUT/cells/<cell>.npz (the first few reconstructions, uint8); a rerun skips finished cells, so an
+interrupted sweep resumes. ``shard=(i, n)`` runs cells i, i+n, i+2n, ...; under torchrun the
+shard is the process's RANK / WORLD_SIZE and each process takes GPU LOCAL_RANK. Every process
+merges the cell files present into OUT/results.csv and OUT/results.json (one row per image x
+method x cell); the last to finish writes the complete set.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import itertools
+import json
+import os
+import re
+import time
+import tomllib
+from pathlib import Path
+
+import numpy as np
+
+from invgan import InvganError
+from invgan.fileio import atomic_path, write_json
+
+EXPERIMENTS = ("cs", "inpaint")
+SAVED_IMAGES = 8
+
+
+def _config_class(experiment: str):
+    if experiment == "cs":
+        from invgan.cs import CSConfig
+        return CSConfig
+    if experiment == "inpaint":
+        from invgan.inpaint import InpaintConfig
+        return InpaintConfig
+    raise InvganError(f"unknown experiment {experiment!r}: use one of {', '.join(EXPERIMENTS)}")
+
+
+def read_sweep_recipe(path, overrides: dict | None = None) -> dict:
+    """Parse and check a sweep recipe; ``overrides`` (e.g. num_images) replace [settings] values."""
+    p = Path(path)
+    if not p.is_file():
+        raise InvganError(f"recipe {str(path)!r} does not exist")
+    try:
+        raw = tomllib.loads(p.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise InvganError(f"recipe {str(path)!r} is not valid TOML ({exc})") from None
+    unknown = set(raw) - {"sweep", "settings", "grid"}
+    if unknown:
+        raise InvganError(f"recipe {str(path)!r}: unknown table [{sorted(unknown)[0]}]; use [sweep], [settings], [grid]")
+    head = dict(raw.get("sweep", {}))
+    experiment = head.pop("experiment", "cs")
+    cls = _config_class(experiment)
+    fields = {f.name for f in dataclasses.fields(cls)} - {"notes", "methods"}
+    methods = head.pop("methods", None)
+    if not methods or not isinstance(methods, list):
+        raise InvganError(f"recipe {str(path)!r}: [sweep] needs a non-empty list 'methods'")
+    settings = dict(raw.get("settings", {}))
+    for k in list(head):  # num_images, seed, images may sit in [sweep] too
+        settings[k] = head.pop(k)
+    settings.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    grid = dict(raw.get("grid", {}))
+    for table, keys in (("settings", settings), ("grid", grid)):
+        bad = sorted(set(keys) - fields)
+        if bad:
+            raise InvganError(f"recipe {str(path)!r}: unknown {table} key {bad[0]!r} for a {experiment} "
+                              f"sweep; known: {', '.join(sorted(fields))}")
+    for k, v in grid.items():
+        if not isinstance(v, list) or not v:
+            raise InvganError(f"recipe {str(path)!r}: grid key {k!r} must be a non-empty list")
+        if k in settings:
+            raise InvganError(f"recipe {str(path)!r}: {k!r} is both a setting and a grid key")
+    recipe = {"name": p.stem, "experiment": experiment, "methods": list(methods),
+              "settings": settings, "grid": grid}
+    for cell in cells(recipe):  # fail now, not hours into the sweep
+        cell_config(recipe, cell).validate()
+    return recipe
+
+
+def cells(recipe: dict) -> list[dict]:
+    """All cells in a fixed order: methods outermost (in the recipe's order), then the grid."""
+    keys = list(recipe["grid"])
+    out = []
+    for method in recipe["methods"]:
+        for values in itertools.product(*(recipe["grid"][k] for k in keys)):
+            out.append({"method": method, **dict(zip(keys, values))})
+    return out
+
+
+def cell_name(cell: dict) -> str:
+    text = "__".join(f"{k}={v}" for k, v in cell.items())
+    return re.sub(r"[^A-Za-z0-9_.=+-]", "-", text)
+
+
+def cell_config(recipe: dict, cell: dict):
+    cls = _config_class(recipe["experiment"])
+    kw = {**recipe["settings"], **{k: v for k, v in cell.items() if k != "method"}, "methods": (cell["method"],)}
+    for k, v in kw.items():
+        if isinstance(v, list):
+            kw[k] = tuple(v)
+    try:
+        return cls(**kw)
+    except TypeError as exc:
+        raise InvganError(f"bad sweep settings ({exc})") from None
+
+
+def recipe_hash(recipe: dict) -> str:
+    return hashlib.sha256(json.dumps(recipe, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def parse_shard(text: str | None) -> tuple[int, int]:
+    """"i/n" -> (i, n); None -> torchrun's RANK / WORLD_SIZE, else (0, 1)."""
+    if text is None:
+        return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+    m = re.fullmatch(r"(\d+)/(\d+)", text.strip())
+    if not m or not 0 <= int(m.group(1)) < int(m.group(2)):
+        raise InvganError(f"--shard must be i/n with 0 <= i < n (e.g. 0/4), got {text!r}")
+    return int(m.group(1)), int(m.group(2))
+
+
+def _check_out(out: Path, recipe: dict) -> None:
+    """OUT/sweep.json records the recipe; a different recipe in the same folder is an error."""
+    meta = out / "sweep.json"
+    h = recipe_hash(recipe)
+    if meta.is_file():
+        old = json.loads(meta.read_text())
+        if old.get("hash") != h:
+            raise InvganError(f"{str(out)!r} holds a sweep of a different recipe or settings "
+                              f"({old.get('recipe', {}).get('name')}); use another --out")
+    else:
+        write_json(meta, {"hash": h, "recipe": recipe})
+
+
+def run_sweep(recipe: dict, out, shard=(0, 1), device: str | None = None, progress: bool = True,
+              methods=None) -> dict:
+    """Run this shard's unfinished cells, then merge; returns the merged results dict.
+
+    ``methods``: run only these of the recipe's methods now (the others stay to do).
+    """
+    from tqdm import tqdm
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    _check_out(out, recipe)
+    if device is None and "LOCAL_RANK" in os.environ:
+        import torch
+
+        if torch.cuda.is_available():
+            device = f"cuda:{int(os.environ['LOCAL_RANK']) % torch.cuda.device_count()}"
+    if methods:
+        bad = [m for m in methods if m not in recipe["methods"]]
+        if bad:
+            raise InvganError(f"method {bad[0]!r} is not in the recipe ({', '.join(recipe['methods'])})")
+    todo = [c for c in cells(recipe) if not methods or c["method"] in methods][shard[0]::shard[1]]
+    pending = [c for c in todo if not (out / "cells" / f"{cell_name(c)}.json").is_file()]
+    if progress:
+        print(f"sweep {recipe['name']}: {len(todo)} cells in shard {shard[0]}/{shard[1]}, "
+              f"{len(todo) - len(pending)} already done")
+    for cell in tqdm(pending, desc="cells", unit="cell", disable=not progress):
+        run_cell(recipe, cell, out, device, progress)
+    return merge(out)
+
+
+def run_cell(recipe: dict, cell: dict, out: Path, device, progress: bool) -> None:
+    from invgan.data import to_uint8
+
+    cfg = cell_config(recipe, cell)
+    cfg.device = device or cfg.device
+    name = cell_name(cell)
+    t0 = time.time()
+    if recipe["experiment"] == "cs":
+        from invgan.cs import run_cs
+        res = run_cs(cfg, None, progress=False, verbose=False, keep_images=True)
+    else:
+        from invgan.inpaint import run_inpaint
+        res = run_inpaint(cfg, None, progress=False, verbose=False, keep_images=True)
+    seconds = time.time() - t0
+    images = res.pop("images")
+    for row in res["rows"]:
+        for k, v in cell.items():
+            row.setdefault(k, v)
+        row["cell"] = name
+    with atomic_path(out / "cells" / f"{name}.npz") as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez_compressed(fh, **{k.replace("+", "_"): to_uint8(v[:SAVED_IMAGES]) for k, v in images.items()})
+    res.update(cell=cell, name=name, seconds=seconds)
+    write_json(out / "cells" / f"{name}.json", res)  # written last: its presence means "done"
+    if progress:
+        from tqdm import tqdm
+
+        s = res["summary"]
+        tqdm.write(f"  {name}: " + ", ".join(f"{m} mse {v['mse']['mean']:.4f}" for m, v in s.items())
+                   + f" ({seconds:.0f} s)")
+
+
+def merge(out) -> dict:
+    """Collect OUT/cells/*.json into OUT/results.json and OUT/results.csv.
+
+    If another shard finished a cell meanwhile, merge again, so the last writer is complete.
+    """
+    out = Path(out)
+    while True:
+        before = sorted(p.name for p in (out / "cells").glob("*.json"))
+        result = _merge_once(out)
+        if sorted(p.name for p in (out / "cells").glob("*.json")) == before:
+            return result
+
+
+def _merge_once(out: Path) -> dict:
+    from invgan.cs import write_rows_csv
+
+    meta = json.loads((out / "sweep.json").read_text())
+    recipe = meta["recipe"]
+    done, rows, summaries = {}, [], []
+    for f in sorted((out / "cells").glob("*.json")):
+        r = json.loads(f.read_text())
+        done[r["name"]] = r
+    for cell in cells(recipe):
+        r = done.get(cell_name(cell))
+        if r is None:
+            continue
+        rows += r["rows"]
+        for method, s in r["summary"].items():
+            summaries.append({"cell": r["name"], **cell, "method": method, "seconds": r["seconds"],
+                              **{k: v for k, v in s.items()}})
+    missing = [cell_name(c) for c in cells(recipe) if cell_name(c) not in done]
+    result = {"recipe": recipe, "complete": not missing, "cells_done": len(done), "cells_missing": missing,
+              "cell_seconds_total": sum(r["seconds"] for r in done.values()),
+              "devices": sorted({r["config"].get("device", "?") for r in done.values()}),
+              "summaries": summaries, "rows": rows}
+    write_json(out / "results.json", result)
+    fields = list(dict.fromkeys(k for r in rows for k in r))
+    write_rows_csv(rows, out / "results.csv", fields)
+    return result

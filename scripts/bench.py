@@ -1,0 +1,139 @@
+"""All benchmarks in one run, on this machine: one JSON and a Markdown table for the README.
+
+    python scripts/bench.py --out docs/bench.json                       # CPU, about 10 minutes
+    python scripts/bench.py --device cuda --out docs/bench_gpu.json     # on a GPU machine
+    python scripts/bench.py --sweep runs/sweeps/cs_paper ...            # add a sweep's wall time
+
+Measured side by side in this run, each against a named baseline:
+1. training: invgan's loop (images/s) against the reference PyTorch-examples DCGAN loop
+   (scripts/bench_train.py);
+2. CSGM: all images and restarts in one batch against a per-image, per-restart loop
+   (scripts/bench_cs.py);
+3. Lasso: batched FISTA against cvxpy (Clarabel), time and objective gap (scripts/bench_cs.py).
+The full cs_paper sweep takes hours on a CPU, so it is not rerun here: --sweep DIR reports the
+wall time that sweep's cells recorded when they ran (sum over cells, with how many are done).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def machine(device: str) -> dict:
+    import torch
+
+    cpu = platform.processor() or ""
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"platform": platform.platform(), "cpu": cpu, "cpu_cores": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(), "torch": torch.__version__, "python": platform.python_version(),
+            "gpu": torch.cuda.get_device_name(0) if device.startswith("cuda") and torch.cuda.is_available() else None}
+
+
+def run_script(args: list[str]) -> tuple[dict, float, str]:
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "r.json"
+        cmd = [sys.executable, *args, "--out", str(out)]
+        t0 = time.time()
+        p = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
+        if p.returncode != 0:
+            sys.exit(f"bench: {' '.join(args)} failed:\n{p.stderr[-3000:]}")
+        return json.loads(out.read_text()), time.time() - t0, " ".join(args)
+
+
+def sweep_time(folder: Path) -> dict:
+    res = json.loads((folder / "results.json").read_text())
+    total = res["cells_done"] + len(res["cells_missing"])
+    return {"folder": str(folder), "recipe": res["recipe"]["name"], "cells_done": res["cells_done"],
+            "cells_total": total, "complete": res["complete"], "cell_seconds_total": res["cell_seconds_total"],
+            "devices": res["devices"], "num_images": res["recipe"]["settings"].get("num_images")}
+
+
+def table(r: dict) -> str:
+    lines = ["| benchmark | invgan | baseline | ratio |", "|---|---|---|---|"]
+    if "train" in r:
+        t = r["train"]
+        lines.append(f"| training, batch {t['batch_size']} ({t['device']}) | {_med(t['invgan_images_per_s']):.0f} images/s "
+                     f"| reference DCGAN loop: {_med(t['reference_images_per_s']):.0f} images/s | {t['ratio_median']:.2f}x |")
+    if "csgm" in r:
+        c = r["csgm"]
+        lines.append(f"| CSGM, {c['images']} images x {c['restarts']} restarts x {c['iters']} its | batched: "
+                     f"{c['batched_s']:.1f} s | per-image loop: {c['loop_s']:.1f} s | {c['speedup']:.2f}x |")
+    for row in r.get("lasso", []):
+        lines.append(f"| Lasso-{row['basis'].upper() if row['basis'] == 'dct' else row['basis']}, m = {row['m']} | FISTA "
+                     f"{row['fista_s_per_image']:.1f} s/image | cvxpy (Clarabel) {row['cvxpy_s_per_image']:.1f} s/image "
+                     f"| {row['speedup']:.1f}x (objective gap {row['rel_objective_gap_max']:+.1e}) |")
+    if "sweep" in r:
+        s = r["sweep"]
+        lines.append(f"| sweep {s['recipe']} ({s['cells_done']}/{s['cells_total']} cells, {s['num_images']} images, "
+                     f"{', '.join(s['devices'])}) | {s['cell_seconds_total'] / 60:.0f} min | | |")
+    m = r["machine"]
+    lines.append("")
+    lines.append(f"Machine: {m['cpu']} ({m['cpu_cores']} cores, {m['torch_threads']} torch threads)"
+                 + (f", GPU {m['gpu']}" if m["gpu"] else "") + f"; torch {m['torch']}. Command: `{r['command']}`.")
+    return "\n".join(lines)
+
+
+def _med(v):
+    v = sorted(v)
+    return v[len(v) // 2]
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--out", default="docs/bench.json")
+    ap.add_argument("--sweep", help="a sweep folder whose recorded wall time to report")
+    ap.add_argument("--train-steps", type=int, default=8)
+    ap.add_argument("--csgm-images", type=int, default=8)
+    ap.add_argument("--csgm-iters", type=int, default=200)
+    ap.add_argument("--lasso-images", type=int, default=4)
+    ap.add_argument("--cvxpy-images", type=int, default=1)
+    ap.add_argument("--skip", default="", help="comma list of train,csgm,lasso")
+    a = ap.parse_args()
+    skip = set(filter(None, a.skip.split(",")))
+    r = {"command": "python scripts/bench.py " + " ".join(sys.argv[1:]), "machine": machine(a.device)}
+    t_all = time.time()
+    if "train" not in skip:
+        r["train"], r["train_seconds"], r["train_command"] = run_script(
+            ["scripts/bench_train.py", "--device", a.device, "--steps", str(a.train_steps), "--warmup", "2",
+             "--rounds", "3", "--batch-size", "64"])
+    if "csgm" not in skip:
+        res, r["csgm_seconds"], r["csgm_command"] = run_script(
+            ["scripts/bench_cs.py", "--device", a.device, "--images", str(a.csgm_images), "--iters",
+             str(a.csgm_iters), "--skip", "lasso,memory"])
+        r["csgm"] = res["csgm"]
+    if "lasso" not in skip:
+        res, r["lasso_seconds"], r["lasso_command"] = run_script(
+            ["scripts/bench_cs.py", "--device", a.device, "--images", str(a.lasso_images), "--cvxpy-images",
+             str(a.cvxpy_images), "--ms", "500", "--skip", "csgm,memory"])
+        r["lasso"] = res["lasso"]
+    if a.sweep:
+        r["sweep"] = sweep_time(Path(a.sweep))
+    r["seconds"] = time.time() - t_all
+    r["table_markdown"] = table(r)
+    sys.path.insert(0, str(REPO))
+    from invgan.fileio import write_json, write_text
+
+    write_json(a.out, r)
+    write_text(Path(a.out).with_suffix(".md"), r["table_markdown"] + "\n")
+    print(r["table_markdown"])
+
+
+if __name__ == "__main__":
+    main()

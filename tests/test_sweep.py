@@ -1,0 +1,125 @@
+import csv
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import REPO, assert_user_error, run_cli
+
+
+def write_recipe(path, ckpt, images, extra_grid=""):
+    path.write_text(f"""
+[sweep]
+experiment = "cs"
+methods = ["dcgan", "lasso-dct"]
+num_images = 2
+images = "{images}"
+[settings]
+generator = "{ckpt}"
+iters = 3
+lasso_tol = 0.05
+[grid]
+measurements = [20, 200]
+{extra_grid}
+""")
+    return path
+
+
+def cell_mtimes(out):
+    return {p.name: p.stat().st_mtime_ns for p in (out / "cells").glob("*.json")}
+
+
+def test_sweep_shards_resume_merge_and_plot(tiny_ckpt, celeba_root, tmp_path):
+    recipe = write_recipe(tmp_path / "r.toml", tiny_ckpt, celeba_root, "noise_std = [0.01, 1.0]")
+    out = tmp_path / "sw"
+    p = run_cli("sweep", "--recipe", recipe, "--out", out, "--shard", "1/3", "--quiet")
+    assert p.returncode == 0, p.stderr
+    res = json.loads((out / "results.json").read_text())
+    assert not res["complete"] and res["cells_done"] == 3 and len(res["cells_missing"]) == 5  # 8 cells
+    p = run_cli("sweep", "--recipe", recipe, "--out", out, "--methods", "dcgan", "--quiet")  # a subset now
+    assert p.returncode == 0, p.stderr
+    res = json.loads((out / "results.json").read_text())
+    assert res["cells_done"] == 6 and all(c.startswith("method=lasso") for c in res["cells_missing"])
+    first = cell_mtimes(out)
+    # the rest: finished cells are skipped, not recomputed
+    p = run_cli("sweep", "--recipe", recipe, "--out", out)
+    assert p.returncode == 0, p.stderr
+    assert "6 already done" in p.stdout and "8 of 8 cells done" in p.stdout
+    after = cell_mtimes(out)
+    assert all(after[k] == v for k, v in first.items()) and len(after) == 8
+    res = json.loads((out / "results.json").read_text())
+    assert res["complete"] and len(res["rows"]) == 8 * 2
+    rows = list(csv.DictReader(open(out / "results.csv")))
+    assert len(rows) == 16
+    assert {(r["method"], r["m"], r["noise_std"]) for r in rows} == {
+        (meth, m, n) for meth in ("dcgan", "lasso-dct") for m in ("20", "200") for n in ("0.01", "1.0")}
+    assert all(int(r["id"][:6]) >= 162771 for r in rows)
+    # every cell keeps a few reconstructions for image grids
+    npz = np.load(next((out / "cells").glob("method=dcgan*.npz")))
+    assert npz["original"].shape == (2, 64, 64, 3) and npz["dcgan"].dtype == np.uint8
+    # a second run does nothing at all
+    p = run_cli("sweep", "--recipe", recipe, "--out", out, "--quiet")
+    assert p.returncode == 0 and cell_mtimes(out) == after
+
+    from invgan.plots import curves, load_results
+
+    data = curves(load_results(out)[0], "m", "mse")
+    lasso_20 = [float(r["mse"]) for r in rows if r["method"] == "lasso-dct" and r["m"] == "20"]
+    assert data["lasso-dct"][0].tolist() == [20, 200]
+    assert abs(data["lasso-dct"][1][0] - np.mean(lasso_20)) < 1e-12 and data["lasso-dct"][3][0] == 4
+    for args, kind in [([], "curve m"), (["--x", "noise_std"], "curve noise_std"), (["--kind", "grid"], "grid")]:
+        fig = tmp_path / f"{kind.replace(' ', '_')}.png"
+        p = run_cli("plot", out, "--out", fig, *args)
+        assert p.returncode == 0 and kind in p.stdout, p.stderr
+        assert fig.stat().st_size > 5_000
+    p = run_cli("plot", out / "results.csv", "--out", tmp_path / "csv.png", "--methods", "dcgan", "--logy")
+    assert p.returncode == 0, p.stderr
+
+
+def test_sweep_under_torchrun_splits_cells(tiny_ckpt, celeba_root, tmp_path):
+    recipe = write_recipe(tmp_path / "r.toml", tiny_ckpt, celeba_root)
+    out = tmp_path / "sw"
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    p = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                        "-m", "invgan", "sweep", "--recipe", str(recipe), "--out", str(out), "--quiet"],
+                       capture_output=True, text=True, cwd=REPO, env=env, timeout=600)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert "shard 0/2" not in p.stdout  # --quiet
+    res = json.loads((out / "results.json").read_text())
+    assert res["complete"] and res["cells_done"] == 4 and len(res["rows"]) == 8
+
+
+def test_sweep_user_errors(tiny_ckpt, celeba_root, tmp_path):
+    good = write_recipe(tmp_path / "r.toml", tiny_ckpt, celeba_root)
+    (tmp_path / "bad_key.toml").write_text('[sweep]\nmethods = ["dcgan"]\n[grid]\nmeasurementz = [1]\n')
+    (tmp_path / "bad_method.toml").write_text('[sweep]\nmethods = ["magic"]\n')
+    (tmp_path / "bad_toml.toml").write_text('[sweep\n')
+    (tmp_path / "bad_m.toml").write_text('[sweep]\nmethods = ["lasso-dct"]\n[grid]\nmeasurements = [0]\n')
+    for name, needle in [("bad_key", "unknown grid key 'measurementz'"), ("bad_method", "unknown method 'magic'"),
+                         ("bad_toml", "not valid TOML"), ("missing", "does not exist")]:
+        assert_user_error(run_cli("sweep", "--recipe", tmp_path / f"{name}.toml", "--out", tmp_path / name), needle)
+    assert_user_error(run_cli("sweep", "--recipe", good, "--shard", "2/2", "--out", tmp_path / "o"), "--shard must be")
+    assert_user_error(run_cli("sweep", "--recipe", good, "--methods", "dcgan-reg", "--out", tmp_path / "o"),
+                      "'dcgan-reg' is not in the recipe")
+    # a folder holding another recipe's sweep is not mixed with this one
+    (tmp_path / "o2").mkdir()
+    (tmp_path / "o2" / "sweep.json").write_text(json.dumps({"hash": "other", "recipe": {"name": "x"}}))
+    assert_user_error(run_cli("sweep", "--recipe", good, "--out", tmp_path / "o2"), "different recipe")
+    assert_user_error(run_cli("plot", tmp_path / "nothing", "--out", tmp_path / "f.png"), "do not exist")
+    assert_user_error(run_cli("plot", tmp_path, "--out", tmp_path / "f.png"), "holds no results.json")
+
+
+@pytest.mark.parametrize("name", ["cs_paper", "cs_noise", "cs_genspan", "superres", "inpaint_paper"])
+def test_shipped_recipes_are_valid(name):
+    from invgan.sweep import cells, read_sweep_recipe
+
+    r = read_sweep_recipe(REPO / "recipes" / f"{name}.toml")
+    assert len(cells(r)) >= 4
+    if name == "cs_paper":
+        assert r["grid"]["measurements"] == [20, 50, 100, 200, 500, 1000, 2500, 5000, 7500, 10000]
+        assert set(r["methods"]) == {"dcgan", "dcgan-reg", "lasso-dct", "lasso-wavelet"}
+    if name == "cs_noise":
+        assert r["settings"]["measurements"] == 2500 and r["settings"]["iters"] == 5000
