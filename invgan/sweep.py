@@ -185,10 +185,10 @@ def run_cell(recipe: dict, cell: dict, out: Path, device, progress: bool) -> Non
     t0 = time.time()
     if recipe["experiment"] == "cs":
         from invgan.cs import run_cs
-        res = run_cs(cfg, None, progress=False, verbose=False, keep_images=True)
+        res = run_cs(cfg, None, progress=progress, verbose=False, keep_images=True)
     else:
         from invgan.inpaint import run_inpaint
-        res = run_inpaint(cfg, None, progress=False, verbose=False, keep_images=True)
+        res = run_inpaint(cfg, None, progress=progress, verbose=False, keep_images=True)
     seconds = time.time() - t0
     images = res.pop("images")
     for row in res["rows"]:

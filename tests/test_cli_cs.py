@@ -9,7 +9,7 @@ from conftest import assert_user_error, run_cli
 def test_help_lists_subcommands():
     p = run_cli("--help")
     assert p.returncode == 0
-    for cmd in ("data", "train", "sample", "cs"):
+    for cmd in ("data", "train", "sample", "cs", "inpaint", "sweep", "plot"):
         assert cmd in p.stdout
 
 

@@ -10,9 +10,9 @@ from conftest import assert_user_error, run_cli
 
 
 def test_inpaint_end_to_end_shipped_model_beats_baselines_on_center(celeba_root, tmp_path):
-    """Shipped G and D on 4 real val faces, centre mask, a shortened run (300 of 1500 iterations)."""
+    """Shipped G and D on 4 real val faces, centre mask, a shortened run (200 of 1500 iterations)."""
     out = tmp_path / "inp"
-    p = run_cli("inpaint", "--mask", "center", "--images", celeba_root, "--num-images", 4, "--iters", 300,
+    p = run_cli("inpaint", "--mask", "center", "--images", celeba_root, "--num-images", 4, "--iters", 200,
                 "--blend", "both", "--out", out, "--quiet")
     assert p.returncode == 0, p.stderr
     assert "center 32x32" in p.stdout and "yeh+poisson" in p.stdout

@@ -66,10 +66,12 @@ def test_sweep_shards_resume_merge_and_plot(tiny_ckpt, celeba_root, tmp_path):
 
     from invgan.plots import curves, load_results
 
-    data = curves(load_results(out)[0], "m", "mse")
-    lasso_20 = [float(r["mse"]) for r in rows if r["method"] == "lasso-dct" and r["m"] == "20"]
-    assert data["lasso-dct"][0].tolist() == [20, 200]
-    assert abs(data["lasso-dct"][1][0] - np.mean(lasso_20)) < 1e-12 and data["lasso-dct"][3][0] == 4
+    data = curves(load_results(out)[0], "m", "mse")  # the noise varies too: one series per noise level
+    assert len(data) == 4
+    key = "lasso-dct, noise_std=0.01"
+    lasso_20 = [float(r["mse"]) for r in rows if r["method"] == "lasso-dct" and r["m"] == "20" and r["noise_std"] == "0.01"]
+    assert data[key][0].tolist() == [20, 200]
+    assert abs(data[key][1][0] - np.mean(lasso_20)) < 1e-12 and data[key][3][0] == 2
     for args, kind in [([], "curve m"), (["--x", "noise_std"], "curve noise_std"), (["--kind", "grid"], "grid")]:
         fig = tmp_path / f"{kind.replace(' ', '_')}.png"
         p = run_cli("plot", out, "--out", fig, *args)
