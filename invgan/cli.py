@@ -15,24 +15,25 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"invgan: error: {message} (see `{self.prog} --help`)\n")
 
 
-def _positive_int(text):
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {v}")
-    return v
+def _checked(cast, ok, need: str):
+    """An argparse type: ``cast`` the text, then require ``ok(value)`` ("must be <need>")."""
+    what = "an integer" if cast is int else "a number"
+
+    def parse(text):
+        try:
+            v = cast(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        if not ok(v):
+            raise argparse.ArgumentTypeError(f"must be {need}, got {v}")
+        return v
+    return parse
 
 
-def _nonneg_float(text):
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {v}")
-    return v
+_positive_int = _checked(int, lambda v: v >= 1, ">= 1")
+_nonneg_float = _checked(float, lambda v: v >= 0, ">= 0")
+_window = _checked(int, lambda v: v >= 1 and v % 2 == 1, "odd and >= 1")
+_fraction = _checked(float, lambda v: 0 < v < 1, "strictly between 0 and 1")
 
 
 # ----------------------------------------------------------------------------- data
@@ -161,23 +162,6 @@ def cmd_inpaint(args):
                         discriminator=resolve_checkpoint(args.discriminator), seed=args.seed,
                         device=args.device, grid_images=args.grid_images)
     run_inpaint(cfg, args.out, progress=not args.quiet)
-
-
-def _window(text):
-    v = _positive_int(text)
-    if v % 2 == 0:
-        raise argparse.ArgumentTypeError(f"must be odd, got {v}")
-    return v
-
-
-def _fraction(text):
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not 0 < v < 1:
-        raise argparse.ArgumentTypeError(f"must be strictly between 0 and 1, got {v}")
-    return v
 
 
 # ----------------------------------------------------------------------------- sweep / plot
