@@ -188,3 +188,15 @@ def test_tv_problem_equals_full_cvxpy_tv():
     full.solve()
     ours = cp.tv(*[cp.Constant(s) for s in sol]).value
     assert abs(ours - full.value) < 1e-5 * max(1.0, full.value)
+
+
+def test_latent_stays_in_uniform_prior_support():
+    cfg = ModelConfig(nz=8, ngf=8, ndf=8, latent_prior="uniform")
+    torch.manual_seed(0)
+    G, D = build_models(cfg)
+    G.eval().requires_grad_(False)
+    D.eval().requires_grad_(False)
+    x = torch.rand(2, 3, 64, 64) * 2 - 1
+    phys = Inpainting(make_masks("center", 2))
+    r = yeh_inpaint(phys.A(x), phys, G, D, cfg, lam=0.003, iters=30, lr=0.5, seed=0)
+    assert r.z.abs().max() <= 1.0 and (r.z.abs() == 1.0).any()  # clipped, and the clip was needed
