@@ -116,6 +116,13 @@ def plot_curves(rows, out, x: str | None = None, metric: str = "mse", methods=No
     for method, (xs, mean, ci, n) in data.items():
         ax.errorbar(xs, mean, yerr=ci, marker="o", ms=3.5, capsize=2.5, lw=1.3, label=method)
     ax.set_xscale("log")
+    from matplotlib.ticker import NullFormatter, ScalarFormatter
+
+    xs_all = sorted({float(v) for xs, *_ in data.values() for v in xs})
+    ax.set_xticks(xs_all)  # label the measured values themselves, in plain numbers
+    ax.xaxis.set_major_formatter(ScalarFormatter())
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.tick_params(axis="x", labelsize=7)
     if logy:
         ax.set_yscale("log")
     ax.set_xlabel(X_LABELS.get(x, x))
