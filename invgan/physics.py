@@ -120,10 +120,6 @@ class Inpainting(Physics):
         self.m = int(round(self.known.mean().item()))
         self.img_shape, self.noise_std = tuple(img_shape), noise_std
 
-    @property
-    def per_image(self) -> bool:
-        return self.mask.shape[0] > 1
-
     def A(self, x):
         return x * self.mask
 
