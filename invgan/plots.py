@@ -101,6 +101,24 @@ def choose_axis(rows: list[dict]) -> str:
                       "(use --kind grid for images)")
 
 
+METHOD_LABELS = {"dcgan": "DCGAN", "dcgan-reg": "DCGAN+Reg", "lasso-dct": "Lasso (DCT)",
+                 "lasso-wavelet": "Lasso (Wavelet)", "yeh": "Yeh et al."}
+
+
+def tick_labels_shown(xs, min_ratio: float = 1.8) -> set:
+    """The ticks to label on a log axis, left to right, skipping any closer than ``min_ratio``
+    to the last labelled one (5000, 7500, 10000 would overlap) but always labelling the last."""
+    shown, last = set(), None
+    for v in xs:
+        if last is None or v <= 0 or last <= 0 or v / last >= min_ratio:
+            shown.add(v)
+            last = v
+    if xs and xs[-1] not in shown:
+        shown.discard(last)
+        shown.add(xs[-1])
+    return shown
+
+
 def plot_curves(rows, out, x: str | None = None, metric: str = "mse", methods=None, logy: bool = False,
                 title: str | None = None) -> dict:
     import matplotlib
@@ -114,13 +132,16 @@ def plot_curves(rows, out, x: str | None = None, metric: str = "mse", methods=No
     data = curves(rows, x, metric, methods)
     fig, ax = plt.subplots(figsize=(5.2, 3.6))
     for method, (xs, mean, ci, n) in data.items():
-        ax.errorbar(xs, mean, yerr=ci, marker="o", ms=3.5, capsize=2.5, lw=1.3, label=method)
+        name, _, rest = method.partition(",")
+        label = METHOD_LABELS.get(name, name) + (f",{rest}" if rest else "")
+        ax.errorbar(xs, mean, yerr=ci, marker="o", ms=3.5, capsize=2.5, lw=1.3, label=label)
     ax.set_xscale("log")
-    from matplotlib.ticker import NullFormatter, ScalarFormatter
+    from matplotlib.ticker import FuncFormatter, NullFormatter
 
     xs_all = sorted({float(v) for xs, *_ in data.values() for v in xs})
-    ax.set_xticks(xs_all)  # label the measured values themselves, in plain numbers
-    ax.xaxis.set_major_formatter(ScalarFormatter())
+    ax.set_xticks(xs_all)  # a tick at every measured value, labelled in plain numbers
+    shown = tick_labels_shown(xs_all)
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}" if v in shown else ""))
     ax.xaxis.set_minor_formatter(NullFormatter())
     ax.tick_params(axis="x", labelsize=7)
     if logy:

@@ -125,3 +125,13 @@ def test_shipped_recipes_are_valid(name):
         assert set(r["methods"]) == {"dcgan", "dcgan-reg", "lasso-dct", "lasso-wavelet"}
     if name == "cs_noise":
         assert r["settings"]["measurements"] == 2500 and r["settings"]["iters"] == 5000
+
+
+def test_log_axis_labels_skip_crowded_ticks():
+    from invgan.plots import tick_labels_shown
+
+    paper_m = [20, 50, 100, 200, 500, 1000, 2500, 5000, 7500, 10000]
+    assert tick_labels_shown(paper_m) == set(paper_m) - {7500}
+    assert tick_labels_shown([100, 5000, 7500]) == {100, 7500}  # the last value is always labelled
+    noise = [0.01, 1, 10, 20, 50, 100]
+    assert tick_labels_shown(noise) == set(noise)
