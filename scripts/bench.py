@@ -81,7 +81,8 @@ def table(r: dict) -> str:
     if "sweep" in r:
         s = r["sweep"]
         lines.append(f"| sweep {s['recipe']} ({s['cells_done']}/{s['cells_total']} cells, {s['num_images']} images, "
-                     f"{', '.join(s['devices'])}) | {s['cell_seconds_total'] / 60:.0f} min | | |")
+                     f"{', '.join(s['devices'])}) | {s['cell_seconds_total'] / 60:.0f} min, sum of the cells' recorded times "
+                     f"(not rerun here) | | |")
     m = r["machine"]
     lines.append("")
     lines.append(f"Machine: {m['cpu']} ({m['cpu_cores']} cores, {m['torch_threads']} torch threads)"
