@@ -158,6 +158,20 @@ def plot_curves(rows, out, x: str | None = None, metric: str = "mse", methods=No
     return data
 
 
+def curves_table(data: dict, x: str, metric: str = "mse") -> str:
+    """The plotted numbers as a Markdown table: one row per series, one column per x value,
+    "mean +- 95% interval"; "-" where a series has no value (a cell not run yet)."""
+    xs_all = sorted({float(v) for xs, *_ in data.values() for v in xs})
+    head = f"| {metric}, mean +- 95% interval, at {x} = | " + " | ".join(f"{v:g}" for v in xs_all) + " |"
+    lines = [head, "|---" * (len(xs_all) + 1) + "|"]
+    for label, (xs, mean, ci, _) in data.items():
+        name, _, rest = label.partition(",")
+        found = {float(v): (mu, c) for v, mu, c in zip(xs, mean, ci)}
+        cells = [f"{found[v][0]:.3g} +- {found[v][1]:.2g}" if v in found else "-" for v in xs_all]
+        lines.append(f"| {METHOD_LABELS.get(name, name)}{',' + rest if rest else ''} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def plot_grid(folder: Path, out, ncols: int = 6) -> None:
     """Originals (and masked inputs), then one row per cell x method, from a sweep's cells/*.npz."""
     import torch
@@ -210,5 +224,8 @@ def plot(results, out, kind: str = "auto", x: str | None = None, metric: str = "
     if kind != "curve":
         raise InvganError(f"unknown plot kind {kind!r}: use auto, curve or grid")
     x = x or choose_axis(rows)
-    plot_curves(rows, out, x, metric, methods, logy)
+    data = plot_curves(rows, out, x, metric, methods, logy)
+    from invgan.fileio import write_text
+
+    write_text(Path(out).with_suffix(".md"), curves_table(data, x, metric) + "\n")
     return f"curve {x}"

@@ -77,6 +77,8 @@ def test_sweep_shards_resume_merge_and_plot(tiny_ckpt, celeba_root, tmp_path):
         p = run_cli("plot", out, "--out", fig, *args)
         assert p.returncode == 0 and kind in p.stdout, p.stderr
         assert fig.stat().st_size > 5_000
+    table = (tmp_path / "curve_m.md").read_text()  # the plotted numbers, beside the figure
+    assert "| Lasso (DCT), noise_std=0.01 |" in table and f"{np.mean(lasso_20):.3g} +- " in table
     p = run_cli("plot", out / "results.csv", "--out", tmp_path / "csv.png", "--methods", "dcgan", "--logy")
     assert p.returncode == 0, p.stderr
 
@@ -135,3 +137,15 @@ def test_log_axis_labels_skip_crowded_ticks():
     assert tick_labels_shown([100, 5000, 7500]) == {100, 7500}  # the last value is always labelled
     noise = [0.01, 1, 10, 20, 50, 100]
     assert tick_labels_shown(noise) == set(noise)
+
+
+def test_curves_table_marks_cells_not_run():
+    from invgan.plots import curves, curves_table
+
+    rows = [{"method": "dcgan", "m": m, "mse": v} for m, v in [(20, 0.1), (20, 0.3), (500, 0.02), (500, 0.02)]]
+    rows += [{"method": "lasso-dct", "m": 20, "mse": 0.5}, {"method": "lasso-dct", "m": 20, "mse": 0.5}]
+    lines = curves_table(curves(rows, "m"), "m").splitlines()
+    assert lines[0] == "| mse, mean +- 95% interval, at m = | 20 | 500 |"
+    ci = 1.96 * np.std([0.1, 0.3], ddof=1) / np.sqrt(2)
+    assert lines[2] == f"| DCGAN | 0.2 +- {ci:.2g} | 0.02 +- 0 |"
+    assert lines[3] == "| Lasso (DCT) | 0.5 +- 0 | - |"
