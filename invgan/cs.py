@@ -12,6 +12,7 @@ import csv
 import io
 import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -22,6 +23,7 @@ from invgan.fileio import atomic_path, save_figure, write_json
 from invgan.lasso import PAPER_ALPHA, lasso_fista
 from invgan.metrics import mse_per_image, psnr_from_mse, ssim_per_image, summarize
 from invgan.physics import make_physics
+from invgan.resume import SolveState
 
 METHODS = ("dcgan", "dcgan-reg", "lasso-dct", "lasso-wavelet")
 DEFAULT_METHODS = ("dcgan", "lasso-dct", "lasso-wavelet")
@@ -96,8 +98,6 @@ def select_images(images, num_images: int, G, model_cfg, device, seed: int = 0, 
     ``images`` None: CelebA's test partition (else val), lowest ids; without CelebA, the built-in
     demo set. ``input`` "gen-span": N generator samples instead. Notes for the user go to ``notes``.
     """
-    from pathlib import Path
-
     from invgan.data import default_celeba_root, is_celeba, load_images, read_partition_file
     from invgan.models import sample_latent
 
@@ -128,7 +128,7 @@ def select_images(images, num_images: int, G, model_cfg, device, seed: int = 0, 
     return data.tensor().to(device), list(data.ids), source
 
 
-def run_method(method: str, y, physics, cfg: CSConfig, G, model_cfg, progress: bool):
+def run_method(method: str, y, physics, cfg: CSConfig, G, model_cfg, progress: bool, state=None):
     if method.startswith("dcgan"):
         s = dict(PAPER_SETTINGS[method])
         for k in ("iters", "restarts", "lr", "z_prior"):
@@ -136,20 +136,22 @@ def run_method(method: str, y, physics, cfg: CSConfig, G, model_cfg, progress: b
                 s[k] = getattr(cfg, k)
         r = csgm_reconstruct(y, physics, G, model_cfg, z_prior=s["z_prior"], restarts=s["restarts"],
                              iters=s["iters"], lr=s["lr"], z_clip=cfg.z_clip, seed=cfg.seed + 2,
-                             progress=progress)
+                             progress=progress, state=state)
         return r.x, s
     basis = method.split("-", 1)[1]
     r = lasso_fista(y, physics, basis, img_shape=tuple(physics.img_shape), tol=cfg.lasso_tol,
-                    progress=progress)
+                    progress=progress, state=state)
     return r.x, {"alpha": PAPER_ALPHA[basis], "tol": cfg.lasso_tol, "iterations": r.iterations,
                  "max_rel_gap": float(r.gap.max())}
 
 
 def run_cs(cfg: CSConfig, out_dir=None, progress: bool = True, verbose: bool = True,
-           keep_images: bool = False) -> dict:
+           keep_images: bool = False, state_dir=None) -> dict:
     """Run the experiment; write outputs to ``out_dir`` if given; return the metrics dict.
 
     ``keep_images``: also return the images under "images" ({"original": x, method: x_hat}, CPU tensors).
+    ``state_dir``: each method saves its solver state there as it runs (STATE_DIR/<method>.pt) and
+    resumes from it; the reported time then includes the time the saved state stands for.
     """
     from tqdm import tqdm
 
@@ -173,15 +175,17 @@ def run_cs(cfg: CSConfig, out_dir=None, progress: bool = True, verbose: bool = T
                            cfg.superres_factor, dev)
     y = physics(x, torch.Generator().manual_seed(cfg.seed + 1))
 
-    rows, recon, settings = [], {}, {}
+    rows, recon, settings, resumed = [], {}, {}, 0.0
     for method in tqdm(cfg.methods, desc="methods", disable=not progress or len(cfg.methods) == 1):
         if dev.type == "cuda":
             torch.cuda.synchronize()
         t0 = time.time()
-        x_hat, settings[method] = run_method(method, y, physics, cfg, G, model_cfg, progress)
+        state = SolveState(Path(state_dir) / f"{method}.pt") if state_dir is not None else None
+        x_hat, settings[method] = run_method(method, y, physics, cfg, G, model_cfg, progress, state)
         if dev.type == "cuda":
             torch.cuda.synchronize()
-        secs = (time.time() - t0) / len(ids)
+        resumed += state.carried if state else 0.0
+        secs = (time.time() - t0 + (state.carried if state else 0.0)) / len(ids)
         recon[method] = x_hat.detach().cpu()
         mse = mse_per_image(x_hat, x)
         psnr, ssim = psnr_from_mse(mse), ssim_per_image(x_hat, x)
@@ -199,6 +203,8 @@ def run_cs(cfg: CSConfig, out_dir=None, progress: bool = True, verbose: bool = T
                 generator=str(cfg.generator or ("shipped default" if G is not None else None)),
                 method_settings=settings)
     result = {"config": conf, "notes": list(cfg.notes), "summary": summary, "rows": rows}
+    if resumed:
+        result["resumed_seconds"] = resumed  # solve time of earlier, interrupted runs
     if verbose:
         for note in cfg.notes:
             print(f"note: {note}")
@@ -257,8 +263,6 @@ def image_grid_figure(rows: list[tuple[str, torch.Tensor]], ncols: int):
 
 
 def write_outputs(result, x, recon, ids, out_dir, grid_images):
-    from pathlib import Path
-
     import matplotlib.pyplot as plt
 
     out = Path(out_dir)

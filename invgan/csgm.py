@@ -14,6 +14,7 @@ import torch
 from invgan.latent import LatentResult, optimize_latent
 from invgan.models import ModelConfig
 from invgan.physics import Physics
+from invgan.resume import SolveState, fingerprint
 
 PAPER_SETTINGS = {
     "dcgan": {"z_prior": 0.0, "restarts": 2, "iters": 500, "lr": 0.1},
@@ -34,11 +35,16 @@ def csgm_objective(y: torch.Tensor, physics: Physics, x_hat: torch.Tensor, z: to
 
 def csgm_reconstruct(y: torch.Tensor, physics: Physics, G: torch.nn.Module, model_cfg: ModelConfig,
                      z_prior: float = 0.0, restarts: int = 2, iters: int = 500, lr: float = 0.1,
-                     z_clip: float | None = None, seed: int = 0, progress: bool = False) -> LatentResult:
+                     z_clip: float | None = None, seed: int = 0, progress: bool = False,
+                     state: SolveState | None = None) -> LatentResult:
     """Recover images from measurements y (B, ...) with a frozen generator G.
 
-    Returns a ``LatentResult`` whose ``x`` is (B, C, H, W) in [-1, 1].
+    Returns a ``LatentResult`` whose ``x`` is (B, C, H, W) in [-1, 1]. ``state``: save the run
+    there as it goes and resume from it (see ``invgan.resume``).
     """
+    key = {"objective": "csgm", "physics": type(physics).__name__, "m": physics.m, "z_prior": z_prior,
+           "y": fingerprint(y)} if state is not None else None
     return optimize_latent(
         G, lambda x_hat, z: csgm_objective(y, physics, x_hat, z, z_prior), y.shape[0], model_cfg,
-        restarts=restarts, iters=iters, lr=lr, z_clip=z_clip, seed=seed, progress=progress, desc="csgm")
+        restarts=restarts, iters=iters, lr=lr, z_clip=z_clip, seed=seed, progress=progress, desc="csgm",
+        state=state, state_key=key)

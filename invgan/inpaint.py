@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -22,6 +23,7 @@ from invgan.classical_inpaint import biharmonic_inpaint, tv_inpaint
 from invgan.masks import MASK_KINDS, describe, make_masks
 from invgan.metrics import mse_per_image, psnr_from_mse, ssim_per_image, summarize
 from invgan.physics import Inpainting
+from invgan.resume import SolveState
 from invgan.yeh import PAPER_SETTINGS, PRIORS, yeh_inpaint
 
 METHODS = ("yeh", "biharmonic", "tv")
@@ -80,10 +82,12 @@ class InpaintConfig:
 
 
 def run_inpaint(cfg: InpaintConfig, out_dir=None, progress: bool = True, verbose: bool = True,
-                keep_images: bool = False) -> dict:
+                keep_images: bool = False, state_dir=None) -> dict:
     """Run the experiment; write outputs to ``out_dir`` if given; return the metrics dict.
 
     ``keep_images``: also return the images under "images" (original, masked, one per method).
+    ``state_dir``: the GAN fit saves its state there as it runs (STATE_DIR/yeh.pt) and resumes
+    from it; the reported time then includes the time the saved state stands for.
     """
     from invgan.checkpoint import load_models
     from invgan.cs import select_images
@@ -112,14 +116,16 @@ def run_inpaint(cfg: InpaintConfig, out_dir=None, progress: bool = True, verbose
     missing = hole.flatten(1).mean(1).cpu().numpy()
     mask_name = describe(cfg.mask, cfg.hole, cfg.fraction, cfg.side, cfg.mask_file, H)
 
-    recon, settings, seconds = {}, {}, {}
+    recon, settings, seconds, resumed = {}, {}, {}, 0.0
     for method in cfg.methods:
         t0 = time.time()
         if method == "yeh":
+            state = SolveState(Path(state_dir) / "yeh.pt") if state_dir is not None else None
             r = yeh_inpaint(y, physics, G, D, model_cfg, lam=cfg.lam, prior=cfg.prior, window=cfg.window,
                             restarts=cfg.restarts, iters=cfg.iters, lr=cfg.lr, z_clip=cfg.z_clip,
-                            seed=cfg.seed + 2, progress=progress)
-            t_fit = time.time() - t0
+                            seed=cfg.seed + 2, progress=progress, state=state)
+            resumed += state.carried if state else 0.0
+            t_fit = time.time() - t0 + (state.carried if state else 0.0)
             for b in cfg.blends:
                 t1 = time.time()
                 recon[f"yeh+{b}"] = blend(r.x, y, masks, b)
@@ -152,6 +158,8 @@ def run_inpaint(cfg: InpaintConfig, out_dir=None, progress: bool = True, verbose
                 missing_fraction_mean=float(missing.mean()), method_settings=settings,
                 generator=str(cfg.generator or ("shipped default" if G is not None else None)))
     result = {"config": conf, "notes": list(cfg.notes), "summary": summary, "rows": rows}
+    if resumed:
+        result["resumed_seconds"] = resumed  # solve time of earlier, interrupted runs
     if verbose:
         for note in cfg.notes:
             print(f"note: {note}")
@@ -180,7 +188,6 @@ def format_table(result: dict) -> str:
 
 
 def write_outputs(result, x, y, masks, recon, out_dir, grid_images=8):
-    from pathlib import Path
 
     import matplotlib.pyplot as plt
 

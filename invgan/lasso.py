@@ -26,6 +26,7 @@ import torch
 from invgan import InvganError
 from invgan.bases import make_basis
 from invgan.physics import Physics
+from invgan.resume import SolveState, fingerprint
 
 PAPER_ALPHA = {"dct": 0.1, "wavelet": 1e-5}
 
@@ -71,7 +72,7 @@ def _soft(v, thr):
 def lasso_fista(y: torch.Tensor, physics: Physics, basis="dct", alpha: float | None = None,
                 img_shape=(3, 64, 64), tol: float = 1e-6, max_iter: int = 10000,
                 stall_tol: float = 1e-8, continuation: bool = True, clip: bool = True,
-                progress: bool = False) -> LassoResult:
+                progress: bool = False, state: SolveState | None = None) -> LassoResult:
     """Solve the Lasso for every image of the batch y (B, ...) at once.
 
     ``basis``: "dct", "wavelet" or a basis object; ``alpha`` defaults to the paper's value for
@@ -79,6 +80,7 @@ def lasso_fista(y: torch.Tensor, physics: Physics, basis="dct", alpha: float | N
     the objective is then within ``tol`` of the optimum), or when its best objective improved by
     less than ``stall_tol`` (relative) over the last 200 iterations, or after ``max_iter``
     iterations in all. The certificate is often much looser than the true distance to the optimum.
+    ``state``: save the run there as it goes and resume from it (see ``invgan.resume``).
     """
     from tqdm import tqdm
 
@@ -113,10 +115,20 @@ def lasso_fista(y: torch.Tensor, physics: Physics, basis="dct", alpha: float | N
         k = math.ceil(math.log10(lam_max / lam) * 2)
         stages = [lam_max * (lam / lam_max) ** (j / k) for j in range(1, k + 1)]
     w = torch.zeros_like(bty)
-    total = 0
+    total, first_stage, saved, key = 0, 0, None, None
+    if state is not None:
+        key = {"solver": "lasso-fista", "basis": getattr(basis, "name", type(basis).__name__), "alpha": alpha,
+               "tol": tol, "max_iter": max_iter, "stall_tol": stall_tol, "continuation": continuation,
+               "physics": type(physics).__name__, "m": m, "y": fingerprint(y)}
+        saved = state.load(key, device)
+        if saved:
+            first_stage, total, w = saved["stage"], saved["total"], saved["w"]
     bar = tqdm(total=max_iter, desc=f"lasso-{getattr(basis, 'name', 'basis')}", unit="it",
                disable=not progress, leave=False)
+    bar.update(total)
     for si, lam_s in enumerate(stages):
+        if si < first_stage:
+            continue
         final = si == len(stages) - 1
         stage_tol = tol if final else max(tol, 1e-2)
         budget = max_iter - total if final else min(500, max_iter - total)
@@ -125,6 +137,10 @@ def lasso_fista(y: torch.Tensor, physics: Physics, basis="dct", alpha: float | N
         best_w, best_f = w.clone(), torch.full((nb,), float("inf"), device=device)
         history = []  # best objective every `check` iterations, for the stagnation test
         it, check = 0, 10
+        if saved:  # resume inside this stage
+            v, t, active, best_w, best_f, it = (saved[k] for k in ("v", "t", "active", "best_w", "best_f", "it"))
+            history, saved = list(saved["history"].unbind(0)), None
+            bar.update(it)
         while it < budget:
             g, _ = grad_and_res(v)
             w_new = _soft(v - g / L, lam_s / L)
@@ -152,9 +168,12 @@ def lasso_fista(y: torch.Tensor, physics: Physics, basis="dct", alpha: float | N
                 active = active & (gap > stage_tol) & ~stalled
                 if not bool(active.any()):
                     break
+                if state is not None and state.due():
+                    state.save(key, {"stage": si, "total": total, "it": it, "w": w, "v": v, "t": t,
+                                     "active": active, "best_w": best_w, "best_f": best_f, "history": torch.stack(history)})
         w = best_w
         total += it
-        bar.update(it)
+        bar.update(total - bar.n)
         if total >= max_iter:
             break
     bar.close()

@@ -14,7 +14,9 @@ A recipe (TOML) names the experiment, its methods, fixed settings and a grid:
 A cell is one method at one grid point, run on all images at once (one batch). Each finished
 cell is written at once to OUT/cells/<cell>.json (rows, summary, wall time) and
 OUT/cells/<cell>.npz (the first few reconstructions, uint8); a rerun skips finished cells, so an
-interrupted sweep resumes. ``shard=(i, n)`` runs cells i, i+n, i+2n, ...; under torchrun the
+interrupted sweep resumes. Within a cell, the solver saves its state every minute to
+OUT/partial/<cell>/ (see ``invgan.resume``), so an interrupted cell continues where it stopped
+rather than from the start; a cell's recorded time includes its interrupted runs' solve time. ``shard=(i, n)`` runs cells i, i+n, i+2n, ...; under torchrun the
 shard is the process's RANK / WORLD_SIZE and each process takes GPU LOCAL_RANK. Every process
 merges the cell files present into OUT/results.csv and OUT/results.json (one row per image x
 method x cell); the last to finish writes the complete set.
@@ -28,6 +30,7 @@ import itertools
 import json
 import os
 import re
+import shutil
 import time
 import tomllib
 from pathlib import Path
@@ -182,14 +185,15 @@ def run_cell(recipe: dict, cell: dict, out: Path, device, progress: bool) -> Non
     cfg = cell_config(recipe, cell)
     cfg.device = device or cfg.device
     name = cell_name(cell)
+    state_dir = out / "partial" / name
     t0 = time.time()
     if recipe["experiment"] == "cs":
         from invgan.cs import run_cs
-        res = run_cs(cfg, None, progress=progress, verbose=False, keep_images=True)
+        res = run_cs(cfg, None, progress=progress, verbose=False, keep_images=True, state_dir=state_dir)
     else:
         from invgan.inpaint import run_inpaint
-        res = run_inpaint(cfg, None, progress=progress, verbose=False, keep_images=True)
-    seconds = time.time() - t0
+        res = run_inpaint(cfg, None, progress=progress, verbose=False, keep_images=True, state_dir=state_dir)
+    seconds = time.time() - t0 + res.pop("resumed_seconds", 0.0)
     images = res.pop("images")
     for row in res["rows"]:
         for k, v in cell.items():
@@ -200,6 +204,7 @@ def run_cell(recipe: dict, cell: dict, out: Path, device, progress: bool) -> Non
             np.savez_compressed(fh, **{k.replace("+", "_"): to_uint8(v[:SAVED_IMAGES]) for k, v in images.items()})
     res.update(cell=cell, name=name, seconds=seconds)
     write_json(out / "cells" / f"{name}.json", res)  # written last: its presence means "done"
+    shutil.rmtree(state_dir, ignore_errors=True)
     if progress:
         from tqdm import tqdm
 

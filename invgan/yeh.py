@@ -22,6 +22,7 @@ import torch.nn.functional as F
 
 from invgan import InvganError
 from invgan.latent import LatentResult, optimize_latent
+from invgan.resume import SolveState, fingerprint
 from invgan.models import ModelConfig
 from invgan.physics import Inpainting
 
@@ -68,11 +69,12 @@ def yeh_objective(y, weights, D, x_hat, lam: float = 0.003, prior: str = "paper"
 def yeh_inpaint(y: torch.Tensor, physics: Inpainting, G: torch.nn.Module, D: torch.nn.Module | None,
                 model_cfg: ModelConfig, lam: float = 0.003, prior: str = "paper", window: int = 7,
                 restarts: int = 1, iters: int = 1500, lr: float = 0.01, z_clip: float | None = None,
-                seed: int = 0, progress: bool = False) -> LatentResult:
+                seed: int = 0, progress: bool = False, state: SolveState | None = None) -> LatentResult:
     """Fit G(z) to the known pixels of y (B, C, H, W) in [-1, 1] under ``physics``' mask.
 
     Returns a ``LatentResult``: ``x`` = G(z_hat) (B, C, H, W), not yet blended. D may be None
-    only when ``lam`` is 0.
+    only when ``lam`` is 0. ``state``: save the run there as it goes and resume from it
+    (see ``invgan.resume``).
     """
     if prior not in PRIORS:
         raise InvganError(f"unknown prior {prior!r}: use one of {', '.join(PRIORS)}")
@@ -86,6 +88,10 @@ def yeh_inpaint(y: torch.Tensor, physics: Inpainting, G: torch.nn.Module, D: tor
         D.eval()
         if next(D.parameters()).device.type == "cpu":
             D.to(memory_format=torch.channels_last)
+    key = None
+    if state is not None:
+        key = {"objective": "yeh", "lam": lam, "prior": prior, "y": fingerprint(y, weights),
+               "discriminator": fingerprint(*D.state_dict().values()) if D is not None and lam else None}
     return optimize_latent(G, lambda x_hat, z: yeh_objective(y, weights, D, x_hat, lam, prior), y.shape[0],
                            model_cfg, restarts=restarts, iters=iters, lr=lr, z_clip=z_clip, seed=seed,
-                           progress=progress, desc="yeh")
+                           progress=progress, desc="yeh", state=state, state_key=key)
