@@ -142,6 +142,7 @@ def run_method(method: str, y, physics, cfg: CSConfig, G, model_cfg, progress: b
     r = lasso_fista(y, physics, basis, img_shape=tuple(physics.img_shape), tol=cfg.lasso_tol,
                     progress=progress, state=state)
     return r.x, {"alpha": PAPER_ALPHA[basis], "tol": cfg.lasso_tol, "iterations": r.iterations,
+                 "image_iterations_mean": float(r.image_iterations.float().mean()),
                  "max_rel_gap": float(r.gap.max())}
 
 

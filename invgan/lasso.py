@@ -34,13 +34,15 @@ PAPER_ALPHA = {"dct": 0.1, "wavelet": 1e-5}
 @dataclass
 class LassoResult:
     """``x``: (B, C, H, W) reconstruction (clipped if asked); ``w``: coefficients, same shape;
-    ``objective``: (B,) Lasso objective at w; ``gap``: (B,) relative duality gap; ``iterations``."""
+    ``objective``: (B,) Lasso objective at w; ``gap``: (B,) relative duality gap; ``iterations``: in
+    all; ``image_iterations``: (B,) the iterations each image ran (it stops when done)."""
 
     x: torch.Tensor
     w: torch.Tensor
     objective: torch.Tensor
     gap: torch.Tensor
     iterations: int
+    image_iterations: torch.Tensor
 
 
 def lasso_objective(y, physics: Physics, basis, w, alpha: float) -> torch.Tensor:
@@ -96,17 +98,17 @@ def lasso_fista(y: torch.Tensor, physics: Physics, basis="dct", alpha: float | N
     bty = basis.analysis(physics.A_adjoint(y))  # B^T y
     yy = y.pow(2).flatten(1).sum(1)
 
-    def grad_and_res(w):
-        r = y - physics.A(basis.synthesis(w))
+    def grad_and_res(w, rows=None):  # rows: the images of the batch that w holds (None: all)
+        r = (y if rows is None else y[rows]) - physics.A(basis.synthesis(w))
         return -basis.analysis(physics.A_adjoint(r)), r
 
-    def rel_gap(w, lam_now):
-        g, r = grad_and_res(w)
+    def rel_gap(w, lam_now, rows=None):
+        g, r = grad_and_res(w, rows)
         rr = r.pow(2).flatten(1).sum(1)
         primal = 0.5 * rr + lam_now * w.abs().flatten(1).sum(1)
         scale = torch.clamp(lam_now / g.abs().flatten(1).amax(1).clamp_min(1e-30), max=1.0)
-        u_minus_y = r * scale.view(-1, *[1] * (r.dim() - 1)) - y
-        dual = 0.5 * yy - 0.5 * u_minus_y.pow(2).flatten(1).sum(1)
+        u_minus_y = r * scale.view(-1, *[1] * (r.dim() - 1)) - (y if rows is None else y[rows])
+        dual = 0.5 * (yy if rows is None else yy[rows]) - 0.5 * u_minus_y.pow(2).flatten(1).sum(1)
         return (primal - dual).clamp_min(0) / primal.clamp_min(1e-30), primal
 
     lam_max = float(bty.abs().flatten(1).amax(1).max())
@@ -116,13 +118,14 @@ def lasso_fista(y: torch.Tensor, physics: Physics, basis="dct", alpha: float | N
         stages = [lam_max * (lam / lam_max) ** (j / k) for j in range(1, k + 1)]
     w = torch.zeros_like(bty)
     total, first_stage, saved, key = 0, 0, None, None
+    ran = torch.zeros(nb, dtype=torch.long, device=device)  # iterations per image
     if state is not None:
         key = {"solver": "lasso-fista", "basis": getattr(basis, "name", type(basis).__name__), "alpha": alpha,
                "tol": tol, "max_iter": max_iter, "stall_tol": stall_tol, "continuation": continuation,
                "physics": type(physics).__name__, "m": m, "y": fingerprint(y)}
         saved = state.load(key, device)
         if saved:
-            first_stage, total, w = saved["stage"], saved["total"], saved["w"]
+            first_stage, total, w, ran = saved["stage"], saved["total"], saved["w"], saved["ran"]
     bar = tqdm(total=max_iter, desc=f"lasso-{getattr(basis, 'name', 'basis')}", unit="it",
                disable=not progress, leave=False)
     bar.update(total)
@@ -134,42 +137,58 @@ def lasso_fista(y: torch.Tensor, physics: Physics, basis="dct", alpha: float | N
         budget = max_iter - total if final else min(500, max_iter - total)
         v, t = w.clone(), torch.ones(nb, device=device)
         active = torch.ones(nb, dtype=torch.bool, device=device)
-        best_w, best_f = w.clone(), torch.full((nb,), float("inf"), device=device)
+        best_w, best_f = w.clone(), torch.full((nb,), float("inf"), device=device, dtype=y.dtype)
         history = []  # best objective every `check` iterations, for the stagnation test
-        it, check = 0, 10
+        it, check, last = 0, 10, 0
         if saved:  # resume inside this stage
             v, t, active, best_w, best_f, it = (saved[k] for k in ("v", "t", "active", "best_w", "best_f", "it"))
-            history, saved = list(saved["history"].unbind(0)), None
+            history, saved, last = list(saved["history"].unbind(0)), None, saved["it"]
             bar.update(it)
+        # Only the images still running are computed: the batch shrinks as images stop.
+        rows = active.nonzero().squeeze(1) if physics.shared else torch.arange(nb, device=device)
+        wa, va, ta = w[rows], v[rows], t[rows]
+        frozen = not bool(active[rows].all())  # rows that must not move (only when not compacted)
         while it < budget:
-            g, _ = grad_and_res(v)
-            w_new = _soft(v - g / L, lam_s / L)
+            g, _ = grad_and_res(va, rows)
+            w_new = _soft(va - g / L, lam_s / L)
             # adaptive restart (O'Donoghue & Candes): drop momentum when it points uphill
-            uphill = ((v - w_new) * (w_new - w)).flatten(1).sum(1) > 0
-            t_new = torch.where(uphill, torch.ones_like(t), (1 + torch.sqrt(1 + 4 * t * t)) / 2)
-            beta = torch.where(uphill, torch.zeros_like(t), (t - 1) / t_new)
-            v_new = w_new + beta.view(-1, *[1] * (w.dim() - 1)) * (w_new - w)
-            keep = active.view(-1, *[1] * (w.dim() - 1))
-            w = torch.where(keep, w_new, w)
-            v = torch.where(keep, v_new, v)
-            t = torch.where(active, t_new, t)
+            uphill = ((va - w_new) * (w_new - wa)).flatten(1).sum(1) > 0
+            t_new = torch.where(uphill, torch.ones_like(ta), (1 + torch.sqrt(1 + 4 * ta * ta)) / 2)
+            beta = torch.where(uphill, torch.zeros_like(ta), (ta - 1) / t_new)
+            va = w_new + beta.view(-1, *[1] * (w.dim() - 1)) * (w_new - wa)
+            if frozen:
+                keep = active[rows].view(-1, *[1] * (w.dim() - 1))
+                w_new, va, t_new = (torch.where(keep, w_new, wa), torch.where(keep, va, v[rows]),
+                                    torch.where(active[rows], t_new, ta))
+            wa, ta = w_new, t_new
             it += 1
             if it % check == 0 or it == budget:
-                gap, primal = rel_gap(w, lam_s)
-                better = primal < best_f
-                best_f = torch.where(better, primal, best_f)
-                best_w = torch.where(better.view(-1, *[1] * (w.dim() - 1)), w, best_w)
+                w[rows], v[rows], t[rows] = wa, va, ta
+                ran += (it - last) * active
+                last = it
+                gap = torch.zeros(nb, device=device, dtype=y.dtype)
+                gap_a, primal = rel_gap(wa, lam_s, rows)
+                gap[rows] = gap_a
+                better = primal < best_f[rows]
+                best_f[rows] = torch.where(better, primal, best_f[rows])
+                best_w[rows] = torch.where(better.view(-1, *[1] * (w.dim() - 1)), wa, best_w[rows])
                 history.append(best_f.clone())
                 window = 20 if final else 5  # x check iterations
                 stalled = torch.zeros_like(active)
                 if len(history) > window:
                     old = history[-1 - window]
                     stalled = (old - best_f) <= stall_tol * best_f.abs() * (1 if final else 1e3)
-                active = active & (gap > stage_tol) & ~stalled
-                if not bool(active.any()):
+                now = active & (gap > stage_tol) & ~stalled
+                if not bool(now.any()):
+                    active = now
                     break
+                if physics.shared and not torch.equal(now, active):
+                    rows = now.nonzero().squeeze(1)
+                    wa, va, ta = w[rows], v[rows], t[rows]
+                active = now
+                frozen = not bool(active[rows].all())
                 if state is not None and state.due():
-                    state.save(key, {"stage": si, "total": total, "it": it, "w": w, "v": v, "t": t,
+                    state.save(key, {"stage": si, "total": total, "it": it, "ran": ran, "w": w, "v": v, "t": t,
                                      "active": active, "best_w": best_w, "best_f": best_f, "history": torch.stack(history)})
         w = best_w
         total += it
@@ -181,7 +200,7 @@ def lasso_fista(y: torch.Tensor, physics: Physics, basis="dct", alpha: float | N
     x = basis.synthesis(w)
     if clip:
         x = x.clamp(-1, 1)
-    return LassoResult(x, w, lasso_objective(y, physics, basis, w, alpha), gap, total)
+    return LassoResult(x, w, lasso_objective(y, physics, basis, w, alpha), gap, total, ran)
 
 
 def explicit_matrix(physics: Physics, basis, y_shape, device="cpu", dtype=torch.float32) -> np.ndarray:

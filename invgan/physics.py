@@ -25,6 +25,8 @@ class Physics:
     m: int
     noise_std: float = 0.0
     name = "physics"
+    #: the same operator for every image of a batch (so any subset of a batch may be applied)
+    shared = True
 
     def A(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -119,6 +121,10 @@ class Inpainting(Physics):
             raise InvganError("the mask has no observed pixels")
         self.m = int(round(self.known.mean().item()))
         self.img_shape, self.noise_std = tuple(img_shape), noise_std
+
+    @property
+    def shared(self):
+        return self.mask.shape[0] == 1
 
     def A(self, x):
         return x * self.mask

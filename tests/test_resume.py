@@ -89,7 +89,7 @@ def test_lasso_resumes_exactly(tmp_path, save_every_check, basis):
     p.calls, p.stop_after = 0, None
     res = lasso_fista(y, p, basis, state=SolveState(tmp_path / "lasso.pt"), **kw)
     assert p.calls < 0.4 * full_calls
-    assert res.iterations == ref.iterations
+    assert res.iterations == ref.iterations and torch.equal(res.image_iterations, ref.image_iterations)
     assert torch.equal(res.w, ref.w) and torch.equal(res.objective, ref.objective)
 
 
