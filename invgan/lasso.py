@@ -35,14 +35,14 @@ PAPER_ALPHA = {"dct": 0.1, "wavelet": 1e-5}
 class LassoResult:
     """``x``: (B, C, H, W) reconstruction (clipped if asked); ``w``: coefficients, same shape;
     ``objective``: (B,) Lasso objective at w; ``gap``: (B,) relative duality gap; ``iterations``: in
-    all; ``image_iterations``: (B,) the iterations each image ran (it stops when done)."""
+    all; ``image_iterations``: (B,) the iterations each image ran (it stops when done; FISTA only)."""
 
     x: torch.Tensor
     w: torch.Tensor
     objective: torch.Tensor
     gap: torch.Tensor
     iterations: int
-    image_iterations: torch.Tensor
+    image_iterations: torch.Tensor | None = None  # None for the cvxpy reference
 
 
 def lasso_objective(y, physics: Physics, basis, w, alpha: float) -> torch.Tensor:
