@@ -143,7 +143,6 @@ def lasso_fista(y: torch.Tensor, physics: Physics, basis="dct", alpha: float | N
         if saved:  # resume inside this stage
             v, t, active, best_w, best_f, it = (saved[k] for k in ("v", "t", "active", "best_w", "best_f", "it"))
             history, saved, last = list(saved["history"].unbind(0)), None, saved["it"]
-            bar.update(it)
         # Only the images still running are computed: the batch shrinks as images stop.
         rows = active.nonzero().squeeze(1) if physics.shared else torch.arange(nb, device=device)
         wa, va, ta = w[rows], v[rows], t[rows]
@@ -187,6 +186,8 @@ def lasso_fista(y: torch.Tensor, physics: Physics, basis="dct", alpha: float | N
                     wa, va, ta = w[rows], v[rows], t[rows]
                 active = now
                 frozen = not bool(active[rows].all())
+                bar.update(total + it - bar.n)
+                bar.set_postfix(stage=f"{si + 1}/{len(stages)}", running=int(active.sum()), refresh=False)
                 if state is not None and state.due():
                     state.save(key, {"stage": si, "total": total, "it": it, "ran": ran, "w": w, "v": v, "t": t,
                                      "active": active, "best_w": best_w, "best_f": best_f, "history": torch.stack(history)})
