@@ -248,7 +248,7 @@ def image_grid_figure(rows: list[tuple[str, torch.Tensor]], ncols: int):
     import matplotlib.pyplot as plt
 
     ncols = max(1, min(ncols, rows[0][1].shape[0]))
-    label_w = 0.3 + 0.075 * max(len(label) for label, _ in rows)  # inches for the row labels
+    label_w = 0.3 + 0.075 * max(len(line) for label, _ in rows for line in label.splitlines())  # inches for the row labels
     width = 1.2 * ncols + label_w
     fig, axes = plt.subplots(len(rows), ncols, figsize=(width, 1.25 * len(rows)), squeeze=False)
     for r, (label, imgs) in enumerate(rows):

@@ -102,7 +102,8 @@ def choose_axis(rows: list[dict]) -> str:
 
 
 METHOD_LABELS = {"dcgan": "DCGAN", "dcgan-reg": "DCGAN+Reg", "lasso-dct": "Lasso (DCT)",
-                 "lasso-wavelet": "Lasso (Wavelet)", "yeh": "Yeh et al."}
+                 "lasso-wavelet": "Lasso (Wavelet)", "yeh": "Yeh et al.", "yeh+poisson": "Yeh + Poisson",
+                 "yeh+none": "Yeh, plain composite", "tv": "TV"}
 
 
 def tick_labels_shown(xs, min_ratio: float = 1.8) -> set:
@@ -172,8 +173,63 @@ def curves_table(data: dict, x: str, metric: str = "mse") -> str:
     return "\n".join(lines)
 
 
-def plot_grid(folder: Path, out, ncols: int = 6) -> None:
-    """Originals (and masked inputs), then one row per cell x method, from a sweep's cells/*.npz."""
+def grid_rows(folder: Path, summaries=()) -> list[tuple[str, np.ndarray]]:
+    """(label, uint8 images (N, H, W, 3)) for an image grid of a sweep folder: the originals once,
+    then per grid point its input (the masked images, for inpainting) once and each method's
+    reconstructions, labelled with the method's mean PSNR (in the hole, for inpainting)."""
+    from invgan.sweep import cell_name, cells
+
+    if folder is None or not (folder / "cells").is_dir():
+        raise InvganError("image grids need a sweep folder (with cells/*.npz)")
+    recipe = json.loads((folder / "sweep.json").read_text())["recipe"]
+    stats = {(s["cell"], s["method"]): s for s in summaries}
+    points = defaultdict(list)  # grid point -> its finished cells, methods in the recipe's order
+    for cell in cells(recipe):
+        if (folder / "cells" / f"{cell_name(cell)}.npz").is_file():
+            points[tuple((k, v) for k, v in cell.items() if k != "method")].append(cell_name(cell))
+    rows, original = [], None
+    for point, names in points.items():
+        where = ", ".join(str(v) for _, v in point)
+        shown_input = False
+        for name in names:
+            arrs = np.load(folder / "cells" / f"{name}.npz")
+            methods = {m.replace("+", "_"): m for s_cell, m in stats if s_cell == name}
+            for key in arrs.files:
+                if key == "original":
+                    original = arrs[key] if original is None else original
+                elif key == "masked":
+                    if not shown_input:
+                        rows.append((f"input, {where}".rstrip(", "), arrs[key]))
+                        shown_input = True
+                else:
+                    method = methods.get(key, key)
+                    label = f"{METHOD_LABELS.get(method, method)}, {where}".rstrip(", ")
+                    s = stats.get((name, method), {})
+                    metric = "psnr_hole" if "psnr_hole" in s else "psnr"
+                    if metric in s:
+                        label += f"\n{s[metric]['mean']:.1f} dB" + (" in the hole" if metric == "psnr_hole" else "")
+                    rows.append((label, arrs[key]))
+    if original is None:
+        raise InvganError(f"{str(folder)!r} has no finished cells to show")
+    return [("original", original)] + rows
+
+
+def summary_table(summaries) -> str:
+    """Markdown: one row per grid point x method, mean +- 95% interval of each metric."""
+    metrics = [k for k in ("psnr_hole", "ssim_hole", "psnr", "ssim", "mse") if any(k in s for s in summaries)]
+    skip = {"cell", "method", "seconds", "seconds_per_image", *Y_LABELS}
+    keys = list(dict.fromkeys(k for s in summaries for k in s if k not in skip))
+    lines = ["| " + " | ".join(keys + ["method"] + metrics) + " |", "|" + "---|" * (len(keys) + 1 + len(metrics))]
+    order = list(dict.fromkeys(tuple(str(s.get(k, "")) for k in keys) for s in summaries))
+    for s in sorted(summaries, key=lambda s: order.index(tuple(str(s.get(k, "")) for k in keys))):  # stable
+        cells_ = [str(s.get(k, "")) for k in keys] + [METHOD_LABELS.get(s["method"], s["method"])]
+        cells_ += [f"{s[k]['mean']:.4g} +- {s[k]['ci95']:.2g}" if k in s else "-" for k in metrics]
+        lines.append("| " + " | ".join(cells_) + " |")
+    return "\n".join(lines)
+
+
+def plot_grid(folder: Path, out, ncols: int = 6, summaries=()) -> None:
+    """Draw ``grid_rows`` (from a sweep's cells/*.npz) into one figure."""
     import torch
 
     import matplotlib.pyplot as plt
@@ -181,30 +237,8 @@ def plot_grid(folder: Path, out, ncols: int = 6) -> None:
     from invgan.cs import image_grid_figure
     from invgan.fileio import save_figure
 
-    if folder is None or not (folder / "cells").is_dir():
-        raise InvganError("image grids need a sweep folder (with cells/*.npz)")
-    meta = json.loads((folder / "sweep.json").read_text())
-    from invgan.sweep import cell_name, cells
-
-    rows, have_original = [], False
-    for cell in cells(meta["recipe"]):
-        f = folder / "cells" / f"{cell_name(cell)}.npz"
-        if not f.is_file():
-            continue
-        arrs = np.load(f)
-        label_cell = ", ".join(f"{v}" for k, v in cell.items() if k != "method")
-        for key in arrs.files:
-            t = torch.from_numpy(arrs[key]).permute(0, 3, 1, 2).float() / 127.5 - 1
-            if key == "original":
-                if not have_original:
-                    rows.insert(0, ("original", t))
-                    have_original = True
-            elif key == "masked":
-                rows.append((f"masked {label_cell}", t))
-            else:
-                rows.append((f"{key} {label_cell}".strip(), t))
-    if not rows:
-        raise InvganError(f"{str(folder)!r} has no finished cells to show")
+    rows = [(label, torch.from_numpy(a).permute(0, 3, 1, 2).float() / 127.5 - 1)
+            for label, a in grid_rows(folder, summaries)]
     fig = image_grid_figure(rows, ncols)
     save_figure(fig, out, dpi=100)
     plt.close(fig)
@@ -219,7 +253,12 @@ def plot(results, out, kind: str = "auto", x: str | None = None, metric: str = "
         image_task = recipe.get("experiment") == "inpaint" or recipe.get("settings", {}).get("measurement") == "superres"
         kind = "grid" if image_task else "curve"
     if kind == "grid":
-        plot_grid(folder, out, ncols)
+        summaries = meta.get("summaries", [])
+        plot_grid(folder, out, ncols, summaries)
+        if summaries:
+            from invgan.fileio import write_text
+
+            write_text(Path(out).with_suffix(".md"), summary_table(summaries) + "\n")
         return "grid"
     if kind != "curve":
         raise InvganError(f"unknown plot kind {kind!r}: use auto, curve or grid")

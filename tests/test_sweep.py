@@ -149,3 +149,43 @@ def test_curves_table_marks_cells_not_run():
     ci = 1.96 * np.std([0.1, 0.3], ddof=1) / np.sqrt(2)
     assert lines[2] == f"| DCGAN | 0.2 +- {ci:.2g} | 0.02 +- 0 |"
     assert lines[3] == "| Lasso (DCT) | 0.5 +- 0 | - |"
+
+
+def test_inpaint_sweep_grid_and_table(tiny_ckpt, celeba_root, tmp_path):
+    recipe = tmp_path / "ip.toml"
+    recipe.write_text(f"""
+[sweep]
+experiment = "inpaint"
+methods = ["yeh", "biharmonic"]
+num_images = 2
+images = "{celeba_root}"
+[settings]
+generator = "{tiny_ckpt}"
+iters = 3
+blends = ["poisson", "none"]
+[grid]
+mask = ["center", "random"]
+""")
+    out = tmp_path / "sw"
+    p = run_cli("sweep", "--recipe", recipe, "--out", out, "--quiet")
+    assert p.returncode == 0, p.stderr
+    res = json.loads((out / "results.json").read_text())
+    assert res["complete"] and len(res["rows"]) == 2 * 2 * 3  # images x masks x (yeh+poisson, yeh+none, biharmonic)
+
+    from invgan.plots import grid_rows
+
+    labels = [label for label, _ in grid_rows(out, res["summaries"])]
+    assert labels[0] == "original"
+    assert [l for l in labels if l.startswith("input")] == ["input, center", "input, random"]  # once per mask
+    hole = [float(r["psnr_hole"]) for r in res["rows"] if r["method"] == "yeh+poisson" and r["cell"] == "method=yeh__mask=random"]
+    assert f"Yeh + Poisson, random\n{np.mean(hole):.1f} dB in the hole" in labels
+    assert sum(l.startswith("biharmonic, ") for l in labels) == 2 and len(labels) == 1 + 2 * 4
+
+    p = run_cli("plot", out, "--out", tmp_path / "grid.png")  # auto: an inpainting sweep gives a grid
+    assert p.returncode == 0 and "(grid)" in p.stdout, p.stderr
+    assert (tmp_path / "grid.png").stat().st_size > 5_000
+    table = (tmp_path / "grid.md").read_text().splitlines()
+    assert table[0] == "| mask | method | psnr_hole | ssim_hole | psnr | ssim | mse |"
+    assert [l.split(" | ")[:2] for l in table[2:]] == [
+        [f"| {mask}", name] for mask in ("center", "random") for name in ("Yeh + Poisson", "Yeh, plain composite", "biharmonic")]
+    assert table[5].split(" | ")[2].startswith(f"{np.mean(hole):.4g} +- ")
