@@ -189,3 +189,19 @@ mask = ["center", "random"]
     assert [l.split(" | ")[:2] for l in table[2:]] == [
         [f"| {mask}", name] for mask in ("center", "random") for name in ("Yeh + Poisson", "Yeh, plain composite", "biharmonic")]
     assert table[5].split(" | ")[2].startswith(f"{np.mean(hole):.4g} +- ")
+
+
+def test_paired_difference_pairs_images_by_id():
+    from invgan import InvganError
+    from invgan.plots import paired_difference
+
+    rows = [{"method": "a", "m": 20, "id": i, "mse": v} for i, v in [("x", 0.5), ("y", 0.3), ("z", 0.9)]]
+    rows += [{"method": "b", "m": 20, "id": i, "mse": v} for i, v in [("z", 0.8), ("x", 0.2), ("y", 0.35)]]
+    rows += [{"method": "a", "m": 50, "id": "x", "mse": 0.1}]  # b not run at m = 50: no pair
+    (d,) = paired_difference(rows, "a", "b")
+    diffs = [0.3, -0.05, 0.1]
+    assert d["m"] == 20 and d["n"] == 3 and d["b_better"] == 2
+    assert abs(d["mean"] - np.mean(diffs)) < 1e-12
+    assert abs(d["ci95"] - 1.96 * np.std(diffs, ddof=1) / np.sqrt(3)) < 1e-12
+    with pytest.raises(InvganError, match="no images with both"):
+        paired_difference(rows, "a", "c")
