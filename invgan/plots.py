@@ -245,11 +245,14 @@ def summary_table(summaries) -> str:
     skip = {"cell", "method", "seconds", "seconds_per_image", *Y_LABELS}
     keys = list(dict.fromkeys(k for s in summaries for k in s if k not in skip))
     lines = ["| " + " | ".join(keys + ["method"] + metrics) + " |", "|" + "---|" * (len(keys) + 1 + len(metrics))]
-    order = list(dict.fromkeys(tuple(str(s.get(k, "")) for k in keys) for s in summaries))
-    for s in sorted(summaries, key=lambda s: order.index(tuple(str(s.get(k, "")) for k in keys))):  # stable
-        cells_ = [str(s.get(k, "")) for k in keys] + [METHOD_LABELS.get(s["method"], s["method"])]
-        cells_ += [f"{s[k]['mean']:.4g} +- {s[k]['ci95']:.2g}" if k in s else "-" for k in metrics]
-        lines.append("| " + " | ".join(cells_) + " |")
+    by_point = defaultdict(list)  # grid point -> its summaries, methods in the recipe's order
+    for s in summaries:
+        by_point[tuple(str(s.get(k, "")) for k in keys)].append(s)
+    for point, members in by_point.items():
+        for s in members:
+            cells_ = [*point, METHOD_LABELS.get(s["method"], s["method"])]
+            cells_ += [f"{s[k]['mean']:.4g} +- {s[k]['ci95']:.2g}" if k in s else "-" for k in metrics]
+            lines.append("| " + " | ".join(cells_) + " |")
     return "\n".join(lines)
 
 
