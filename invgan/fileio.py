@@ -30,6 +30,11 @@ def atomic_path(path: str | os.PathLike):
             os.unlink(tmp)
 
 
+def npz_key(name: str) -> str:
+    """The array name a method's images get in an .npz file ("yeh+poisson" -> "yeh_poisson")."""
+    return name.replace("+", "_")
+
+
 def write_text(path, text: str) -> None:
     with atomic_path(path) as tmp:
         Path(tmp).write_text(text)

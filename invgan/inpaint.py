@@ -193,7 +193,7 @@ def write_outputs(result, x, y, masks, recon, out_dir, grid_images=8):
 
     from invgan.cs import image_grid_figure, write_rows_csv
     from invgan.data import to_uint8
-    from invgan.fileio import atomic_path, save_figure, write_json
+    from invgan.fileio import atomic_path, npz_key, save_figure, write_json
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -209,7 +209,7 @@ def write_outputs(result, x, y, masks, recon, out_dir, grid_images=8):
     with atomic_path(out / "images.npz") as tmp:
         with open(tmp, "wb") as fh:
             np.savez_compressed(fh, ids=np.array(result["config"].get("ids", [])), **{
-                name.replace("+", "_"): to_uint8(imgs) for name, imgs in rows})
+                npz_key(name): to_uint8(imgs) for name, imgs in rows})
     fig = image_grid_figure(rows, grid_images)
     save_figure(fig, out / "grid.png", dpi=100)
     plt.close(fig)

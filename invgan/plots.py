@@ -111,8 +111,8 @@ def paired_difference(rows: list[dict], a: str, b: str, x: str = "m", metric: st
         if not ids:
             continue
         d = np.array([va[i] - vb[i] for i in ids])
-        out.append({x: xv, "n": len(ids), **{k: summarize(d)[k] for k in ("mean", "ci95")},
-                    "b_better": int((d > 0).sum())})
+        stats = summarize(d)
+        out.append({x: xv, "n": len(ids), "mean": stats["mean"], "ci95": stats["ci95"], "b_better": int((d > 0).sum())})
     if not out:
         raise InvganError(f"no images with both {a!r} and {b!r} at the same {x}")
     return out
@@ -202,6 +202,7 @@ def grid_rows(folder: Path, summaries=()) -> list[tuple[str, np.ndarray]]:
     """(label, uint8 images (N, H, W, 3)) for an image grid of a sweep folder: the originals once,
     then per grid point its input (the masked images, for inpainting) once and each method's
     reconstructions, labelled with the method's mean PSNR (in the hole, for inpainting)."""
+    from invgan.fileio import npz_key
     from invgan.sweep import cell_name, cells
 
     if folder is None or not (folder / "cells").is_dir():
@@ -218,7 +219,7 @@ def grid_rows(folder: Path, summaries=()) -> list[tuple[str, np.ndarray]]:
         shown_input = False
         for name in names:
             arrs = np.load(folder / "cells" / f"{name}.npz")
-            methods = {m.replace("+", "_"): m for s_cell, m in stats if s_cell == name}
+            methods = {npz_key(m): m for s_cell, m in stats if s_cell == name}
             for key in arrs.files:
                 if key == "original":
                     original = arrs[key] if original is None else original

@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from invgan import InvganError
-from invgan.fileio import atomic_path, write_json
+from invgan.fileio import atomic_path, npz_key, write_json
 
 EXPERIMENTS = ("cs", "inpaint")
 SAVED_IMAGES = 8
@@ -201,7 +201,7 @@ def run_cell(recipe: dict, cell: dict, out: Path, device, progress: bool) -> Non
         row["cell"] = name
     with atomic_path(out / "cells" / f"{name}.npz") as tmp:
         with open(tmp, "wb") as fh:
-            np.savez_compressed(fh, **{k.replace("+", "_"): to_uint8(v[:SAVED_IMAGES]) for k, v in images.items()})
+            np.savez_compressed(fh, **{npz_key(k): to_uint8(v[:SAVED_IMAGES]) for k, v in images.items()})
     res.update(cell=cell, name=name, seconds=seconds)
     write_json(out / "cells" / f"{name}.json", res)  # written last: its presence means "done"
     shutil.rmtree(state_dir, ignore_errors=True)
