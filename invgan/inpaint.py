@@ -28,7 +28,7 @@ from invgan.yeh import PAPER_SETTINGS, PRIORS, yeh_inpaint
 
 METHODS = ("yeh", "biharmonic", "tv")
 METRICS = ("mse", "psnr", "ssim", "mse_hole", "psnr_hole", "ssim_hole")
-ROW_FIELDS = ["id", "method", "mask", "missing_fraction", *METRICS, "seconds"]
+ROW_FIELDS = ["id", "method", "mask", "mask_description", "missing_fraction", *METRICS, "seconds"]
 
 
 @dataclass
@@ -146,7 +146,8 @@ def run_inpaint(cfg: InpaintConfig, out_dir=None, progress: bool = True, verbose
         vals = {"mse": mse, "psnr": psnr_from_mse(mse), "ssim": ssim_per_image(xh, x),
                 "mse_hole": mse_h, "psnr_hole": psnr_from_mse(mse_h), "ssim_hole": ssim_per_image(xh, x, hole)}
         for i, img_id in enumerate(ids):
-            rows.append({"id": img_id, "method": name, "mask": mask_name, "missing_fraction": float(missing[i]),
+            rows.append({"id": img_id, "method": name, "mask": cfg.mask, "mask_description": mask_name,
+                         "missing_fraction": float(missing[i]),
                          **{k: float(v[i]) for k, v in vals.items()}, "seconds": seconds[name]})
     summary = {}
     for name in cfg.method_names():

@@ -177,6 +177,8 @@ mask = ["center", "random"]
     labels = [label for label, _ in grid_rows(out, res["summaries"])]
     assert labels[0] == "original"
     assert [l for l in labels if l.startswith("input")] == ["input, center", "input, random"]  # once per mask
+    assert all(r["cell"].endswith("mask=" + r["mask"]) for r in res["rows"])  # the grid value, not a description
+    assert {r["mask_description"] for r in res["rows"] if r["mask"] == "center"} == {"center 32x32"}
     hole = [float(r["psnr_hole"]) for r in res["rows"] if r["method"] == "yeh+poisson" and r["cell"] == "method=yeh__mask=random"]
     assert f"Yeh + Poisson, random\n{np.mean(hole):.1f} dB in the hole" in labels
     assert sum(l.startswith("biharmonic, ") for l in labels) == 2 and len(labels) == 1 + 2 * 4
