@@ -3,7 +3,8 @@
 Methods: "dcgan" (CSGM, lambda 0, 2 restarts), "dcgan-reg" (CSGM, lambda 0.001, 10 restarts),
 "lasso-dct" (alpha 0.1), "lasso-wavelet" (alpha 1e-5): the paper's settings unless overridden.
 Outputs in the run folder: metrics.json (config, per-image rows, per-method summary),
-results.csv (the rows) and grid.png (originals on top, one row per method).
+results.csv (the rows), images.npz (uint8 (N, H, W, 3) arrays: ids, original and one per method)
+and grid.png (originals on top, one row per method).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import torch
 
 from invgan import InvganError
 from invgan.csgm import PAPER_SETTINGS, csgm_reconstruct
-from invgan.fileio import atomic_path, save_figure, write_json
+from invgan.fileio import atomic_path, save_figure, write_images_npz, write_json
 from invgan.lasso import PAPER_ALPHA, lasso_fista
 from invgan.metrics import mse_per_image, psnr_from_mse, ssim_per_image, summarize
 from invgan.physics import make_physics
@@ -213,7 +214,7 @@ def run_cs(cfg: CSConfig, out_dir=None, progress: bool = True, verbose: bool = T
     if out_dir is not None:
         write_outputs(result, x.cpu(), recon, ids, out_dir, cfg.grid_images)
         if verbose:
-            print(f"wrote {out_dir}/metrics.json, results.csv, grid.png")
+            print(f"wrote {out_dir}/metrics.json, results.csv, images.npz, grid.png")
     if keep_images:
         result["images"] = {"original": x.cpu(), **recon}
     return result
@@ -270,6 +271,7 @@ def write_outputs(result, x, recon, ids, out_dir, grid_images):
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "metrics.json", result)
     write_rows_csv(result["rows"], out / "results.csv")
+    write_images_npz(out / "images.npz", {"original": x, **recon}, ids)
     fig = image_grid_figure([("original", x)] + [(m, r) for m, r in recon.items()], grid_images)
     save_figure(fig, out / "grid.png", dpi=100)
     plt.close(fig)

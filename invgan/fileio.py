@@ -35,6 +35,23 @@ def npz_key(name: str) -> str:
     return name.replace("+", "_")
 
 
+def write_images_npz(path, images: dict, ids=None) -> None:
+    """Save named image batches (float (N, 3, H, W) in [-1, 1]) as uint8 (N, H, W, 3) arrays in one .npz.
+
+    Array names come from ``npz_key``; ``ids`` (N strings), if given, are stored as "ids".
+    """
+    import numpy as np
+
+    from invgan.data import to_uint8
+
+    arrays = {npz_key(name): to_uint8(imgs) for name, imgs in images.items()}
+    if ids is not None:
+        arrays["ids"] = np.array(list(ids))
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez_compressed(fh, **arrays)
+
+
 def write_text(path, text: str) -> None:
     with atomic_path(path) as tmp:
         Path(tmp).write_text(text)

@@ -189,12 +189,10 @@ def format_table(result: dict) -> str:
 
 
 def write_outputs(result, x, y, masks, recon, out_dir, grid_images=8):
-
     import matplotlib.pyplot as plt
 
     from invgan.cs import image_grid_figure, write_rows_csv
-    from invgan.data import to_uint8
-    from invgan.fileio import atomic_path, npz_key, save_figure, write_json
+    from invgan.fileio import atomic_path, save_figure, write_images_npz, write_json
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -207,10 +205,7 @@ def write_outputs(result, x, y, masks, recon, out_dir, grid_images=8):
     if "generated" in recon:
         rows.append(("generated", recon["generated"].clamp(-1, 1)))
     rows += [(name, recon[name]) for name in result["summary"]]
-    with atomic_path(out / "images.npz") as tmp:
-        with open(tmp, "wb") as fh:
-            np.savez_compressed(fh, ids=np.array(result["config"].get("ids", [])), **{
-                npz_key(name): to_uint8(imgs) for name, imgs in rows})
+    write_images_npz(out / "images.npz", dict(rows), result["config"]["ids"])
     fig = image_grid_figure(rows, grid_images)
     save_figure(fig, out / "grid.png", dpi=100)
     plt.close(fig)

@@ -35,10 +35,9 @@ import time
 import tomllib
 from pathlib import Path
 
-import numpy as np
 
 from invgan import InvganError
-from invgan.fileio import atomic_path, npz_key, write_json
+from invgan.fileio import write_images_npz, write_json
 
 EXPERIMENTS = ("cs", "inpaint")
 SAVED_IMAGES = 8
@@ -180,8 +179,6 @@ def run_sweep(recipe: dict, out, shard=(0, 1), device: str | None = None, progre
 
 
 def run_cell(recipe: dict, cell: dict, out: Path, device, progress: bool) -> None:
-    from invgan.data import to_uint8
-
     cfg = cell_config(recipe, cell)
     cfg.device = device or cfg.device
     name = cell_name(cell)
@@ -199,9 +196,7 @@ def run_cell(recipe: dict, cell: dict, out: Path, device, progress: bool) -> Non
         for k, v in cell.items():
             row.setdefault(k, v)
         row["cell"] = name
-    with atomic_path(out / "cells" / f"{name}.npz") as tmp:
-        with open(tmp, "wb") as fh:
-            np.savez_compressed(fh, **{npz_key(k): to_uint8(v[:SAVED_IMAGES]) for k, v in images.items()})
+    write_images_npz(out / "cells" / f"{name}.npz", {k: v[:SAVED_IMAGES] for k, v in images.items()})
     res.update(cell=cell, name=name, seconds=seconds)
     write_json(out / "cells" / f"{name}.json", res)  # written last: its presence means "done"
     shutil.rmtree(state_dir, ignore_errors=True)

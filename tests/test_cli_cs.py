@@ -1,7 +1,10 @@
 import csv
 import json
 
+import numpy as np
 import pytest
+
+from invgan.fileio import npz_key
 
 from conftest import assert_user_error, run_cli
 
@@ -32,6 +35,14 @@ def test_cs_end_to_end_on_shared_val_images(celeba_root, tmp_path):
         assert 0 < s["mse"]["mean"] < 1 and s["mse"]["ci95"] >= 0 and s["mse"]["n"] == 3
         assert s["psnr"]["mean"] > 5
     assert (out / "grid.png").stat().st_size > 10_000
+    arrays = np.load(out / "images.npz")  # uint8 reconstructions; their MSE is the reported one, up to rounding
+    assert list(arrays["ids"]) == [r["id"] for r in metrics["rows"][:3]]
+    original = arrays["original"].astype(np.float64) / 127.5 - 1
+    assert arrays["original"].shape == (3, 64, 64, 3) and arrays["original"].dtype == np.uint8
+    for method in ("dcgan", "dcgan-reg", "lasso-dct", "lasso-wavelet"):
+        mse = ((arrays[npz_key(method)] / 127.5 - 1 - original) ** 2).mean(axis=(1, 2, 3))
+        reported = [r["mse"] for r in metrics["rows"] if r["method"] == method]
+        np.testing.assert_allclose(mse, reported, rtol=0.01)  # piecewise-constant (Haar) images round coarsely
 
 
 def test_cs_superres_and_gen_span_with_given_generator(tiny_ckpt, tmp_path):
