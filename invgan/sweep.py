@@ -19,12 +19,15 @@ OUT/partial/<cell>/ (see ``invgan.resume``), so an interrupted cell continues wh
 rather than from the start; a cell's recorded time includes its interrupted runs' solve time. ``shard=(i, n)`` runs cells i, i+n, i+2n, ...; under torchrun the
 shard is the process's RANK / WORLD_SIZE and each process takes GPU LOCAL_RANK. Every process
 merges the cell files present into OUT/results.csv and OUT/results.json (one row per image x
-method x cell); the last to finish writes the complete set.
+method x cell); the last to finish writes the complete set. A process locks a cell while it runs
+it (``cell_lock``), so processes whose cells overlap skip each other's running cells.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
 import hashlib
 import itertools
 import json
@@ -173,9 +176,39 @@ def run_sweep(recipe: dict, out, shard=(0, 1), device: str | None = None, progre
     if progress:
         print(f"sweep {recipe['name']}: {len(todo)} cells in shard {shard[0]}/{shard[1]}, "
               f"{len(todo) - len(pending)} already done")
+    busy = []
     for cell in tqdm(pending, desc="cells", unit="cell", disable=not progress):
-        run_cell(recipe, cell, out, device, progress)
+        name = cell_name(cell)
+        with cell_lock(out, name) as mine:
+            if not mine:
+                busy.append(name)
+            elif not (out / "cells" / f"{name}.json").is_file():  # else another process finished it meanwhile
+                run_cell(recipe, cell, out, device, progress)
+    if busy and progress:
+        print(f"skipped, as another process is running them: {', '.join(busy)}")
     return merge(out)
+
+
+@contextlib.contextmanager
+def cell_lock(out: Path, name: str):
+    """Yield True if this process now holds the cell's lock (OUT/locks/<cell>.lock), else False.
+
+    An advisory ``flock``: the system releases it when its holder exits or is killed, so a stale
+    lock cannot block a resumed sweep. Two processes with overlapping cells (no ``--shard``, or
+    overlapping ``--methods``) thus never run the same cell at once.
+    """
+    path = out / "locks" / f"{name}.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def run_cell(recipe: dict, cell: dict, out: Path, device, progress: bool) -> None:

@@ -96,6 +96,24 @@ def test_sweep_under_torchrun_splits_cells(tiny_ckpt, celeba_root, tmp_path):
     assert res["complete"] and res["cells_done"] == 4 and len(res["rows"]) == 8
 
 
+def test_sweep_skips_a_cell_another_process_is_running(tiny_ckpt, celeba_root, tmp_path):
+    from invgan.sweep import cell_lock
+
+    recipe = write_recipe(tmp_path / "r.toml", tiny_ckpt, celeba_root)
+    out = tmp_path / "sw"
+    busy = "method=dcgan__measurements=200"
+    with cell_lock(out, busy) as mine:  # as if a second `invgan sweep` were running this cell
+        assert mine
+        p = run_cli("sweep", "--recipe", recipe, "--out", out)
+        assert p.returncode == 0, p.stderr
+        assert f"skipped, as another process is running them: {busy}\n" in p.stdout
+        res = json.loads((out / "results.json").read_text())
+        assert res["cells_missing"] == [busy] and not (out / "partial" / busy).exists()
+    p = run_cli("sweep", "--recipe", recipe, "--out", out, "--quiet")  # the holder is gone: the cell runs
+    assert p.returncode == 0, p.stderr
+    assert json.loads((out / "results.json").read_text())["complete"]
+
+
 def test_sweep_user_errors(tiny_ckpt, celeba_root, tmp_path):
     good = write_recipe(tmp_path / "r.toml", tiny_ckpt, celeba_root)
     (tmp_path / "bad_key.toml").write_text('[sweep]\nmethods = ["dcgan"]\n[grid]\nmeasurementz = [1]\n')
