@@ -3,6 +3,8 @@
     python scripts/bench.py --out docs/bench.json                       # CPU, about 10 minutes
     python scripts/bench.py --device cuda --out docs/bench_gpu.json     # on a GPU machine
     python scripts/bench.py --sweep runs/sweeps/cs_paper ...            # add a sweep's wall time
+    python scripts/bench.py --skip train,csgm,lasso --update --sweep runs/sweeps/cs_paper
+                                        # refresh only the sweep row; keep the measured rows
 
 Measured side by side in this run, each against a named baseline:
 1. training: invgan's loop (images/s) against the reference PyTorch-examples DCGAN loop
@@ -64,6 +66,29 @@ def sweep_time(folder: Path) -> dict:
             "devices": res["devices"], "num_images": res["recipe"]["settings"].get("num_images")}
 
 
+BENCHMARKS = ("train", "csgm", "lasso")
+
+
+def carried_over(path: Path, skip: set, r: dict) -> dict:
+    """``r`` with the skipped benchmarks' entries taken from an earlier run's JSON at ``path``.
+
+    If every benchmark is carried over, so are that run's machine and command (the table's machine
+    line describes where the measured rows ran); this run's command is kept as "updated_by".
+    """
+    try:
+        prev = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        sys.exit(f"bench: --update needs an earlier result at {path}: {e}")
+    for name in skip:
+        for key in (name, f"{name}_seconds", f"{name}_command"):
+            if key in prev:
+                r[key] = prev[key]
+    if skip >= set(BENCHMARKS):
+        r = {"command": prev["command"], "machine": prev["machine"], "updated_by": r["command"],
+             **{k: v for k, v in r.items() if k not in ("command", "machine")}}
+    return r
+
+
 def table(r: dict) -> str:
     lines = ["| benchmark | invgan | baseline | ratio |", "|---|---|---|---|"]
     if "train" in r:
@@ -87,6 +112,8 @@ def table(r: dict) -> str:
     lines.append("")
     lines.append(f"Machine: {m['cpu']} ({m['cpu_cores']} cores, {m['torch_threads']} torch threads)"
                  + (f", GPU {m['gpu']}" if m["gpu"] else "") + f"; torch {m['torch']}. Command: `{r['command']}`.")
+    if "updated_by" in r:
+        lines.append(f"Sweep row refreshed from its folder by `{r['updated_by']}`.")
     return "\n".join(lines)
 
 
@@ -106,9 +133,16 @@ def main():
     ap.add_argument("--lasso-images", type=int, default=4)
     ap.add_argument("--cvxpy-images", type=int, default=1)
     ap.add_argument("--skip", default="", help="comma list of train,csgm,lasso")
+    ap.add_argument("--update", action="store_true",
+                    help="keep the skipped benchmarks' results (and their machine and command) from --out")
     a = ap.parse_args()
     skip = set(filter(None, a.skip.split(",")))
-    r = {"command": "python scripts/bench.py " + " ".join(sys.argv[1:]), "machine": machine(a.device)}
+    if skip - set(BENCHMARKS):
+        sys.exit(f"bench: --skip takes {','.join(BENCHMARKS)}, got {a.skip!r}")
+    command = "python scripts/bench.py " + " ".join(sys.argv[1:])
+    r = {"command": command, "machine": machine(a.device)}
+    if a.update:
+        r = carried_over(Path(a.out), skip, r)
     t_all = time.time()
     if "train" not in skip:
         r["train"], r["train_seconds"], r["train_command"] = run_script(

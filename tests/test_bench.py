@@ -1,0 +1,37 @@
+import json
+import subprocess
+import sys
+
+from conftest import REPO
+
+
+def run_bench(*args):
+    return subprocess.run([sys.executable, "scripts/bench.py", *map(str, args)], cwd=REPO, capture_output=True,
+                          text=True, timeout=120)
+
+
+def test_update_refreshes_the_sweep_row_and_keeps_measured_rows(tmp_path):
+    sweep = tmp_path / "sw"
+    sweep.mkdir()
+    (sweep / "results.json").write_text(json.dumps({
+        "recipe": {"name": "cs_paper", "settings": {"num_images": 64}}, "complete": False, "cells_done": 3,
+        "cells_missing": ["method=dcgan__measurements=20"], "cell_seconds_total": 5400.0, "devices": ["cpu"]}))
+    earlier = {"command": "python scripts/bench.py --out b.json",
+               "machine": {"cpu": "Some CPU", "cpu_cores": 2, "torch_threads": 2, "torch": "2.x", "gpu": None},
+               "csgm": {"images": 8, "restarts": 2, "iters": 200, "batched_s": 10.0, "loop_s": 31.0, "speedup": 3.1},
+               "csgm_seconds": 41.0, "csgm_command": "scripts/bench_cs.py ..."}
+    out = tmp_path / "b.json"
+    out.write_text(json.dumps(earlier))
+    p = run_bench("--skip", "train,csgm,lasso", "--update", "--sweep", sweep, "--out", out)
+    assert p.returncode == 0, p.stderr
+    r = json.loads(out.read_text())
+    assert r["csgm"] == earlier["csgm"] and r["machine"] == earlier["machine"] and r["command"] == earlier["command"]
+    assert "--update" in r["updated_by"] and r["sweep"]["cells_done"] == 3 and r["sweep"]["cells_total"] == 4
+    md = (tmp_path / "b.md").read_text()
+    assert "| CSGM, 8 images x 2 restarts x 200 its | batched: 10.0 s | per-image loop: 31.0 s | 3.10x |" in md
+    assert "| sweep cs_paper (3/4 cells, 64 images, cpu) | 90 min," in md and "Machine: Some CPU" in md
+
+    p = run_bench("--skip", "train,csgm,lasso", "--update", "--out", tmp_path / "none.json")
+    assert p.returncode == 1 and p.stderr.strip().startswith("bench: --update needs an earlier result")
+    p = run_bench("--skip", "gpu", "--out", out)
+    assert p.returncode == 1 and p.stderr.strip() == "bench: --skip takes train,csgm,lasso, got 'gpu'"
