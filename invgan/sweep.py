@@ -38,7 +38,6 @@ import time
 import tomllib
 from pathlib import Path
 
-
 from invgan import InvganError
 from invgan.fileio import write_images_npz, write_json
 

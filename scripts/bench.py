@@ -139,8 +139,7 @@ def main():
     skip = set(filter(None, a.skip.split(",")))
     if skip - set(BENCHMARKS):
         sys.exit(f"bench: --skip takes {','.join(BENCHMARKS)}, got {a.skip!r}")
-    command = "python scripts/bench.py " + " ".join(sys.argv[1:])
-    r = {"command": command, "machine": machine(a.device)}
+    r = {"command": "python scripts/bench.py " + " ".join(sys.argv[1:]), "machine": machine(a.device)}
     if a.update:
         r = carried_over(Path(a.out), skip, r)
     t_all = time.time()
