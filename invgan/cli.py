@@ -136,7 +136,7 @@ def cmd_cs(args):
     cfg = CSConfig(measurements=args.measurements, measurement=args.measurement, methods=methods,
                    images=args.images, input=args.input, num_images=args.num_images,
                    noise_std=args.noise_std, iters=args.iters, restarts=args.restarts, lr=args.lr,
-                   z_prior=args.z_prior, z_clip=args.z_clip, lasso_tol=args.lasso_tol,
+                   z_prior=args.z_prior, z_clip=args.z_clip, lasso_tol=args.lasso_tol, budget=args.budget,
                    superres_factor=args.factor, generator=resolve_checkpoint(args.generator),
                    seed=args.seed, device=args.device, grid_images=args.grid_images)
     run_cs(cfg, args.out, progress=not args.quiet)
@@ -168,7 +168,8 @@ def cmd_inpaint(args):
 def cmd_sweep(args):
     from invgan.sweep import merge, parse_shard, read_sweep_recipe, run_sweep
 
-    recipe = read_sweep_recipe(args.recipe, {"num_images": args.num_images, "images": args.images})
+    recipe = read_sweep_recipe(args.recipe, {"num_images": args.num_images, "images": args.images,
+                                             "budget": args.budget})
     out = Path(args.out or Path("runs") / "sweeps" / recipe["name"])
     if args.merge_only:
         if not (out / "sweep.json").is_file():
@@ -259,6 +260,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--z-prior", type=_nonneg_float, help="lambda of lambda ||z||^2 (paper: 0; dcgan-reg 0.001)")
     c.add_argument("--z-clip", type=float, help="clip z to [-c, c] after each step")
     c.add_argument("--lasso-tol", type=float, default=1e-5, help="Lasso relative duality-gap tolerance")
+    c.add_argument("--budget", default="paper", choices=["paper", "fast"],
+                   help="CSGM work: paper (default: every restart runs every iteration) or fast "
+                        "(restarts that are behind are dropped early; README: CSGM budgets)")
     c.add_argument("--factor", type=_positive_int, default=4, help="super-resolution factor")
     c.add_argument("--generator", help="checkpoint or run folder (default: the shipped CelebA model)")
     c.add_argument("--seed", type=int, default=0)
@@ -309,6 +313,8 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--shard", help="i/n: run cells i, i+n, ... (default under torchrun: RANK/WORLD_SIZE)")
     w.add_argument("--num-images", type=_positive_int, help="override the recipe's number of images")
     w.add_argument("--images", help="override the recipe's images")
+    w.add_argument("--budget", choices=["paper", "fast"],
+                   help="override the recipe's CSGM budget (cs sweeps; the default is paper)")
     w.add_argument("--methods", help="run only these of the recipe's methods now (comma list)")
     w.add_argument("--device")
     w.add_argument("--merge-only", action="store_true", help="only merge finished cells into results")

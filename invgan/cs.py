@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from invgan import InvganError
-from invgan.csgm import PAPER_SETTINGS, csgm_reconstruct
+from invgan.csgm import BUDGETS, PAPER_SETTINGS, csgm_reconstruct
 from invgan.fileio import atomic_path, save_figure, write_images_npz, write_json
 from invgan.lasso import PAPER_ALPHA, lasso_fista
 from invgan.metrics import mse_per_image, psnr_from_mse, ssim_per_image, summarize
@@ -46,6 +46,7 @@ class CSConfig:
     z_prior: float | None = None
     z_clip: float | None = None
     lasso_tol: float = 1e-5
+    budget: str = "paper"            # CSGM work: "paper" (fixed budget) or "fast" (restart pruning)
     superres_factor: int = 4
     generator: str | None = None
     seed: int = 0
@@ -65,6 +66,8 @@ class CSConfig:
             raise InvganError(f"num-images must be >= 1, got {self.num_images}")
         if self.noise_std < 0:
             raise InvganError(f"noise-std must be >= 0, got {self.noise_std}")
+        if self.budget not in BUDGETS:
+            raise InvganError(f"unknown budget {self.budget!r}: use {' or '.join(BUDGETS)}")
 
 
 def needs_generator(cfg: CSConfig) -> bool:
@@ -135,9 +138,12 @@ def run_method(method: str, y, physics, cfg: CSConfig, G, model_cfg, progress: b
         for k in ("iters", "restarts", "lr", "z_prior"):
             if getattr(cfg, k) is not None:
                 s[k] = getattr(cfg, k)
+        prune = BUDGETS[cfg.budget][method]
         r = csgm_reconstruct(y, physics, G, model_cfg, z_prior=s["z_prior"], restarts=s["restarts"],
                              iters=s["iters"], lr=s["lr"], z_clip=cfg.z_clip, seed=cfg.seed + 2,
-                             progress=progress, state=state)
+                             progress=progress, state=state, prune=prune)
+        s.update(budget=cfg.budget, prune=[list(p) for p in prune],
+                 latent_steps_per_image=r.latent_steps)
         return r.x, s
     basis = method.split("-", 1)[1]
     r = lasso_fista(y, physics, basis, img_shape=tuple(physics.img_shape), tol=cfg.lasso_tol,

@@ -10,6 +10,7 @@ Given a ``SolveState``, the run saves z and Adam's moments as it goes and resume
 from __future__ import annotations
 
 from dataclasses import dataclass
+import math
 from typing import Callable
 
 import torch
@@ -21,12 +22,16 @@ from invgan.resume import SolveState, fingerprint
 @dataclass
 class LatentResult:
     """``x``: (B, C, H, W) best reconstruction per image; ``z``: (B, nz); ``objective``: (B,);
-    ``all_objectives``: (R, B) final objective of every restart."""
+    ``all_objectives``: (R, B) final objective of every restart (for a restart dropped by
+    pruning, its objective when it was dropped); ``restart``: (B,) the restart kept per image;
+    ``latent_steps``: generator forward+backward passes per image in all restarts."""
 
     x: torch.Tensor
     z: torch.Tensor
     objective: torch.Tensor
     all_objectives: torch.Tensor
+    restart: torch.Tensor | None = None
+    latent_steps: int | None = None
 
 
 def project_to_prior(z: torch.Tensor, prior: str, z_clip: float | None) -> None:
@@ -40,14 +45,21 @@ def optimize_latent(G: torch.nn.Module, objective: Callable[[torch.Tensor, torch
                     num_images: int, model_cfg: ModelConfig, restarts: int = 2, iters: int = 500,
                     lr: float = 0.1, z_clip: float | None = None, seed: int = 0,
                     progress: bool = False, desc: str = "latent", state: SolveState | None = None,
-                    state_key: dict | None = None) -> LatentResult:
+                    state_key: dict | None = None, prune=(), lr_decay: str = "constant") -> LatentResult:
     """Minimise ``objective(x_hat, z) -> (R*B,)`` over z for B images and R restarts.
 
     ``objective`` receives x_hat = G(z) of shape (R*B, C, H, W) and z (R*B, nz); latent
     ``r*B + b`` belongs to image b. z is initialised from the training prior, seeded.
     ``state``: save the run there and resume from it; ``state_key`` must then identify the
     objective (e.g. a fingerprint of the measurements), the other settings are added here.
+    ``prune``: pairs (step, keep): after ``step`` steps, only the ``keep`` restarts per image with
+    the lowest objective go on (successive halving); the others leave the batch. Latents are
+    optimised independently, so survivors follow exactly the path they follow without pruning.
+    ``objective`` must then accept any number R' of restarts (rows r*B + b, as above).
+    ``lr_decay``: "constant" (the papers') or "cosine" (lr * (1 + cos(pi * step / iters)) / 2).
     """
+    if lr_decay not in ("constant", "cosine"):
+        raise ValueError(f"lr_decay must be 'constant' or 'cosine', got {lr_decay!r}")
     from tqdm import tqdm
 
     device = next(G.parameters()).device
@@ -55,30 +67,64 @@ def optimize_latent(G: torch.nn.Module, objective: Callable[[torch.Tensor, torch
     if device.type == "cpu":
         G.to(memory_format=torch.channels_last)  # ~1.3x faster convolutions on CPU (oneDNN)
     z0 = sample_latent(restarts * num_images, model_cfg, torch.Generator().manual_seed(seed))
+    schedule = {int(k): int(n) for k, n in sorted(prune)}
     key = {"solver": "latent", "restarts": restarts, "num_images": num_images, "iters": iters, "lr": lr,
            "z_clip": z_clip, "seed": seed, **(state_key or {})}
+    if schedule:
+        key["prune"] = sorted(schedule.items())
+    if lr_decay != "constant":
+        key["lr_decay"] = lr_decay
     saved = None
     if state is not None:
         key["generator"] = fingerprint(*G.state_dict().values())
         saved = state.load(key)
     z = (saved["z"] if saved else z0).to(device).requires_grad_(True)
+    # alive[r', b]: the original restart that row r'*B + b holds; dropped[r, b]: objective when dropped
+    alive = torch.arange(restarts, device=device)[:, None].expand(restarts, num_images)
+    dropped = torch.full((restarts, num_images), float("inf"), device=device)
     opt = torch.optim.Adam([z], lr=lr)
-    start = 0
+    start, work = 0, 0
     if saved:
         opt.load_state_dict({"state": {0: saved["adam"]}, "param_groups": opt.state_dict()["param_groups"]})
-        start = saved["step"]
+        start, work = saved["step"], saved.get("work", saved["step"] * restarts)
+        if "alive" in saved:
+            alive, dropped = saved["alive"].to(device), saved["dropped"].to(device)
     for step in tqdm(range(start, iters), desc=desc, unit="it", disable=not progress, leave=False,
                      initial=start, total=iters):
         opt.zero_grad(set_to_none=True)
-        objective(G(z), z).sum().backward()
-        opt.step()
+        if lr_decay == "cosine":
+            opt.param_groups[0]["lr"] = lr * 0.5 * (1 + math.cos(math.pi * step / iters))
+        obj = objective(G(z), z)
+        work += alive.shape[0]
+        keep = schedule.get(step)
+        if keep is not None and keep < alive.shape[0]:  # successive halving: keep the best per image
+            cur = obj.detach().view(alive.shape)
+            order = cur.argsort(dim=0, stable=True)
+            dropped.scatter_(0, alive.gather(0, order[keep:]), cur.gather(0, order[keep:]))
+            rows = (order[:keep] * num_images + torch.arange(num_images, device=device)).flatten()
+            obj[rows].sum().backward()
+            opt.step()
+            adam = opt.state_dict()["state"][0]
+            adam = {k: (v[rows] if torch.is_tensor(v) and v.dim() == 2 else v) for k, v in adam.items()}
+            alive = alive.gather(0, order[:keep])
+            z = z.detach()[rows].clone().requires_grad_(True)
+            lr_now = opt.param_groups[0]["lr"]
+            opt = torch.optim.Adam([z], lr=lr_now)
+            opt.load_state_dict({"state": {0: adam}, "param_groups": opt.state_dict()["param_groups"]})
+        else:
+            obj.sum().backward()
+            opt.step()
         with torch.no_grad():
             project_to_prior(z, model_cfg.latent_prior, z_clip)
         if state is not None and state.due() and step + 1 < iters:
-            state.save(key, {"step": step + 1, "z": z, "adam": opt.state_dict()["state"][0]})
+            state.save(key, {"step": step + 1, "z": z, "adam": opt.state_dict()["state"][0], "work": work,
+                             "alive": alive, "dropped": dropped})
     with torch.no_grad():
         x = G(z).contiguous()
-        final = objective(x, z).reshape(restarts, num_images)
+        final = objective(x, z).reshape(alive.shape)
         best = final.argmin(0)
         pick = best * num_images + torch.arange(num_images, device=best.device)
-        return LatentResult(x[pick].detach(), z[pick].detach(), final.min(0).values, final)
+        everything = dropped.scatter(0, alive, final)
+        restart = alive.gather(0, best[None])[0]
+        return LatentResult(x[pick].detach(), z[pick].detach(), final.min(0).values, everything, restart,
+                            work)

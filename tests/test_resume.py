@@ -45,12 +45,14 @@ def tiny_generator():
     return cfg, G.eval().requires_grad_(False)
 
 
-def test_csgm_resumes_exactly(tmp_path, save_every_check):
+@pytest.mark.parametrize("kw", [dict(restarts=2, iters=12, seed=3),
+                                # killed after restarts were dropped, with a decaying step
+                                dict(restarts=4, iters=12, seed=3, prune=((2, 2), (5, 1)), lr_decay="cosine")])
+def test_csgm_resumes_exactly(tmp_path, save_every_check, kw):
     cfg, G = tiny_generator()
     x = torch.rand(2, 3, 64, 64) * 2 - 1
     p = CountingCS(60, noise_std=0.01, seed=0)
     y = p(x, torch.Generator().manual_seed(1))
-    kw = dict(restarts=2, iters=12, seed=3)
     ref = csgm_reconstruct(y, p, G, cfg, **kw)
     full_calls = p.calls - 1
     state = SolveState(tmp_path / "csgm.pt")
@@ -64,6 +66,7 @@ def test_csgm_resumes_exactly(tmp_path, save_every_check):
     assert p.calls == full_calls - 7  # continued from the 7th iteration
     assert resumed_state.carried > 0
     assert torch.equal(res.z, ref.z) and torch.equal(res.x, ref.x)
+    assert torch.equal(res.restart, ref.restart) and res.latent_steps == ref.latent_steps
     # a state saved for other measurements is ignored: a fresh, full run
     p.calls = 0
     other = csgm_reconstruct(y + 0.5, p, G, cfg, state=SolveState(tmp_path / "csgm.pt"), **kw)

@@ -1,0 +1,138 @@
+"""Record CSGM's paper-budget run latent by latent, then replay restart-pruning schedules on it.
+
+Every latent of a CSGM batch is optimised independently (eval-mode G, per-latent objective,
+elementwise Adam), so a schedule that drops restarts at given steps leaves the survivors'
+trajectories unchanged: its result is the paper-budget run's, restricted to the survivors.
+One paper-budget run therefore scores every schedule exactly, image by image.
+
+    python scripts/csgm_trajectories.py record --method dcgan-reg -m 500 --num-images 64 \
+        --out runs/traj/dcgan-reg_m500.pt
+    python scripts/csgm_trajectories.py replay runs/traj/*.pt --schedule 100:5,200:2
+    python scripts/csgm_trajectories.py compare runs/traj/dcgan-reg_m500.pt --iters 200 \
+        --lr-decay cosine --schedule 50:5,100:2      # runs that budget, pairs it with the record
+
+Recording uses the same images, A, noise and seeds as `invgan cs` (64 lowest CelebA val ids).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+import torch
+
+from invgan.csgm import PAPER_SETTINGS, csgm_objective, prune_schedule_work, replay_pruning
+
+
+def problem(m: int, num_images: int):
+    """The images, operator and measurements of `invgan cs -m M --num-images N` (seed 0)."""
+    from invgan.checkpoint import load_models
+    from invgan.cs import select_images
+    from invgan.physics import GaussianCS
+
+    model_cfg, G, _, _ = load_models(None)
+    x, ids, source = select_images(None, num_images, G, model_cfg, "cpu", 0)
+    p = GaussianCS(m, tuple(x.shape[1:]), 0.01, seed=0)
+    return model_cfg, G, x, ids, p, p(x, torch.Generator().manual_seed(1))
+
+
+def record(args):
+    from invgan.models import sample_latent
+    from tqdm import tqdm
+
+    s = PAPER_SETTINGS[args.method]
+    model_cfg, G, x, ids, p, y = problem(args.m, args.num_images)
+    R, B = s["restarts"], x.shape[0]
+    G.to(memory_format=torch.channels_last)
+    z = sample_latent(R * B, model_cfg, torch.Generator().manual_seed(2)).requires_grad_(True)
+    opt = torch.optim.Adam([z], lr=s["lr"])
+    losses = []
+    t0 = time.time()
+    for _ in tqdm(range(s["iters"]), desc=f"{args.method} m={args.m}"):
+        opt.zero_grad(set_to_none=True)
+        obj = csgm_objective(y, p, G(z), z, s["z_prior"])
+        losses.append(obj.detach().clone())
+        obj.sum().backward()
+        opt.step()
+    with torch.no_grad():
+        xh = G(z)
+        final = csgm_objective(y, p, xh, z, s["z_prior"])
+        err = (xh - x.repeat(R, 1, 1, 1)).pow(2).flatten(1).mean(1)
+    torch.save({"method": args.method, "m": args.m, "ids": ids, "restarts": R, "num_images": B,
+                "losses": torch.stack(losses), "final": final, "mse": err, "seconds": time.time() - t0},
+               args.out)
+    print(f"wrote {args.out} ({time.time() - t0:.0f} s)")
+
+
+def parse_schedule(text: str) -> list[tuple[int, int]]:
+    return [tuple(int(v) for v in part.split(":")) for part in text.split(",") if part]
+
+
+def replay(args):
+    sched = parse_schedule(args.schedule)
+    for path in args.files:
+        r = torch.load(path, weights_only=True)
+        R, B, iters = r["restarts"], r["num_images"], r["losses"].shape[0]
+        full = r["final"].view(R, B).argmin(0)
+        mse_full = r["mse"].view(R, B).gather(0, full[None])[0]
+        pick = replay_pruning(r["losses"], r["final"], R, B, sched)
+        mse_fast = r["mse"].view(R, B).gather(0, pick[None])[0]
+        d = mse_fast - mse_full
+        ci = 1.96 * d.std() / B ** 0.5
+        work = prune_schedule_work(R, iters, sched) / (R * iters)
+        print(f"{r['method']:10s} m={r['m']:6d} schedule {args.schedule or 'none'}: work {work:.2f} of the paper budget; "
+              f"mse {mse_full.mean():.5f} -> {mse_fast.mean():.5f}; paired diff {d.mean():+.5f} +- {ci:.5f} "
+              f"(upper end {100 * (d.mean() + ci) / mse_full.mean():+.2f}% of the error); "
+              f"same restart on {int((pick == full).sum())}/{B}")
+
+
+def compare(args):
+    """Run a cheaper budget on the record's problem and pair it image by image with the paper pick."""
+    from invgan.csgm import csgm_reconstruct
+
+    r = torch.load(args.files[0], weights_only=True)
+    s = PAPER_SETTINGS[r["method"]]
+    R, B = r["restarts"], r["num_images"]
+    model_cfg, G, x, ids, p, y = problem(r["m"], B)
+    assert list(ids) == list(r["ids"])
+    t0 = time.time()
+    fast = csgm_reconstruct(y, p, G, model_cfg, z_prior=s["z_prior"], restarts=R, iters=args.iters, lr=s["lr"],
+                            seed=2, prune=parse_schedule(args.schedule), lr_decay=args.lr_decay, progress=True)
+    secs = time.time() - t0
+    full = r["final"].view(R, B).argmin(0)
+    mse_full = r["mse"].view(R, B).gather(0, full[None])[0]
+    obj_full = r["final"].view(R, B).min(0).values
+    mse_fast = (fast.x - x).pow(2).flatten(1).mean(1)
+    d = mse_fast - mse_full
+    ci = 1.96 * d.std() / B ** 0.5
+    work = fast.latent_steps / (R * r["losses"].shape[0])
+    print(f"{r['method']:10s} m={r['m']:6d} iters {args.iters} lr-decay {args.lr_decay} schedule {args.schedule or 'none'}: "
+          f"work {work:.3f} of the paper budget ({secs:.0f} s against {r['seconds']:.0f} s recorded); "
+          f"mse {mse_full.mean():.5f} -> {mse_fast.mean():.5f}; paired diff {d.mean():+.5f} +- {ci:.5f} "
+          f"(upper end {100 * (d.mean() + ci) / mse_full.mean():+.2f}% of the error); better on "
+          f"{int((d < 0).sum())}/{B}; objective lower on {int((fast.objective < obj_full).sum())}/{B}", flush=True)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    a = sub.add_parser("record")
+    a.add_argument("--method", choices=sorted(PAPER_SETTINGS), required=True)
+    a.add_argument("-m", type=int, required=True)
+    a.add_argument("--num-images", type=int, default=64)
+    a.add_argument("--out", required=True)
+    b = sub.add_parser("replay")
+    b.add_argument("files", nargs="+")
+    b.add_argument("--schedule", default="", help="STEP:KEEP,... restarts kept per image after STEP steps")
+    c = sub.add_parser("compare")
+    c.add_argument("files", nargs=1)
+    c.add_argument("--iters", type=int, default=500)
+    c.add_argument("--lr-decay", default="constant", choices=["constant", "cosine"])
+    c.add_argument("--schedule", default="")
+    args = ap.parse_args(argv)
+    {"record": record, "replay": replay, "compare": compare}[args.cmd](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
