@@ -20,9 +20,12 @@ import argparse
 import sys
 import time
 
+from pathlib import Path
+
 import torch
 
 from invgan.csgm import PAPER_SETTINGS, csgm_objective, prune_schedule_work, replay_pruning
+from invgan.fileio import atomic_path
 
 
 def problem(m: int, num_images: int):
@@ -59,9 +62,10 @@ def record(args):
         xh = G(z)
         final = csgm_objective(y, p, xh, z, s["z_prior"])
         err = (xh - x.repeat(R, 1, 1, 1)).pow(2).flatten(1).mean(1)
-    torch.save({"method": args.method, "m": args.m, "ids": ids, "restarts": R, "num_images": B,
-                "losses": torch.stack(losses), "final": final, "mse": err, "seconds": time.time() - t0},
-               args.out)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(args.out) as tmp:
+        torch.save({"method": args.method, "m": args.m, "ids": ids, "restarts": R, "num_images": B,
+                    "losses": torch.stack(losses), "final": final, "mse": err, "seconds": time.time() - t0}, tmp)
     print(f"wrote {args.out} ({time.time() - t0:.0f} s)")
 
 

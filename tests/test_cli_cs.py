@@ -80,3 +80,17 @@ def test_cs_bad_generator(tmp_path):
                       "not a readable invgan checkpoint")
     assert_user_error(run_cli("cs", "--generator", tmp_path / "none.pt", "--out", tmp_path, "--quiet"),
                       "does not exist")
+
+
+def test_cs_budget_is_recorded_with_the_work_done(tiny_ckpt, tmp_path):
+    from invgan.csgm import BUDGETS, prune_schedule_work
+
+    for budget in ("paper", "fast"):
+        out = tmp_path / budget
+        p = run_cli("cs", "--input", "gen-span", "--generator", tiny_ckpt, "--num-images", 1, "-m", 50,
+                    "--iters", 360, "--methods", "dcgan-reg", "--budget", budget, "--out", out, "--quiet")
+        assert p.returncode == 0, p.stderr
+        s = json.loads((out / "metrics.json").read_text())["config"]["method_settings"]["dcgan-reg"]
+        assert s["budget"] == budget and s["prune"] == [list(v) for v in BUDGETS[budget]["dcgan-reg"]]
+        assert s["latent_steps_per_image"] == prune_schedule_work(10, 360, BUDGETS[budget]["dcgan-reg"])
+    assert prune_schedule_work(10, 360, BUDGETS["fast"]["dcgan-reg"]) < 0.8 * 10 * 360

@@ -1,0 +1,57 @@
+"""Run invgan's Lasso solver as it is now and as it was at an earlier git revision, on the same
+problem (the lowest CelebA val ids, Gaussian A seed 0, noise seed 1), and print iterations, the
+largest certified relative duality gap, the summed objective and the MSE of each.
+
+    python scripts/compare_lasso_versions.py --rev c02679f --images 16 -m 500 --basis wavelet --tol 1e-4
+"""
+
+import argparse
+import importlib.util
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from invgan import lasso as lasso_now
+from invgan.data import load_images
+from invgan.physics import GaussianCS
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def old_module(rev: str):
+    text = subprocess.run(["git", "show", f"{rev}:invgan/lasso.py"], cwd=REPO, capture_output=True, text=True,
+                          check=True).stdout
+    path = Path(tempfile.mkdtemp()) / "lasso_old.py"
+    path.write_text(text)
+    spec = importlib.util.spec_from_file_location("lasso_old", path)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["lasso_old"] = mod  # dataclasses look their module up
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rev", default="c02679f")
+    ap.add_argument("--images", type=int, default=16)
+    ap.add_argument("-m", type=int, default=500)
+    ap.add_argument("--basis", default="dct", choices=["dct", "wavelet"])
+    ap.add_argument("--tol", type=float, default=1e-4)
+    args = ap.parse_args(argv)
+    x = load_images(None, partition="val", limit=args.images, progress=False).tensor()
+    p = GaussianCS(args.m, noise_std=0.01, seed=0)
+    y = p(x, torch.Generator().manual_seed(1))
+    for name, mod in (("now", lasso_now), (args.rev, old_module(args.rev))):
+        t = time.time()
+        r = mod.lasso_fista(y, p, args.basis, tol=args.tol)
+        print(f"{name:8s} {time.time() - t:6.1f} s  iterations {r.iterations}  largest certified gap "
+              f"{float(r.gap.max()):.2e}  objective (sum) {float(r.objective.double().sum()):.6f}  "
+              f"mse {float((r.x - x).pow(2).mean()):.5f}", flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
