@@ -58,6 +58,8 @@ class ImageSet:
 
 def to_tensor(images: np.ndarray | torch.Tensor) -> torch.Tensor:
     """uint8 (N, H, W, 3) -> float32 (N, 3, H, W) in [-1, 1]."""
+    if isinstance(images, np.ndarray) and not images.flags.writeable:
+        images = np.array(images)  # a read-only (memory-mapped) cache: torch would warn on every run
     t = torch.as_tensor(images)
     return t.permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0).contiguous()
 

@@ -99,3 +99,18 @@ def test_bad_inputs_give_clear_errors(tmp_path):
         load_images(tmp_path / "junk", use_cache=False, progress=False)
     assert_user_error(run_cli("data", tmp_path / "nope"), "does not exist")
     assert_user_error(run_cli("data", tmp_path / "junk", "--quiet"), "no usable images")
+
+
+def test_to_tensor_of_a_read_only_array_gives_no_warning():
+    import warnings
+
+    import numpy as np
+
+    from invgan.data import to_tensor
+
+    a = np.full((2, 4, 4, 3), 255, dtype=np.uint8)
+    a.flags.writeable = False
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        t = to_tensor(a)
+    assert t.shape == (2, 3, 4, 4) and bool((t == 1).all())
