@@ -121,7 +121,6 @@ def lasso_fista(y: torch.Tensor, physics: Physics, basis="dct", alpha: float | N
     lam = m * alpha  # scaled problem: 1/2 ||y - Bw||^2 + lam ||w||_1
     L = operator_norm_sq(physics, img_shape, device, dtype=y.dtype) * 1.02
     bty = basis.analysis(physics.A_adjoint(y))  # B^T y
-    yy = y.pow(2).flatten(1).sum(1)
 
     def grad_and_res(w, rows=None):  # rows: the images of the batch that w holds (None: all)
         r = (y if rows is None else y[rows]) - physics.A(basis.synthesis(w))

@@ -17,6 +17,7 @@ import argparse
 import importlib
 import json
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -85,8 +86,6 @@ def main(argv=None):
                 rows.append(row)
                 print(json.dumps(row), flush=True)
     if args.out:
-        from pathlib import Path
-
         Path(args.out).write_text(json.dumps({"rows": rows, "command": "python scripts/bench_lasso_libs.py"}, indent=1))
 
 

@@ -19,13 +19,13 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-
 from pathlib import Path
 
 import torch
 
 from invgan.csgm import PAPER_SETTINGS, csgm_objective, prune_schedule_work, replay_pruning
 from invgan.fileio import atomic_path
+from invgan.metrics import summarize
 
 
 def problem(m: int, num_images: int):
@@ -73,22 +73,32 @@ def parse_schedule(text: str) -> list[tuple[int, int]]:
     return [tuple(int(v) for v in part.split(":")) for part in text.split(",") if part]
 
 
+def paper_pick(r: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    """The record's paper-budget result: (restart kept per image (B,), its per-pixel MSE (B,))."""
+    R, B = r["restarts"], r["num_images"]
+    full = r["final"].view(R, B).argmin(0)
+    return full, r["mse"].view(R, B).gather(0, full[None])[0]
+
+
+def paired(mse_fast: torch.Tensor, mse_full: torch.Tensor) -> str:
+    """Fast minus paper, image by image: means, paired mean and 95% interval, its upper end in %."""
+    d = summarize((mse_fast - mse_full).tolist())
+    base = float(mse_full.mean())
+    return (f"mse {base:.5f} -> {float(mse_fast.mean()):.5f}; paired diff {d['mean']:+.5f} +- {d['ci95']:.5f} "
+            f"(upper end {100 * (d['mean'] + d['ci95']) / base:+.2f}% of the error)")
+
+
 def replay(args):
     sched = parse_schedule(args.schedule)
     for path in args.files:
         r = torch.load(path, weights_only=True)
         R, B, iters = r["restarts"], r["num_images"], r["losses"].shape[0]
-        full = r["final"].view(R, B).argmin(0)
-        mse_full = r["mse"].view(R, B).gather(0, full[None])[0]
+        full, mse_full = paper_pick(r)
         pick = replay_pruning(r["losses"], r["final"], R, B, sched)
         mse_fast = r["mse"].view(R, B).gather(0, pick[None])[0]
-        d = mse_fast - mse_full
-        ci = 1.96 * d.std() / B ** 0.5
         work = prune_schedule_work(R, iters, sched) / (R * iters)
         print(f"{r['method']:10s} m={r['m']:6d} schedule {args.schedule or 'none'}: work {work:.2f} of the paper budget; "
-              f"mse {mse_full.mean():.5f} -> {mse_fast.mean():.5f}; paired diff {d.mean():+.5f} +- {ci:.5f} "
-              f"(upper end {100 * (d.mean() + ci) / mse_full.mean():+.2f}% of the error); "
-              f"same restart on {int((pick == full).sum())}/{B}")
+              f"{paired(mse_fast, mse_full)}; same restart on {int((pick == full).sum())}/{B}")
 
 
 def compare(args):
@@ -104,18 +114,14 @@ def compare(args):
     fast = csgm_reconstruct(y, p, G, model_cfg, z_prior=s["z_prior"], restarts=R, iters=args.iters, lr=s["lr"],
                             seed=2, prune=parse_schedule(args.schedule), lr_decay=args.lr_decay, progress=True)
     secs = time.time() - t0
-    full = r["final"].view(R, B).argmin(0)
-    mse_full = r["mse"].view(R, B).gather(0, full[None])[0]
+    _, mse_full = paper_pick(r)
     obj_full = r["final"].view(R, B).min(0).values
     mse_fast = (fast.x - x).pow(2).flatten(1).mean(1)
-    d = mse_fast - mse_full
-    ci = 1.96 * d.std() / B ** 0.5
     work = fast.latent_steps / (R * r["losses"].shape[0])
     print(f"{r['method']:10s} m={r['m']:6d} iters {args.iters} lr-decay {args.lr_decay} schedule {args.schedule or 'none'}: "
           f"work {work:.3f} of the paper budget ({secs:.0f} s against {r['seconds']:.0f} s recorded); "
-          f"mse {mse_full.mean():.5f} -> {mse_fast.mean():.5f}; paired diff {d.mean():+.5f} +- {ci:.5f} "
-          f"(upper end {100 * (d.mean() + ci) / mse_full.mean():+.2f}% of the error); better on "
-          f"{int((d < 0).sum())}/{B}; objective lower on {int((fast.objective < obj_full).sum())}/{B}", flush=True)
+          f"{paired(mse_fast, mse_full)}; better on {int((mse_fast < mse_full).sum())}/{B}; "
+          f"objective lower on {int((fast.objective < obj_full).sum())}/{B}", flush=True)
 
 
 def main(argv=None):
