@@ -16,7 +16,7 @@ import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 import torch
 
-from invgan import InvganError
+from invgan.errors import InvganError
 
 BLENDS = ("poisson", "none")
 

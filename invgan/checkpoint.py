@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from invgan import InvganError
+from invgan.errors import InvganError
 from invgan.fileio import atomic_path
 from invgan.models import Discriminator, Generator, ModelConfig
 

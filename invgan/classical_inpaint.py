@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from invgan import InvganError
+from invgan.errors import InvganError
 from invgan.physics import Inpainting
 
 

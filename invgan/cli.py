@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from pathlib import Path
 
-from invgan import InvganError, __version__
+from invgan import __version__
+from invgan.errors import InvganError
 
 
 class _Parser(argparse.ArgumentParser):
@@ -31,7 +33,8 @@ def _checked(cast, ok, need: str):
 
 
 _positive_int = _checked(int, lambda v: v >= 1, ">= 1")
-_nonneg_float = _checked(float, lambda v: v >= 0, ">= 0")
+_nonneg_float = _checked(float, lambda v: math.isfinite(v) and v >= 0, "a finite number >= 0")
+_positive_float = _checked(float, lambda v: math.isfinite(v) and v > 0, "a finite number > 0")
 _window = _checked(int, lambda v: v >= 1 and v % 2 == 1, "odd and >= 1")
 _fraction = _checked(float, lambda v: 0 < v < 1, "strictly between 0 and 1")
 
@@ -117,7 +120,8 @@ def cmd_sample(args):
 
     from invgan.checkpoint import load_models
     from invgan.models import sample_latent
-    from invgan.train import pick_device, save_grid
+    from invgan.fileio import save_grid
+    from invgan.runtime import pick_device
 
     dev = pick_device(args.device)
     cfg, G, _, _ = load_models(resolve_checkpoint(args.generator), device=dev)
@@ -136,7 +140,8 @@ def cmd_cs(args):
     cfg = CSConfig(measurements=args.measurements, measurement=args.measurement, methods=methods,
                    images=args.images, input=args.input, num_images=args.num_images,
                    noise_std=args.noise_std, iters=args.iters, restarts=args.restarts, lr=args.lr,
-                   z_prior=args.z_prior, z_clip=args.z_clip, lasso_tol=args.lasso_tol, budget=args.budget,
+                   z_reg=args.z_reg, z_clip=args.z_clip, lasso_tol=args.lasso_tol, budget=args.budget,
+                   image_size=args.image_size,
                    superres_factor=args.factor, generator=resolve_checkpoint(args.generator),
                    seed=args.seed, device=args.device, grid_images=args.grid_images)
     run_cs(cfg, args.out, progress=not args.quiet)
@@ -156,7 +161,8 @@ def cmd_inpaint(args):
         raise InvganError(f"--mask-file goes with --mask file, not --mask {mask}")
     cfg = InpaintConfig(mask=mask, hole=args.hole_size, fraction=args.fraction, side=args.side,
                         mask_file=args.mask_file, methods=_comma_list(args.methods), blends=blends,
-                        lam=args.lam, prior=args.prior, window=args.window, iters=args.iters,
+                        lam=args.lam, perceptual=args.perceptual, window=args.window, iters=args.iters,
+                        image_size=args.image_size,
                         restarts=args.restarts, lr=args.lr, z_clip=args.z_clip, images=args.images,
                         num_images=args.num_images, generator=resolve_checkpoint(args.generator),
                         discriminator=resolve_checkpoint(args.discriminator), seed=args.seed,
@@ -192,6 +198,11 @@ def cmd_plot(args):
 
 # ----------------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
+    """The argument parser; method and operator names come from the registries (plugins loaded)."""
+    from invgan.csgm import BUDGETS
+    from invgan.methods import available_methods
+    from invgan.physics import available_physics
+
     p = _Parser(prog="invgan", description="Imaging inverse problems with pretrained generative models.")
     p.add_argument("--version", action="version", version=f"invgan {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
@@ -244,23 +255,26 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("cs", help="compressed sensing: recover images from few measurements",
                        description="Recover images from y = A x + noise with CSGM (Bora et al. 2017) "
                                    "and Lasso baselines; defaults are the paper's settings.")
-    c.add_argument("--measurements", "-m", type=int, default=500, help="m, number of Gaussian measurements (1..12288)")
-    c.add_argument("--measurement", default="gaussian", choices=["gaussian", "superres", "inpaint", "project"])
+    c.add_argument("--measurements", "-m", type=_positive_int, default=500,
+                   help="m, number of Gaussian measurements (1 .. C*H*W: 12288 at 3x64x64)")
+    c.add_argument("--measurement", default="gaussian",
+                   help=f"the operator: {', '.join(available_physics())} (default gaussian)")
     c.add_argument("--methods", default="dcgan,lasso-dct,lasso-wavelet",
-                   help="comma list of dcgan, dcgan-reg, lasso-dct, lasso-wavelet")
+                   help=f"comma list of {', '.join(available_methods('cs'))} (default dcgan,lasso-dct,lasso-wavelet)")
     c.add_argument("--images", help="CelebA folder, image folder or glob (default: CelebA test, else val, "
                                     "lowest ids; the built-in demo set without CelebA)")
     c.add_argument("--input", default="data", choices=["data", "gen-span"],
                    help="gen-span: images sampled from the generator")
     c.add_argument("--num-images", type=_positive_int, default=64)
+    c.add_argument("--image-size", type=_positive_int, help="image side in pixels (default: the generator's, else 64)")
     c.add_argument("--noise-std", type=_nonneg_float, default=0.01, help="per-measurement noise std (paper: 0.01)")
     c.add_argument("--iters", type=_positive_int, help="Adam iterations (paper: 500)")
     c.add_argument("--restarts", type=_positive_int, help="random restarts (paper: 2; dcgan-reg 10)")
-    c.add_argument("--lr", type=float, help="Adam learning rate (paper: 0.1)")
-    c.add_argument("--z-prior", type=_nonneg_float, help="lambda of lambda ||z||^2 (paper: 0; dcgan-reg 0.001)")
-    c.add_argument("--z-clip", type=float, help="clip z to [-c, c] after each step")
-    c.add_argument("--lasso-tol", type=float, default=1e-5, help="Lasso relative duality-gap tolerance")
-    c.add_argument("--budget", default="paper", choices=["paper", "fast"],
+    c.add_argument("--lr", type=_positive_float, help="Adam learning rate (paper: 0.1)")
+    c.add_argument("--z-reg", type=_nonneg_float, help="lambda of lambda ||z||^2 (paper: 0; dcgan-reg 0.001)")
+    c.add_argument("--z-clip", type=_positive_float, help="clip z to [-c, c] after each step")
+    c.add_argument("--lasso-tol", type=_positive_float, default=1e-5, help="Lasso relative duality-gap tolerance")
+    c.add_argument("--budget", default="paper", choices=list(BUDGETS),
                    help="CSGM work: paper (default: every restart runs every iteration) or fast "
                         "(restarts that are behind are dropped early; README: CSGM budgets)")
     c.add_argument("--factor", type=_positive_int, default=4, help="super-resolution factor")
@@ -282,20 +296,22 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--hole-size", type=_positive_int, help="centre hole side in pixels (default half the image: 32)")
     i.add_argument("--fraction", type=_fraction, help="missing fraction for random (0.8) and blob (0.3, >= 0.25)")
     i.add_argument("--side", default="left", choices=["left", "right", "top", "bottom"], help="half: missing side")
-    i.add_argument("--methods", default="yeh,biharmonic,tv", help="comma list of yeh, biharmonic, tv")
+    i.add_argument("--methods", default="yeh,biharmonic,tv",
+                   help=f"comma list of {', '.join(available_methods('inpaint'))} (default yeh,biharmonic,tv)")
     i.add_argument("--blend", default="poisson", choices=["poisson", "none", "both"],
                    help="how G(z) enters the hole: Poisson blending, plain composite, or report both")
     i.add_argument("--lam", type=_nonneg_float, default=0.003, help="prior weight lambda (paper: 0.003)")
-    i.add_argument("--prior", default="paper", choices=["paper", "generator"],
-                   help="paper: log(1 - D(G(z))); generator: -log D(G(z))")
+    i.add_argument("--perceptual", default="paper", choices=["paper", "generator"],
+                   help="the perceptual loss: paper: log(1 - D(G(z))); generator: -log D(G(z))")
     i.add_argument("--window", type=_window, default=7, help="importance-weight window (odd; paper: 7)")
     i.add_argument("--iters", type=_positive_int, default=1500, help="Adam iterations (paper: 1500)")
     i.add_argument("--restarts", type=_positive_int, default=1, help="random restarts, batched (default 1)")
-    i.add_argument("--lr", type=float, default=0.01, help="Adam learning rate (paper: 0.01)")
-    i.add_argument("--z-clip", type=float, help="clip z to [-c, c] after each step (uniform prior: 1)")
+    i.add_argument("--lr", type=_positive_float, default=0.01, help="Adam learning rate (paper: 0.01)")
+    i.add_argument("--z-clip", type=_positive_float, help="clip z to [-c, c] after each step (uniform prior: 1)")
     i.add_argument("--images", help="CelebA folder, image folder or glob (default: CelebA test, else val, "
                                     "lowest ids; the built-in demo set without CelebA)")
     i.add_argument("--num-images", type=_positive_int, default=64)
+    i.add_argument("--image-size", type=_positive_int, help="image side in pixels (default: the generator's, else 64)")
     i.add_argument("--generator", help="checkpoint or run folder (default: the shipped CelebA model)")
     i.add_argument("--discriminator", help="checkpoint holding D (default: the generator's file, or the shipped D)")
     i.add_argument("--seed", type=int, default=0)
@@ -313,7 +329,7 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--shard", help="i/n: run cells i, i+n, ... (default under torchrun: RANK/WORLD_SIZE)")
     w.add_argument("--num-images", type=_positive_int, help="override the recipe's number of images")
     w.add_argument("--images", help="override the recipe's images")
-    w.add_argument("--budget", choices=["paper", "fast"],
+    w.add_argument("--budget", choices=list(BUDGETS),
                    help="override the recipe's CSGM budget (cs sweeps; the default is paper)")
     w.add_argument("--methods", help="run only these of the recipe's methods now (comma list)")
     w.add_argument("--device")
@@ -335,7 +351,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None):
-    parser = build_parser()
+    """Entry point of the `invgan` command."""
+    try:
+        parser = build_parser()
+    except InvganError as exc:  # e.g. a plugin that fails to import
+        print(f"invgan: error: {exc}", file=sys.stderr)
+        sys.exit(2)
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()

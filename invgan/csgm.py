@@ -12,13 +12,12 @@ from __future__ import annotations
 import torch
 
 from invgan.latent import LatentResult, optimize_latent
-from invgan.models import ModelConfig
 from invgan.physics import Physics
 from invgan.resume import SolveState, fingerprint
 
 PAPER_SETTINGS = {
-    "dcgan": {"z_prior": 0.0, "restarts": 2, "iters": 500, "lr": 0.1},
-    "dcgan-reg": {"z_prior": 0.001, "restarts": 10, "iters": 500, "lr": 0.1},
+    "dcgan": {"z_reg": 0.0, "restarts": 2, "iters": 500, "lr": 0.1},
+    "dcgan-reg": {"z_reg": 0.001, "restarts": 10, "iters": 500, "lr": 0.1},
 }
 
 #: Restart-pruning schedules: after STEP Adam steps, keep the KEEP restarts per image with the
@@ -63,31 +62,34 @@ def replay_pruning(losses: torch.Tensor, final: torch.Tensor, restarts: int, num
 
 
 def csgm_objective(y: torch.Tensor, physics: Physics, x_hat: torch.Tensor, z: torch.Tensor,
-                   z_prior: float = 0.0) -> torch.Tensor:
-    """Per-latent CSGM objective (R*B,): measurement loss + z_prior * ||z||^2.
+                   z_reg: float = 0.0) -> torch.Tensor:
+    """Per-latent CSGM objective (R*B,): measurement loss + z_reg * ||z||^2.
 
     y: (B, ...) measurements; x_hat, z: R*B rows (latent r*B + b belongs to image b).
     """
     reps = x_hat.shape[0] // y.shape[0]
     y_rep = y.repeat(reps, *([1] * (y.dim() - 1)))
-    return physics.measurement_loss(y_rep, x_hat) + z_prior * z.pow(2).sum(1)
+    return physics.data_fidelity(y_rep, x_hat) + z_reg * z.pow(2).sum(1)
 
 
-def csgm_reconstruct(y: torch.Tensor, physics: Physics, G: torch.nn.Module, model_cfg: ModelConfig,
-                     z_prior: float = 0.0, restarts: int = 2, iters: int = 500, lr: float = 0.1,
+def csgm_reconstruct(y: torch.Tensor, physics: Physics, G, z_reg: float = 0.0, restarts: int = 2, iters: int = 500, lr: float = 0.1,
                      z_clip: float | None = None, seed: int = 0, progress: bool = False,
                      state: SolveState | None = None, prune=(), lr_decay: str = "constant") -> LatentResult:
-    """Recover images from measurements y (B, ...) with a frozen generator G.
+    """Recover images from measurements y (B, ...) with a generator G.
 
-    Returns a ``LatentResult`` whose ``x`` is (B, C, H, W) in [-1, 1]. ``state``: save the run
+    ``G``: any generator (``invgan.generators.as_generator``: invgan's DCGAN, a
+    ``LatentGenerator`` or a module with its latent dimension); it is used through a frozen copy.
+    ``z_reg``: lambda of lambda ||z||^2 (0 for "DCGAN", 0.001 for "DCGAN+Reg"); ``restarts``,
+    ``iters``, ``lr``: Adam from ``restarts`` latents drawn from G's prior (seeded by ``seed``);
+    ``z_clip``: keep z in [-z_clip, z_clip]. Returns a ``LatentResult`` whose ``x`` is (B, C, H, W) in [-1, 1]. ``state``: save the run
     there as it goes and resume from it (see ``invgan.resume``). ``prune``: a restart-pruning
     schedule ((step, keep), ...), e.g. ``BUDGETS["fast"]["dcgan-reg"]``; empty: the paper's
     fixed budget (every restart runs every iteration). ``lr_decay``: "constant" (the paper) or
     "cosine".
     """
-    key = {"objective": "csgm", "physics": type(physics).__name__, "m": physics.m, "z_prior": z_prior,
+    key = {"objective": "csgm", "physics": type(physics).__name__, "m": physics.m, "z_prior": z_reg,
            "y": fingerprint(y)} if state is not None else None
     return optimize_latent(
-        G, lambda x_hat, z: csgm_objective(y, physics, x_hat, z, z_prior), y.shape[0], model_cfg,
+        G, lambda x_hat, z: csgm_objective(y, physics, x_hat, z, z_reg), y.shape[0],
         restarts=restarts, iters=iters, lr=lr, z_clip=z_clip, seed=seed, progress=progress, desc="csgm",
         state=state, state_key=key, prune=prune, lr_decay=lr_decay)

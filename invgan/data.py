@@ -25,8 +25,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from invgan import InvganError
-from invgan.fileio import atomic_path
+from invgan.errors import InvganError
+from invgan.fileio import atomic_path, to_uint8  # noqa: F401 (to_uint8: the inverse of to_tensor)
 
 CELEBA_ENV = "INVGAN_CELEBA"
 CACHE_ENV = "INVGAN_CACHE"
@@ -62,12 +62,6 @@ def to_tensor(images: np.ndarray | torch.Tensor) -> torch.Tensor:
         images = np.array(images)  # a read-only (memory-mapped) cache: torch would warn on every run
     t = torch.as_tensor(images)
     return t.permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0).contiguous()
-
-
-def to_uint8(x: torch.Tensor) -> np.ndarray:
-    """float (N, 3, H, W) in [-1, 1] -> uint8 (N, H, W, 3)."""
-    x = ((x.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-    return x.permute(0, 2, 3, 1).numpy()
 
 
 # ----------------------------------------------------------------------------- locating data

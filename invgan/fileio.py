@@ -1,4 +1,5 @@
-"""Atomic file output: write to a temporary file in the same folder, then rename."""
+"""Writing results: atomic files (a temporary file in the same folder, then a rename), image
+arrays, CSV rows, figures and image grids. Images are float (N, C, H, W) in [-1, 1], C = 1 or 3."""
 
 from __future__ import annotations
 
@@ -35,14 +36,20 @@ def npz_key(name: str) -> str:
     return name.replace("+", "_")
 
 
+def to_uint8(x):
+    """float (N, C, H, W) in [-1, 1] -> uint8 numpy (N, H, W, C)."""
+    import torch
+
+    x = ((x.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    return x.permute(0, 2, 3, 1).numpy()
+
+
 def write_images_npz(path, images: dict, ids=None) -> None:
-    """Save named image batches (float (N, 3, H, W) in [-1, 1]) as uint8 (N, H, W, 3) arrays in one .npz.
+    """Save named image batches (float (N, C, H, W) in [-1, 1]) as uint8 (N, H, W, C) arrays in one .npz.
 
     Array names come from ``npz_key``; ``ids`` (N strings), if given, are stored as "ids".
     """
     import numpy as np
-
-    from invgan.data import to_uint8
 
     arrays = {npz_key(name): to_uint8(imgs) for name, imgs in images.items()}
     if ids is not None:
@@ -53,11 +60,13 @@ def write_images_npz(path, images: dict, ids=None) -> None:
 
 
 def write_text(path, text: str) -> None:
+    """Write ``text`` to ``path`` atomically."""
     with atomic_path(path) as tmp:
         Path(tmp).write_text(text)
 
 
 def write_json(path, obj) -> None:
+    """Write ``obj`` as indented JSON atomically (paths and other objects as text)."""
     write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")  # paths as text
 
 
@@ -66,3 +75,52 @@ def save_figure(fig, path, **kwargs) -> None:
     fmt = Path(path).suffix.lstrip(".") or "png"
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format=fmt, **kwargs)
+
+
+def write_rows_csv(rows: list[dict], path, fields) -> None:
+    """Write dict rows as CSV with the columns ``fields`` (others ignored), atomically."""
+    import csv
+    import io
+
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fields, extrasaction="ignore")
+    w.writeheader()
+    w.writerows(rows)
+    write_text(path, buf.getvalue())
+
+
+def save_grid(images, path, nrow: int = 8) -> None:
+    """Save images (N, C, H, W) in [-1, 1] as one PNG grid (torchvision's layout), atomically."""
+    from torchvision.utils import save_image
+
+    with atomic_path(path) as tmp:
+        save_image(images.float().cpu(), tmp, nrow=nrow, normalize=True, value_range=(-1, 1),
+                   padding=2, format="png")
+
+
+def image_grid_figure(rows: list, ncols: int):
+    """A matplotlib figure with one labelled row per (label, images (N, C, H, W) in [-1, 1]);
+    C = 1 (shown in grey) or 3. Shows the first ``ncols`` images of each row."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ncols = max(1, min(ncols, rows[0][1].shape[0]))
+    label_w = 0.3 + 0.075 * max(len(line) for label, _ in rows for line in label.splitlines())  # inches for the row labels
+    width = 1.2 * ncols + label_w
+    fig, axes = plt.subplots(len(rows), ncols, figsize=(width, 1.25 * len(rows)), squeeze=False)
+    for r, (label, imgs) in enumerate(rows):
+        for c in range(ncols):
+            ax = axes[r][c]
+            img = ((imgs[c].float().clamp(-1, 1) + 1) / 2).permute(1, 2, 0).numpy()
+            if img.shape[-1] == 1:
+                ax.imshow(img[..., 0], cmap="gray", vmin=0, vmax=1)
+            else:
+                ax.imshow(img)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if c == 0:
+                ax.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=9)
+    fig.subplots_adjust(left=label_w / width, right=0.99, top=0.99, bottom=0.01, wspace=0.04, hspace=0.04)
+    return fig

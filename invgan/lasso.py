@@ -17,13 +17,14 @@ benchmarks on small or few problems).
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from invgan import InvganError
+from invgan.errors import InvganError
 from invgan.bases import make_basis
 from invgan.physics import Physics
 from invgan.resume import SolveState, fingerprint
@@ -97,7 +98,7 @@ def _soft(v, thr):
 
 
 def lasso_fista(y: torch.Tensor, physics: Physics, basis="dct", alpha: float | None = None,
-                img_shape=(3, 64, 64), tol: float = 1e-6, max_iter: int = 10000,
+                tol: float = 1e-6, max_iter: int = 10000,
                 stall_tol: float = 1e-8, continuation: bool = True, clip: bool = True,
                 progress: bool = False, state: SolveState | None = None) -> LassoResult:
     """Solve the Lasso for every image of the batch y (B, ...) at once.
@@ -108,16 +109,63 @@ def lasso_fista(y: torch.Tensor, physics: Physics, basis="dct", alpha: float | N
     less than ``stall_tol`` (relative) over the last 200 iterations, or after ``max_iter``
     iterations in all. The certificate is often much looser than the true distance to the optimum.
     ``state``: save the run there as it goes and resume from it (see ``invgan.resume``).
+
+    Parameters
+    ----------
+    y : torch.Tensor
+        (B, ...) measurements of B images under ``physics``.
+    physics : invgan.physics.Physics
+        Any operator with ``A``, ``A_adjoint``, ``m`` and ``img_shape`` (C, H, W).
+    basis : {"dct", "wavelet"} or basis object
+        An orthonormal basis (``analysis``/``synthesis``, see ``invgan.bases``).
+    alpha : float, optional
+        The l1 weight; default the paper's for a named basis (0.1 DCT, 1e-5 wavelet).
+
+    Returns
+    -------
+    LassoResult
+        ``x`` (B, C, H, W), clipped to [-1, 1] if ``clip``.
     """
+    with flush_denormal():  # tiny coefficients otherwise slow CPU iterations down ~5x
+        return _lasso_fista(y, physics, basis, alpha, tol, max_iter, stall_tol, continuation, clip, progress, state)
+
+
+def _flush_denormal_on() -> bool:
+    return bool((torch.tensor([1e-39]) * 1.0).item() == 0.0)
+
+
+@contextlib.contextmanager
+def flush_denormal():
+    """Flush denormal floats to zero inside the block, then restore the caller's setting."""
+    before = _flush_denormal_on()
+    torch.set_flush_denormal(True)
+    try:
+        yield
+    finally:
+        torch.set_flush_denormal(before)
+
+
+def _check_inputs(y, physics, basis, alpha, tol):
+    img_shape = getattr(physics, "img_shape", None)
+    if img_shape is None:
+        raise InvganError(f"the operator {type(physics).__name__} needs an img_shape (C, H, W) for the Lasso")
+    if isinstance(basis, str):
+        alpha = PAPER_ALPHA.get(basis) if alpha is None else alpha
+        basis = make_basis(basis, tuple(img_shape))
+    if alpha is None or not math.isfinite(alpha) or alpha <= 0:
+        raise InvganError(f"Lasso alpha must be a finite number > 0, got {alpha}")
+    if not (math.isfinite(tol) and tol > 0):
+        raise InvganError(f"Lasso tol must be a finite number > 0, got {tol}")
+    if not torch.isfinite(y).all():
+        raise InvganError("the measurements y hold NaN or infinite values")
+    return basis, alpha, tuple(img_shape)
+
+
+def _lasso_fista(y, physics, basis, alpha, tol, max_iter, stall_tol, continuation, clip, progress, state):
     from tqdm import tqdm
 
-    if isinstance(basis, str):
-        alpha = PAPER_ALPHA[basis] if alpha is None else alpha
-        basis = make_basis(basis, img_shape[-1])
-    if alpha is None or alpha <= 0:
-        raise InvganError(f"Lasso alpha must be > 0, got {alpha}")
+    basis, alpha, img_shape = _check_inputs(y, physics, basis, alpha, tol)
     device, m, nb = y.device, physics.m, y.shape[0]
-    torch.set_flush_denormal(True)  # tiny coefficients otherwise slow CPU iterations down ~5x
     lam = m * alpha  # scaled problem: 1/2 ||y - Bw||^2 + lam ||w||_1
     L = operator_norm_sq(physics, img_shape, device, dtype=y.dtype) * 1.02
     bty = basis.analysis(physics.A_adjoint(y))  # B^T y
@@ -267,13 +315,11 @@ def explicit_matrix(physics: Physics, basis, y_shape, device="cpu", dtype=torch.
 
 
 def lasso_cvxpy(y: torch.Tensor, physics: Physics, basis="dct", alpha: float | None = None,
-                img_shape=(3, 64, 64), solver: str = "CLARABEL", clip: bool = True) -> LassoResult:
+                solver: str = "CLARABEL", clip: bool = True) -> LassoResult:
     """Reference: the same problem solved exactly by cvxpy, one image at a time."""
     import cvxpy as cp
 
-    if isinstance(basis, str):
-        alpha = PAPER_ALPHA[basis] if alpha is None else alpha
-        basis = make_basis(basis, img_shape[-1])
+    basis, alpha, img_shape = _check_inputs(y, physics, basis, alpha, 1.0)
     B = explicit_matrix(physics, basis, tuple(y.shape[1:]), y.device, y.dtype)
     m = physics.m
     ws = []

@@ -15,7 +15,8 @@ from typing import Callable
 
 import torch
 
-from invgan.models import ModelConfig, sample_latent
+from invgan.errors import InvganError
+from invgan.generators import as_generator, frozen
 from invgan.resume import SolveState, fingerprint
 
 
@@ -34,19 +35,23 @@ class LatentResult:
     latent_steps: int | None = None
 
 
-def project_to_prior(z: torch.Tensor, prior: str, z_clip: float | None) -> None:
-    """In-place: keep z in the prior's support (U[-1,1] -> clip to [-1, 1]; or a user bound)."""
-    bound = z_clip if z_clip is not None else (1.0 if prior == "uniform" else None)
+def project_to_prior(z: torch.Tensor, bound: float | None, z_clip: float | None) -> None:
+    """In-place: keep z in the prior's support (``bound``: 1 for U[-1, 1], None for N(0, I)) or in
+    [-z_clip, z_clip] when ``z_clip`` is given."""
+    bound = z_clip if z_clip is not None else bound
     if bound is not None:
         z.clamp_(-bound, bound)
 
 
-def optimize_latent(G: torch.nn.Module, objective: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
-                    num_images: int, model_cfg: ModelConfig, restarts: int = 2, iters: int = 500,
+def optimize_latent(G, objective: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+                    num_images: int, restarts: int = 2, iters: int = 500,
                     lr: float = 0.1, z_clip: float | None = None, seed: int = 0,
                     progress: bool = False, desc: str = "latent", state: SolveState | None = None,
                     state_key: dict | None = None, prune=(), lr_decay: str = "constant") -> LatentResult:
     """Minimise ``objective(x_hat, z) -> (R*B,)`` over z for B images and R restarts.
+
+    ``G``: a generator (see ``invgan.generators.as_generator``); a frozen eval-mode copy of it is
+    used, so the caller's module is not changed and no gradient reaches its parameters.
 
     ``objective`` receives x_hat = G(z) of shape (R*B, C, H, W) and z (R*B, nz); latent
     ``r*B + b`` belongs to image b. z is initialised from the training prior, seeded.
@@ -59,14 +64,17 @@ def optimize_latent(G: torch.nn.Module, objective: Callable[[torch.Tensor, torch
     ``lr_decay``: "constant" (the papers') or "cosine" (lr * (1 + cos(pi * step / iters)) / 2).
     """
     if lr_decay not in ("constant", "cosine"):
-        raise ValueError(f"lr_decay must be 'constant' or 'cosine', got {lr_decay!r}")
+        raise InvganError(f"lr_decay must be 'constant' or 'cosine', got {lr_decay!r}")
     from tqdm import tqdm
 
-    device = next(G.parameters()).device
-    G.eval()
-    if device.type == "cpu":
-        G.to(memory_format=torch.channels_last)  # ~1.3x faster convolutions on CPU (oneDNN)
-    z0 = sample_latent(restarts * num_images, model_cfg, torch.Generator().manual_seed(seed))
+    if restarts < 1 or iters < 0 or num_images < 1:
+        raise InvganError(f"restarts and num_images must be >= 1 and iters >= 0, got {restarts}, {num_images}, {iters}")
+    if not (math.isfinite(lr) and lr > 0):
+        raise InvganError(f"lr must be a finite number > 0, got {lr}")
+    gen = as_generator(G)
+    device = gen.device
+    net = frozen(gen.module)
+    z0 = gen.sample(restarts * num_images, torch.Generator().manual_seed(seed))
     schedule = {int(k): int(n) for k, n in sorted(prune)}
     key = {"solver": "latent", "restarts": restarts, "num_images": num_images, "iters": iters, "lr": lr,
            "z_clip": z_clip, "seed": seed, **(state_key or {})}
@@ -76,7 +84,7 @@ def optimize_latent(G: torch.nn.Module, objective: Callable[[torch.Tensor, torch
         key["lr_decay"] = lr_decay
     saved = None
     if state is not None:
-        key["generator"] = fingerprint(*G.state_dict().values())
+        key["generator"] = fingerprint(*net.state_dict().values())
         saved = state.load(key)
     z = (saved["z"] if saved else z0).to(device).requires_grad_(True)
     # alive[r', b]: the original restart that row r'*B + b holds; dropped[r, b]: objective when dropped
@@ -94,7 +102,7 @@ def optimize_latent(G: torch.nn.Module, objective: Callable[[torch.Tensor, torch
         opt.zero_grad(set_to_none=True)
         if lr_decay == "cosine":
             opt.param_groups[0]["lr"] = lr * 0.5 * (1 + math.cos(math.pi * step / iters))
-        obj = objective(G(z), z)
+        obj = objective(net(z), z)
         work += alive.shape[0]
         keep = schedule.get(step)
         if keep is not None and keep < alive.shape[0]:  # successive halving: keep the best per image
@@ -115,12 +123,12 @@ def optimize_latent(G: torch.nn.Module, objective: Callable[[torch.Tensor, torch
             obj.sum().backward()
             opt.step()
         with torch.no_grad():
-            project_to_prior(z, model_cfg.latent_prior, z_clip)
+            project_to_prior(z, gen.bound, z_clip)
         if state is not None and state.due() and step + 1 < iters:
             state.save(key, {"step": step + 1, "z": z, "adam": opt.state_dict()["state"][0], "work": work,
                              "alive": alive, "dropped": dropped})
     with torch.no_grad():
-        x = G(z).contiguous()
+        x = net(z).contiguous()
         final = objective(x, z).reshape(alive.shape)
         best = final.argmin(0)
         pick = best * num_images + torch.arange(num_images, device=best.device)

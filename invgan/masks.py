@@ -17,49 +17,61 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from invgan import InvganError
+from invgan.errors import InvganError
 
 MASK_KINDS = ("center", "random", "half", "blob", "file")
 SIDES = ("left", "right", "top", "bottom")
 DEFAULT_FRACTION = {"random": 0.8, "blob": 0.3}
 
 
-def center_mask(size: int = 64, hole: int | None = None) -> torch.Tensor:
-    """(1, 1, size, size): a centred hole x hole block missing (default size // 2)."""
-    hole = size // 2 if hole is None else hole
-    if not 1 <= hole < size:
-        raise InvganError(f"centre hole size must be between 1 and {size - 1} for {size}px images, got {hole}")
-    m = torch.ones(1, 1, size, size)
-    t = (size - hole) // 2
-    m[..., t:t + hole, t:t + hole] = 0
+def _hw(size) -> tuple[int, int]:
+    """``size``: int S (S x S), (H, W) or (C, H, W)."""
+    hw = (size, size) if isinstance(size, (int, np.integer)) else tuple(size)[-2:]
+    if len(hw) != 2 or min(hw) < 2:
+        raise InvganError(f"mask size must be an int or (height, width) of at least 2, got {size!r}")
+    return int(hw[0]), int(hw[1])
+
+
+def center_mask(size, hole: int | None = None) -> torch.Tensor:
+    """(1, 1, H, W): a centred hole x hole block missing (default min(H, W) // 2).
+    ``size``: int S (S x S), (H, W) or (C, H, W)."""
+    H, W = _hw(size)
+    hole = min(H, W) // 2 if hole is None else hole
+    if not 1 <= hole < min(H, W):
+        raise InvganError(f"centre hole size must be between 1 and {min(H, W) - 1} for {H}x{W} images, got {hole}")
+    m = torch.ones(1, 1, H, W)
+    t, l = (H - hole) // 2, (W - hole) // 2
+    m[..., t:t + hole, l:l + hole] = 0
     return m
 
 
-def half_mask(size: int = 64, side: str = "left") -> torch.Tensor:
-    """(1, 1, size, size) with the ``side`` half missing."""
+def half_mask(size, side: str = "left") -> torch.Tensor:
+    """(1, 1, H, W) with the ``side`` half missing."""
     if side not in SIDES:
         raise InvganError(f"unknown side {side!r}: use one of {', '.join(SIDES)}")
-    m = torch.ones(1, 1, size, size)
-    h = size // 2
-    region = {"left": (slice(None), slice(0, h)), "right": (slice(None), slice(size - h, None)),
-              "top": (slice(0, h), slice(None)), "bottom": (slice(size - h, None), slice(None))}[side]
+    H, W = _hw(size)
+    m = torch.ones(1, 1, H, W)
+    h, w = H // 2, W // 2
+    region = {"left": (slice(None), slice(0, w)), "right": (slice(None), slice(W - w, None)),
+              "top": (slice(0, h), slice(None)), "bottom": (slice(H - h, None), slice(None))}[side]
     m[0, 0][region] = 0
     return m
 
 
-def random_mask(n: int, size: int = 64, fraction: float = 0.8, seed: int = 0) -> torch.Tensor:
-    """(n, 1, size, size): in each mask exactly round(fraction * size^2) pixels missing."""
+def random_mask(n: int, size, fraction: float = 0.8, seed: int = 0) -> torch.Tensor:
+    """(n, 1, H, W): in each mask exactly round(fraction * H * W) pixels missing."""
     _check_fraction(fraction)
+    H, W = _hw(size)
     rng = np.random.default_rng(seed)
-    k = int(round(fraction * size * size))
-    out = np.ones((n, size * size), np.float32)
+    k = int(round(fraction * H * W))
+    out = np.ones((n, H * W), np.float32)
     for i in range(n):
-        out[i, rng.permutation(size * size)[:k]] = 0
-    return torch.from_numpy(out.reshape(n, 1, size, size))
+        out[i, rng.permutation(H * W)[:k]] = 0
+    return torch.from_numpy(out.reshape(n, 1, H, W))
 
 
-def blob_mask(n: int, size: int = 64, fraction: float = 0.3, seed: int = 0, smoothness: float = 4.0) -> torch.Tensor:
-    """(n, 1, size, size): thresholded smoothed noise, exactly round(fraction * size^2) missing.
+def blob_mask(n: int, size, fraction: float = 0.3, seed: int = 0, smoothness: float = 4.0) -> torch.Tensor:
+    """(n, 1, H, W): thresholded smoothed noise, exactly round(fraction * H * W) missing.
 
     ``smoothness`` is the Gaussian filter's sigma in pixels: larger gives fewer, rounder blobs.
     """
@@ -68,17 +80,18 @@ def blob_mask(n: int, size: int = 64, fraction: float = 0.3, seed: int = 0, smoo
     _check_fraction(fraction)
     if fraction < 0.25:
         raise InvganError(f"blob masks cover at least a quarter of the image; got fraction {fraction}")
+    H, W = _hw(size)
     rng = np.random.default_rng(seed)
-    k = int(round(fraction * size * size))
-    out = np.ones((n, size * size), np.float32)
+    k = int(round(fraction * H * W))
+    out = np.ones((n, H * W), np.float32)
     for i in range(n):
-        field = gaussian_filter(rng.standard_normal((size, size)), smoothness, mode="wrap").ravel()
+        field = gaussian_filter(rng.standard_normal((H, W)), smoothness, mode="wrap").ravel()
         out[i, np.argsort(-field, kind="stable")[:k]] = 0  # the k highest values are the blobs
-    return torch.from_numpy(out.reshape(n, 1, size, size))
+    return torch.from_numpy(out.reshape(n, 1, H, W))
 
 
-def read_mask(path, size: int = 64) -> torch.Tensor:
-    """(1, 1, size, size) from an image (white / > 127 = known) or a .npy array (nonzero = known)."""
+def read_mask(path, size) -> torch.Tensor:
+    """(1, 1, H, W) from an image (white / > 127 = known) or a .npy array (nonzero = known)."""
     p = Path(path)
     if not p.is_file():
         raise InvganError(f"mask file {str(path)!r} does not exist")
@@ -100,15 +113,17 @@ def read_mask(path, size: int = 64) -> torch.Tensor:
         except (UnidentifiedImageError, OSError) as exc:
             raise InvganError(f"mask file {str(path)!r} is not a readable image ({exc})") from None
         known = a > 127
-    if known.shape != (size, size):
-        raise InvganError(f"mask file {str(path)!r} is {'x'.join(map(str, known.shape[::-1]))}, "
-                          f"the images are {size}x{size}: resize the mask")
+    H, W = _hw(size)
+    if known.shape != (H, W):
+        raise InvganError(f"mask file {str(path)!r} is {'x'.join(map(str, known.shape))} (HxW), "
+                          f"the images are {H}x{W}: resize the mask")
     return torch.from_numpy(known.astype(np.float32))[None, None]
 
 
-def make_masks(kind: str, n: int, size: int = 64, seed: int = 0, hole: int | None = None,
+def make_masks(kind: str, n: int, size, seed: int = 0, hole: int | None = None,
                fraction: float | None = None, side: str = "left", path=None) -> torch.Tensor:
-    """Masks for n images: float (n, 1, size, size), 1 = known. See the module docstring."""
+    """Masks for n images: float (n, 1, H, W), 1 = known; ``size`` int, (H, W) or (C, H, W).
+    See the module docstring."""
     if kind == "center":
         m = center_mask(size, hole)
     elif kind == "half":
@@ -119,29 +134,32 @@ def make_masks(kind: str, n: int, size: int = 64, seed: int = 0, hole: int | Non
         m = blob_mask(n, size, DEFAULT_FRACTION["blob"] if fraction is None else fraction, seed)
     elif kind == "file":
         if path is None:
-            raise InvganError("mask kind 'file' needs a mask file (--mask-file PATH)")
+            raise InvganError("mask kind 'file' needs a mask file: pass path (the CLI's --mask-file)")
         m = read_mask(path, size)
     else:
         raise InvganError(f"unknown mask {kind!r}: use one of {', '.join(MASK_KINDS)}")
-    m = m.expand(n, 1, size, size).contiguous()
-    check_masks(m, n, size)
+    H, W = _hw(size)
+    m = m.expand(n, 1, H, W).contiguous()
+    check_masks(m, n, (H, W))
     return m
 
 
-def check_masks(masks: torch.Tensor, n: int, size: int) -> None:
+def check_masks(masks: torch.Tensor, n: int, size) -> None:
     """Raise a one-line error for masks of the wrong shape, with no known or no missing pixel."""
-    if tuple(masks.shape) != (n, 1, size, size):
-        raise InvganError(f"masks have shape {tuple(masks.shape)}, expected ({n}, 1, {size}, {size})")
+    H, W = _hw(size)
+    if tuple(masks.shape) != (n, 1, H, W):
+        raise InvganError(f"masks have shape {tuple(masks.shape)}, expected ({n}, 1, {H}, {W})")
     known = masks.flatten(1).sum(1)
     if (known == 0).any():
         raise InvganError(f"mask {int((known == 0).nonzero()[0])} has no known pixels: nothing to inpaint from")
-    if (known == size * size).any():
-        raise InvganError(f"mask {int((known == size * size).nonzero()[0])} has no missing pixels: nothing to inpaint")
+    if (known == H * W).any():
+        raise InvganError(f"mask {int((known == H * W).nonzero()[0])} has no missing pixels: nothing to inpaint")
 
 
-def describe(kind: str, hole=None, fraction=None, side="left", path=None, size: int = 64) -> str:
+def describe(kind: str, hole=None, fraction=None, side="left", path=None, size=64) -> str:
+    """A short label of a mask setting, e.g. "center 32x32" (``size``: the image size)."""
     if kind == "center":
-        h = size // 2 if hole is None else hole
+        h = min(_hw(size)) // 2 if hole is None else hole
         return f"center {h}x{h}"
     if kind == "half":
         return f"half ({side} missing)"

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from invgan import InvganError
+from invgan.errors import InvganError
 
 LATENT_PRIORS = ("normal", "uniform")
 D_NORMS = ("batch", "layer", "none")

@@ -1,57 +1,106 @@
-"""Measurement operators: ``y = physics(x)`` (with noise), ``physics.A(x)`` (noiseless).
+"""Measurement operators ("physics", as in deepinv): small objects with ``A``, ``A_adjoint``, a
+noisy forward call and the data-fidelity loss in one place.
 
-Images x are float tensors (B, C, H, W) in [-1, 1]; every operator works on a batch and
-applies the same A to each image. ``physics.m`` is the number of measurements per image and
-``measurement_loss(y, x_hat)`` the per-image data term used by CSGM: the *mean* over the m
-measurements of the squared residual, shape (B,).
+Images x are float tensors (B, C, H, W) in [-1, 1]; every operator works on a batch and applies
+the same A to each image (``Inpainting`` may hold one mask per image). ``physics.img_shape`` is
+(C, H, W), ``physics.m`` the number of measurements per image. ``physics(x)`` gives noisy
+measurements y; ``physics.A(x)`` the noiseless ones; ``physics.data_fidelity(y, x_hat)`` the
+per-image data term that CSGM minimises: the *mean* over the m measurements of the squared
+residual, shape (B,). ``physics.to(device, dtype)`` moves its tensors.
 
 Convention (identical to csgm, Bora et al. 2017): Gaussian A has i.i.d. N(0, 1) entries and the
 noise has std ``noise_std`` (0.01 in the paper) per measurement; the CSGM objective is
 mean_m((y - A G(z))^2) + lambda ||z||^2. This equals ||y' - A'G(z)||^2 + lambda ||z||^2 with
 A' = A / sqrt(m) ~ N(0, 1/m) and noise std noise_std / sqrt(m).
+
+Subclass ``Physics`` for your own operator: set ``img_shape`` and ``m``, define ``A`` and
+``A_adjoint`` (and ``to`` if it holds tensors); every method and sweep then accepts it.
+``register_physics`` gives it a name for ``invgan cs --measurement`` and sweep recipes.
 """
 
 from __future__ import annotations
 
+import math
+import numbers
+from typing import Callable
+
 import torch
 import torch.nn.functional as F
 
-from invgan import InvganError
+from invgan.errors import InvganError
+
+
+def _shape(img_shape) -> tuple[int, int, int]:
+    try:
+        shape = tuple(int(s) for s in img_shape)
+    except (TypeError, ValueError):
+        shape = ()
+    if len(shape) != 3 or min(shape) < 1:
+        raise InvganError(f"img_shape must be (channels, height, width) of positive sizes, got {img_shape!r}")
+    return shape
 
 
 class Physics:
-    """Base class: subclasses define ``A`` (and ``A_adjoint`` where cheap) and ``m``."""
+    """Base class: subclasses define ``A`` and ``A_adjoint`` and set ``img_shape`` and ``m``.
 
+    Attributes
+    ----------
+    img_shape : tuple (C, H, W)
+        The images' shape.
+    m : int
+        Measurements per image.
+    noise_std : float
+        Std of the Gaussian noise that ``__call__`` adds (0: none).
+    shared : bool
+        The same operator for every image of a batch (then any subset of a batch may be applied).
+    """
+
+    img_shape: tuple
     m: int
     noise_std: float = 0.0
     name = "physics"
-    #: the same operator for every image of a batch (so any subset of a batch may be applied)
     shared = True
 
     def A(self, x: torch.Tensor) -> torch.Tensor:
+        """Noiseless measurements of x (B, C, H, W)."""
         raise NotImplementedError
 
     def A_adjoint(self, y: torch.Tensor) -> torch.Tensor:
+        """The adjoint: measurements y -> images (B, C, H, W)."""
         raise NotImplementedError
 
     def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Noisy measurements y = A(x) + noise_std * e, e ~ N(0, I) drawn on the CPU (reproducible)."""
+        """Noisy measurements y = A(x) + noise_std * e, e ~ N(0, I) drawn on the CPU from
+        ``generator`` (so the same seed gives the same noise on any device)."""
         y = self.A(x)
         if self.noise_std > 0:
             e = torch.randn(y.shape, generator=generator, dtype=torch.float32)
             y = y + self.noise_std * e.to(y.device, y.dtype)
         return y
 
-    def measurement_loss(self, y: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
+    def data_fidelity(self, y: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
         """Mean squared residual over the measurements, per image: (B,)."""
         return (y - self.A(x_hat)).pow(2).flatten(1).mean(1)
 
-    def to(self, device):
+    def to(self, device=None, dtype=None) -> "Physics":
+        """Move the operator's tensors (in place) and return it."""
+        for k, v in vars(self).items():
+            if torch.is_tensor(v):
+                setattr(self, k, v.to(device=device, dtype=dtype if v.is_floating_point() else None))
         return self
+
+    def __repr__(self):
+        return f"{type(self).__name__}(m={self.m}, img_shape={self.img_shape}, noise_std={self.noise_std})"
+
+
+def _check_noise(noise_std) -> float:
+    if not (isinstance(noise_std, (int, float)) and math.isfinite(noise_std) and noise_std >= 0):
+        raise InvganError(f"noise_std must be a finite number >= 0, got {noise_std!r}")
+    return float(noise_std)
 
 
 class GaussianCS(Physics):
-    """Compressed sensing: y = A vec(x) + e, A (m, n) i.i.d. N(0, 1), n = C*H*W (12,288 at 64x64).
+    """Compressed sensing: y = A vec(x) + e, A (m, n) i.i.d. N(0, 1), n = C*H*W (12,288 at 3x64x64).
 
     ``A`` is drawn from ``seed`` on the CPU, so the same seed gives the same matrix on any device.
     y has shape (B, m).
@@ -59,13 +108,13 @@ class GaussianCS(Physics):
 
     name = "gaussian"
 
-    def __init__(self, m: int, img_shape=(3, 64, 64), noise_std: float = 0.01, seed: int = 0,
-                 device="cpu"):
-        n = img_shape[0] * img_shape[1] * img_shape[2]
-        if not 1 <= m <= n:
-            raise InvganError(f"number of measurements must be between 1 and {n} "
-                              f"(the pixels of a {img_shape[1]}x{img_shape[2]} image), got {m}")
-        self.m, self.n, self.img_shape, self.noise_std, self.seed = m, n, tuple(img_shape), noise_std, seed
+    def __init__(self, m: int, img_shape, noise_std: float = 0.01, seed: int = 0, device="cpu"):
+        self.img_shape = _shape(img_shape)
+        n = math.prod(self.img_shape)
+        if not isinstance(m, numbers.Integral) or isinstance(m, bool) or not 1 <= m <= n:
+            raise InvganError(f"number of measurements m must be an integer between 1 and {n} "
+                              f"(the values of a {'x'.join(map(str, self.img_shape))} image), got {m!r}")
+        self.m, self.n, self.noise_std, self.seed = int(m), n, _check_noise(noise_std), seed
         self.matrix = torch.randn(m, n, generator=torch.Generator().manual_seed(seed)).to(device)
 
     def A(self, x):
@@ -74,21 +123,20 @@ class GaussianCS(Physics):
     def A_adjoint(self, y):
         return (y @ self.matrix).reshape(y.shape[0], *self.img_shape)
 
-    def to(self, device):
-        self.matrix = self.matrix.to(device)
-        return self
-
 
 class SuperResolution(Physics):
     """Block averaging by ``factor`` (4 in the paper): (B, C, H, W) -> (B, C, H/f, W/f)."""
 
     name = "superres"
 
-    def __init__(self, factor: int = 4, img_shape=(3, 64, 64), noise_std: float = 0.01):
-        if factor < 1 or img_shape[1] % factor or img_shape[2] % factor:
-            raise InvganError(f"super-resolution factor {factor} must divide the image size {img_shape[1]}")
-        self.factor, self.img_shape, self.noise_std = factor, tuple(img_shape), noise_std
-        self.m = img_shape[0] * (img_shape[1] // factor) * (img_shape[2] // factor)
+    def __init__(self, factor: int, img_shape, noise_std: float = 0.01):
+        self.img_shape = _shape(img_shape)
+        C, H, W = self.img_shape
+        if not isinstance(factor, int) or factor < 1 or H % factor or W % factor:
+            raise InvganError(f"super-resolution factor {factor!r} must be a positive integer dividing the "
+                              f"image size {H}x{W}")
+        self.factor, self.noise_std = factor, _check_noise(noise_std)
+        self.m = C * (H // factor) * (W // factor)
 
     def A(self, x):
         return F.avg_pool2d(x, self.factor)
@@ -101,16 +149,18 @@ class Inpainting(Physics):
     """Pixel mask: y = mask * x with 1 = observed. y keeps x's shape (B, C, H, W).
 
     ``mask``: (H, W), (1 or C, H, W) shared by every image, or (B, 1 or C, H, W), one per image
-    (then x must hold exactly those B images). ``m`` is the number of observed values per image
-    (the mean over images for per-image masks); the data term averages over each image's own.
+    (then x must hold exactly those B images). ``img_shape`` (C, H, W) defaults to 3 channels of
+    the mask's size. ``m`` is the number of observed values per image (the mean over images for
+    per-image masks); the data term averages over each image's own.
     """
 
     name = "inpaint"
 
-    def __init__(self, mask: torch.Tensor, img_shape=(3, 64, 64), noise_std: float = 0.0):
+    def __init__(self, mask: torch.Tensor, img_shape=None, noise_std: float = 0.0):
         mask = torch.as_tensor(mask, dtype=torch.float32)
         while mask.dim() < 4:
             mask = mask[None]
+        img_shape = _shape(img_shape if img_shape is not None else (3, *mask.shape[-2:]))
         if mask.dim() != 4 or mask.shape[-2:] != tuple(img_shape[1:]) or mask.shape[1] not in (1, img_shape[0]):
             raise InvganError(f"mask of shape {tuple(mask.shape)} does not fit images of shape {tuple(img_shape)}")
         if not ((mask == 0) | (mask == 1)).all():
@@ -120,7 +170,7 @@ class Inpainting(Physics):
         if (self.known == 0).any():
             raise InvganError("the mask has no observed pixels")
         self.m = int(round(self.known.mean().item()))
-        self.img_shape, self.noise_std = tuple(img_shape), noise_std
+        self.img_shape, self.noise_std = img_shape, _check_noise(noise_std)
 
     @property
     def shared(self):
@@ -132,22 +182,18 @@ class Inpainting(Physics):
     def A_adjoint(self, y):
         return y * self.mask
 
-    def measurement_loss(self, y, x_hat):
+    def data_fidelity(self, y, x_hat):
         return ((y - x_hat) * self.mask).pow(2).flatten(1).sum(1) / self.known
-
-    def to(self, device):
-        self.mask, self.known = self.mask.to(device), self.known.to(device)
-        return self
 
 
 class Identity(Physics):
-    """y = x ("project"): recovering x measures the generator's representation error."""
+    """y = x: recovering x from it measures a generator's representation error."""
 
-    name = "project"
+    name = "identity"
 
-    def __init__(self, img_shape=(3, 64, 64), noise_std: float = 0.0):
-        self.img_shape, self.noise_std = tuple(img_shape), noise_std
-        self.m = img_shape[0] * img_shape[1] * img_shape[2]
+    def __init__(self, img_shape, noise_std: float = 0.0):
+        self.img_shape, self.noise_std = _shape(img_shape), _check_noise(noise_std)
+        self.m = math.prod(self.img_shape)
 
     def A(self, x):
         return x
@@ -156,22 +202,61 @@ class Identity(Physics):
         return y
 
 
-MEASUREMENTS = ("gaussian", "superres", "inpaint", "project")
+# ----------------------------------------------------------------------------- registry
+#: name -> builder(m=, img_shape=, noise_std=, seed=, factor=, device=) -> Physics
+PHYSICS: dict[str, Callable[..., Physics]] = {}
 
 
-def make_physics(kind: str, m: int | None = None, img_shape=(3, 64, 64), noise_std: float = 0.01,
+def register_physics(name: str, build: Callable[..., Physics], replace: bool = False) -> None:
+    """Make an operator available by name (``invgan cs --measurement NAME``, sweep recipes).
+
+    ``build`` is called with keyword arguments ``m`` (the requested number of measurements, may
+    be None), ``img_shape`` (C, H, W), ``noise_std``, ``seed``, ``factor`` and ``device``; it may
+    ignore those it does not need (accept ``**kwargs``).
+    """
+    if not name or not isinstance(name, str):
+        raise InvganError(f"a physics name must be a non-empty string, got {name!r}")
+    if name in PHYSICS and not replace:
+        raise InvganError(f"physics {name!r} is already registered (pass replace=True to override it)")
+    PHYSICS[name] = build
+
+
+def _gaussian(m=None, img_shape=None, noise_std=0.01, seed=0, device="cpu", **_):
+    if m is None:
+        raise InvganError("gaussian measurements need a number of measurements m")
+    return GaussianCS(m, img_shape, noise_std, seed, device)
+
+
+def _inpaint(img_shape=None, noise_std=0.0, device="cpu", **_):
+    from invgan.masks import center_mask
+
+    return Inpainting(center_mask(img_shape[1:]), img_shape, noise_std).to(device)
+
+
+register_physics("gaussian", _gaussian)
+register_physics("superres", lambda img_shape=None, noise_std=0.01, factor=4, **_:
+                 SuperResolution(factor, img_shape, noise_std))
+register_physics("inpaint", _inpaint)
+register_physics("identity", lambda img_shape=None, noise_std=0.0, **_: Identity(img_shape, noise_std))
+
+
+def available_physics() -> list[str]:
+    """The registered operator names (built-in ones and those of loaded plugins)."""
+    from invgan.plugins import load_plugins
+
+    load_plugins()
+    return list(PHYSICS)
+
+
+def make_physics(kind: str, img_shape, m: int | None = None, noise_std: float = 0.01,
                  seed: int = 0, factor: int = 4, device="cpu") -> Physics:
-    """Build an operator by name (the CLI's --measurement)."""
-    if kind == "gaussian":
-        if m is None:
-            raise InvganError("gaussian measurements need a number of measurements m")
-        return GaussianCS(m, img_shape, noise_std, seed, device)
-    if kind == "superres":
-        return SuperResolution(factor, img_shape, noise_std)
-    if kind == "inpaint":
-        from invgan.masks import center_mask
-
-        return Inpainting(center_mask(img_shape[1]), img_shape, noise_std).to(device)
-    if kind == "project":
-        return Identity(img_shape, noise_std)
-    raise InvganError(f"unknown measurement {kind!r}: use one of {', '.join(MEASUREMENTS)}")
+    """Build a registered operator by name: "gaussian", "superres", "inpaint" (centre hole),
+    "identity", or a user's (``register_physics``)."""
+    names = available_physics()
+    if kind not in PHYSICS:
+        raise InvganError(f"unknown measurement {kind!r}: use one of {', '.join(names)}")
+    physics = PHYSICS[kind](m=m, img_shape=_shape(img_shape), noise_std=noise_std, seed=seed, factor=factor,
+                            device=device)
+    if not isinstance(physics, Physics):
+        raise InvganError(f"physics {kind!r} built a {type(physics).__name__}, not an invgan.physics.Physics")
+    return physics.to(device)

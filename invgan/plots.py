@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from invgan import InvganError
+from invgan.errors import InvganError
 from invgan.metrics import summarize
 
 X_LABELS = {"m": "number of measurements m", "noise_std": "noise std per measurement"}
@@ -203,7 +203,7 @@ def grid_rows(folder: Path, summaries=()) -> list[tuple[str, np.ndarray]]:
     then per grid point its input (the masked images, for inpainting) once and each method's
     reconstructions, labelled with the method's mean PSNR (in the hole, for inpainting)."""
     from invgan.fileio import npz_key
-    from invgan.sweep import cell_name, cells
+    from invgan.sweepfiles import cell_name, cells
 
     if folder is None or not (folder / "cells").is_dir():
         raise InvganError("image grids need a sweep folder (with cells/*.npz)")
@@ -263,8 +263,7 @@ def plot_grid(folder: Path, out, ncols: int = 6, summaries=()) -> None:
 
     import matplotlib.pyplot as plt
 
-    from invgan.cs import image_grid_figure
-    from invgan.fileio import save_figure
+    from invgan.fileio import image_grid_figure, save_figure
 
     rows = [(label, torch.from_numpy(a).permute(0, 3, 1, 2).float() / 127.5 - 1)
             for label, a in grid_rows(folder, summaries)]

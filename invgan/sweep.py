@@ -29,7 +29,6 @@ import contextlib
 import dataclasses
 import fcntl
 import hashlib
-import itertools
 import json
 import os
 import re
@@ -38,8 +37,9 @@ import time
 import tomllib
 from pathlib import Path
 
-from invgan import InvganError
+from invgan.errors import InvganError
 from invgan.fileio import write_images_npz, write_json
+from invgan.sweepfiles import cell_name, cells
 
 EXPERIMENTS = ("cs", "inpaint")
 SAVED_IMAGES = 8
@@ -94,21 +94,6 @@ def read_sweep_recipe(path, overrides: dict | None = None) -> dict:
     for cell in cells(recipe):  # fail now, not hours into the sweep
         cell_config(recipe, cell).validate()
     return recipe
-
-
-def cells(recipe: dict) -> list[dict]:
-    """All cells in a fixed order: methods outermost (in the recipe's order), then the grid."""
-    keys = list(recipe["grid"])
-    out = []
-    for method in recipe["methods"]:
-        for values in itertools.product(*(recipe["grid"][k] for k in keys)):
-            out.append({"method": method, **dict(zip(keys, values))})
-    return out
-
-
-def cell_name(cell: dict) -> str:
-    text = "__".join(f"{k}={v}" for k, v in cell.items())
-    return re.sub(r"[^A-Za-z0-9_.=+-]", "-", text)
 
 
 def cell_config(recipe: dict, cell: dict):
@@ -254,7 +239,7 @@ def merge(out) -> dict:
 
 
 def _merge_once(out: Path) -> dict:
-    from invgan.cs import write_rows_csv
+    from invgan.fileio import write_rows_csv
 
     meta = json.loads((out / "sweep.json").read_text())
     recipe = meta["recipe"]

@@ -22,10 +22,11 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from invgan import InvganError
+from invgan.errors import InvganError
 from invgan.checkpoint import load_checkpoint, models_from_checkpoint, save_checkpoint
 from invgan.data import default_celeba_root, is_celeba, load_images
-from invgan.fileio import atomic_path
+from invgan.fileio import atomic_path, save_grid
+from invgan.runtime import pick_device
 from invgan.models import ModelConfig, build_models, sample_latent
 
 LOSSES = ("nonsaturating", "wgan-gp")
@@ -96,26 +97,6 @@ def read_recipe(path) -> tuple[dict, dict]:
 def _dist_info():
     world = int(os.environ.get("WORLD_SIZE", "1"))
     return world, int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
-
-
-def pick_device(name: str | None) -> torch.device:
-    if name in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise InvganError(f"device {name!r} asked for, but CUDA is not available here")
-    try:
-        return torch.device(name)
-    except RuntimeError:
-        raise InvganError(f"unknown device {name!r}: use cpu, cuda or cuda:N") from None
-
-
-def save_grid(images: torch.Tensor, path, nrow: int = 8) -> None:
-    """Save (N, 3, H, W) images in [-1, 1] as one PNG grid, atomically."""
-    from torchvision.utils import save_image
-
-    with atomic_path(path) as tmp:
-        save_image(images.float().cpu(), tmp, nrow=nrow, normalize=True, value_range=(-1, 1),
-                   padding=2, format="png")
 
 
 def _read_log(path: Path, upto_step: int) -> list[dict]:

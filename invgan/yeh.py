@@ -1,11 +1,12 @@
 """Semantic inpainting with a GAN (Yeh et al., CVPR 2017).
 
-    z_hat = argmin_z  || W * (G(z) - y) ||_1  +  lambda * prior(D(G(z)))
+    z_hat = argmin_z  || W * (G(z) - y) ||_1  +  lambda * perceptual(D(G(z)))
 
 - W, the importance weights: W_i = M_i * (fraction of missing pixels in the window x window
   neighbourhood of i), window 7 in the paper. Known pixels far from the hole get weight 0.
-- prior "paper": log(1 - D(G(z))) = -softplus(logit); prior "generator": -log D(G(z)) =
-  softplus(-logit), the generator's training loss that many implementations use instead.
+- the perceptual loss (the paper's name for the discriminator term), ``perceptual`` "paper":
+  log(1 - D(G(z))) = -softplus(logit); "generator": -log D(G(z)) = softplus(-logit), the
+  generator's training loss that many implementations use instead.
 - Paper settings (the defaults): lambda 0.003, Adam lr 0.01, 1500 iterations; z initialised
   from the training prior and kept in its support.
 
@@ -20,14 +21,14 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from invgan import InvganError
+from invgan.errors import InvganError
 from invgan.latent import LatentResult, optimize_latent
 from invgan.resume import SolveState, fingerprint
-from invgan.models import ModelConfig
+from invgan.generators import frozen
 from invgan.physics import Inpainting
 
-PRIORS = ("paper", "generator")
-PAPER_SETTINGS = {"lam": 0.003, "window": 7, "prior": "paper", "iters": 1500, "lr": 0.01, "restarts": 1}
+PERCEPTUAL_LOSSES = ("paper", "generator")
+PAPER_SETTINGS = {"lam": 0.003, "window": 7, "perceptual": "paper", "iters": 1500, "lr": 0.01, "restarts": 1}
 
 
 def importance_weights(mask: torch.Tensor, window: int = 7) -> torch.Tensor:
@@ -47,51 +48,49 @@ def context_loss(x_hat: torch.Tensor, y: torch.Tensor, weights: torch.Tensor) ->
     return (weights * (x_hat - y)).abs().flatten(1).sum(1)
 
 
-def prior_loss(D: torch.nn.Module, x_hat: torch.Tensor, prior: str = "paper") -> torch.Tensor:
+def perceptual_loss(D: torch.nn.Module, x_hat: torch.Tensor, perceptual: str = "paper") -> torch.Tensor:
     """Per image: log(1 - D(x)) ("paper") or -log D(x) ("generator"), from D's logits: (B,)."""
     logit = D(x_hat).reshape(x_hat.shape[0])
-    if prior == "paper":
+    if perceptual == "paper":
         return -F.softplus(logit)
-    if prior == "generator":
+    if perceptual == "generator":
         return F.softplus(-logit)
-    raise InvganError(f"unknown prior {prior!r}: use one of {', '.join(PRIORS)}")
+    raise InvganError(f"unknown perceptual loss {perceptual!r}: use one of {', '.join(PERCEPTUAL_LOSSES)}")
 
 
-def yeh_objective(y, weights, D, x_hat, lam: float = 0.003, prior: str = "paper") -> torch.Tensor:
+def yeh_objective(y, weights, D, x_hat, lam: float = 0.003, perceptual: str = "paper") -> torch.Tensor:
     """Total per-latent loss (R*B,); y and weights are (B, ...) and repeated over the restarts."""
     reps = x_hat.shape[0] // y.shape[0]
     loss = context_loss(x_hat, y.repeat(reps, 1, 1, 1), weights.repeat(reps, 1, 1, 1))
     if lam:
-        loss = loss + lam * prior_loss(D, x_hat, prior)
+        loss = loss + lam * perceptual_loss(D, x_hat, perceptual)
     return loss
 
 
-def yeh_inpaint(y: torch.Tensor, physics: Inpainting, G: torch.nn.Module, D: torch.nn.Module | None,
-                model_cfg: ModelConfig, lam: float = 0.003, prior: str = "paper", window: int = 7,
+def yeh_inpaint(y: torch.Tensor, physics: Inpainting, G, D: torch.nn.Module | None = None,
+                lam: float = 0.003, perceptual: str = "paper", window: int = 7,
                 restarts: int = 1, iters: int = 1500, lr: float = 0.01, z_clip: float | None = None,
                 seed: int = 0, progress: bool = False, state: SolveState | None = None) -> LatentResult:
     """Fit G(z) to the known pixels of y (B, C, H, W) in [-1, 1] under ``physics``' mask.
 
     Returns a ``LatentResult``: ``x`` = G(z_hat) (B, C, H, W), not yet blended. D may be None
-    only when ``lam`` is 0. ``state``: save the run there as it goes and resume from it
+    only when ``lam`` is 0. G (any generator, see ``invgan.generators.as_generator``) and D are
+    used through frozen eval-mode copies: the caller's modules are not changed. ``state``: save the run there as it goes and resume from it
     (see ``invgan.resume``).
     """
-    if prior not in PRIORS:
-        raise InvganError(f"unknown prior {prior!r}: use one of {', '.join(PRIORS)}")
+    if perceptual not in PERCEPTUAL_LOSSES:
+        raise InvganError(f"unknown perceptual loss {perceptual!r}: use one of {', '.join(PERCEPTUAL_LOSSES)}")
     if lam and D is None:
-        raise InvganError("the prior term needs a discriminator: pass --discriminator or use lambda 0")
+        raise InvganError("the perceptual loss needs a discriminator D: pass one, or set lam to 0")
     if lam < 0:
         raise InvganError(f"lambda must be >= 0, got {lam}")
     mask = physics.mask[:, :1].expand(y.shape[0], 1, *y.shape[2:])
     weights = importance_weights(mask, window)
-    if D is not None:
-        D.eval()
-        if next(D.parameters()).device.type == "cpu":
-            D.to(memory_format=torch.channels_last)
+    D = frozen(D) if lam else None
     key = None
     if state is not None:
-        key = {"objective": "yeh", "lam": lam, "prior": prior, "y": fingerprint(y, weights),
+        key = {"objective": "yeh", "lam": lam, "prior": perceptual, "y": fingerprint(y, weights),
                "discriminator": fingerprint(*D.state_dict().values()) if D is not None and lam else None}
-    return optimize_latent(G, lambda x_hat, z: yeh_objective(y, weights, D, x_hat, lam, prior), y.shape[0],
-                           model_cfg, restarts=restarts, iters=iters, lr=lr, z_clip=z_clip, seed=seed,
+    return optimize_latent(G, lambda x_hat, z: yeh_objective(y, weights, D, x_hat, lam, perceptual), y.shape[0],
+                           restarts=restarts, iters=iters, lr=lr, z_clip=z_clip, seed=seed,
                            progress=progress, desc="yeh", state=state, state_key=key)

@@ -38,7 +38,7 @@ def test_gaussian_convention_and_noise():
     assert abs(e.std().item() - 0.5) < 0.02
     # the CSGM data term is the mean over the m measurements
     x1 = torch.rand(1, *SHAPE)
-    assert torch.isclose(p.measurement_loss(p.A(x1) + 2.0, x1), torch.tensor([4.0]), rtol=1e-4)
+    assert torch.isclose(p.data_fidelity(p.A(x1) + 2.0, x1), torch.tensor([4.0]), rtol=1e-4)
 
 
 def test_measurement_count_checked():

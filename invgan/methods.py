@@ -1,0 +1,461 @@
+"""Reconstruction methods: one contract, one registry.
+
+Every method is an object called as ``method(y, physics) -> Reconstruction``: ``y`` (B, ...) are
+measurements of B images under ``physics`` (any ``invgan.physics.Physics``, or a deepinv physics
+through ``invgan.interop.from_deepinv``), and the result holds ``x`` (B, C, H, W), in [-1, 1]
+for the built-in methods, and the method's ``details`` (settings and diagnostics, JSON-ready).
+Optional keywords: ``state`` (a ``SolveState``: save the solve as it runs and resume it) and
+``progress`` (a progress bar).
+
+Built-in methods (the papers' settings by default):
+
+==================  ============================================================  ============
+name                method                                                        task
+==================  ============================================================  ============
+``dcgan``           ``CSGM.preset("dcgan", G)``: lambda 0, 2 restarts (Bora 2017)  cs
+``dcgan-reg``       ``CSGM.preset("dcgan-reg", G)``: lambda 0.001, 10 restarts     cs
+``lasso-dct``       ``Lasso("dct")``: alpha 0.1                                    cs
+``lasso-wavelet``   ``Lasso("wavelet")``: alpha 1e-5                               cs
+``least-squares``   ``LeastSquares()``: minimum-norm x with A x = y                cs, inpaint
+``yeh``             ``YehInpainting(G, D)`` (Yeh 2017), then Poisson blending       inpaint
+``biharmonic``      ``Biharmonic()`` (scikit-image)                                inpaint
+``tv``              ``TVInpainting()`` (total variation, cvxpy)                    inpaint
+==================  ============================================================  ============
+
+``register_method(name, build, ...)`` adds a method: ``build(**context)`` returns it, where the
+context holds ``generator`` (a ``LatentGenerator`` or None), ``discriminator``, ``seed`` and the
+experiment's settings (``iters``, ``restarts``, ``lr``, ``z_reg``, ``z_clip``, ``budget``,
+``lasso_tol``, ``lam``, ``perceptual``, ``window``, ... where set); a builder takes what it needs
+and ignores the rest (``**_``). Registered methods are listed by ``invgan cs --help`` and accepted
+by ``invgan cs --methods``, ``invgan inpaint --methods`` and sweep recipes (see ``invgan.plugins``
+for making a registration visible to the command line).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+
+from invgan.errors import InvganError
+from invgan.physics import Physics
+
+TASKS = ("cs", "inpaint")
+
+
+@dataclass
+class Reconstruction:
+    """What a method returns.
+
+    Attributes
+    ----------
+    x : torch.Tensor
+        (B, C, H, W) reconstructions.
+    details : dict
+        The method's settings and diagnostics (JSON-ready values).
+    generated : torch.Tensor or None
+        For generator-based methods, G(z_hat) (B, C, H, W) before it is blended into known pixels.
+    raw : object
+        The solver's own result (``LatentResult``, ``LassoResult``) for callers who want more.
+    """
+
+    x: torch.Tensor
+    details: dict = field(default_factory=dict)
+    generated: torch.Tensor | None = None
+    raw: object = None
+
+
+class Method:
+    """Base class of reconstruction methods: subclasses define ``reconstruct``.
+
+    ``__call__`` checks the measurements (finite values) and the result (finite values, image
+    by image) around ``reconstruct``, so a method never returns NaN as an answer.
+    """
+
+    name = "method"
+
+    def reconstruct(self, y: torch.Tensor, physics: Physics, state=None, progress: bool = False) -> Reconstruction:
+        raise NotImplementedError
+
+    def __call__(self, y: torch.Tensor, physics: Physics, state=None, progress: bool = False) -> Reconstruction:
+        if not torch.is_tensor(y):
+            raise InvganError(f"{self.name}: measurements y must be a torch tensor, got {type(y).__name__}")
+        if not torch.isfinite(y).all():
+            bad = (~torch.isfinite(y)).flatten(1).any(1).nonzero().flatten().tolist()
+            raise InvganError(f"{self.name}: the measurements of image(s) {bad[:5]} hold NaN or infinite values")
+        r = self.reconstruct(y, physics, state=state, progress=progress)
+        if not isinstance(r, Reconstruction):
+            r = Reconstruction(torch.as_tensor(r))
+        bad = (~torch.isfinite(r.x)).flatten(1).any(1).nonzero().flatten().tolist()
+        if bad:
+            raise InvganError(f"{self.name}: the reconstruction of image(s) {bad[:5]} became non-finite (NaN or inf); "
+                              "lower the learning rate or check the operator")
+        return r
+
+    def __repr__(self):
+        return f"{type(self).__name__}({getattr(self, 'settings', {})})"
+
+
+def _finite_positive(name, v, allow_zero=False):
+    ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and (v >= 0 if allow_zero else v > 0)
+    if not ok:
+        raise InvganError(f"{name} must be a finite number {'>= 0' if allow_zero else '> 0'}, got {v!r}")
+    return v
+
+
+def _positive_int(name, v):
+    if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+        raise InvganError(f"{name} must be an integer >= 1, got {v!r}")
+    return v
+
+
+# ----------------------------------------------------------------------------- CSGM
+class CSGM(Method):
+    """Compressed sensing with a generative model (Bora et al. 2017): argmin_z
+    mean_m (y - A G(z))^2 + z_reg ||z||^2 by Adam from ``restarts`` random latents; x = G(z_hat).
+
+    Parameters
+    ----------
+    generator : LatentGenerator or nn.Module
+        Any generator (see ``invgan.generators.as_generator``); used through a frozen copy.
+    z_reg : float, default 0
+        lambda of lambda ||z||^2.
+    restarts, iters, lr : int, int, float
+        Adam restarts (batched), steps and learning rate (paper: 2, 500, 0.1).
+    z_clip : float, optional
+        Keep z in [-z_clip, z_clip].
+    seed : int
+        Seeds the restarts' initial latents.
+    prune : sequence of (step, keep)
+        Restart pruning (``invgan.csgm.BUDGETS``); empty: the paper's fixed budget.
+    lr_decay : {"constant", "cosine"}
+    """
+
+    def __init__(self, generator, z_reg: float = 0.0, restarts: int = 2, iters: int = 500, lr: float = 0.1,
+                 z_clip: float | None = None, seed: int = 0, prune=(), lr_decay: str = "constant",
+                 name: str = "csgm"):
+        from invgan.generators import as_generator
+
+        if generator is None:
+            raise InvganError(f"{name} needs a generator")
+        self.generator = as_generator(generator)
+        self.name = name
+        _finite_positive("z_reg", z_reg, allow_zero=True)
+        _positive_int("restarts", restarts)
+        _positive_int("iters", iters)
+        _finite_positive("lr", lr)
+        if z_clip is not None:
+            _finite_positive("z_clip", z_clip)
+        self.settings = {"z_reg": z_reg, "restarts": restarts, "iters": iters, "lr": lr}
+        self.z_clip, self.seed, self.prune, self.lr_decay = z_clip, seed, tuple(map(tuple, prune)), lr_decay
+
+    @classmethod
+    def preset(cls, preset: str, generator, budget: str = "paper", **overrides) -> "CSGM":
+        """The paper's "dcgan" or "dcgan-reg" settings, with ``budget`` "paper" or "fast" and any
+        setting overridden (None values are ignored)."""
+        from invgan.csgm import BUDGETS, PAPER_SETTINGS
+
+        if preset not in PAPER_SETTINGS:
+            raise InvganError(f"unknown CSGM preset {preset!r}: use one of {', '.join(PAPER_SETTINGS)}")
+        if budget not in BUDGETS:
+            raise InvganError(f"unknown budget {budget!r}: use {' or '.join(BUDGETS)}")
+        s = dict(PAPER_SETTINGS[preset])
+        s.update({k: v for k, v in overrides.items() if v is not None})
+        m = cls(generator, prune=BUDGETS[budget][preset], name=preset, **s)
+        m.budget = budget
+        return m
+
+    def reconstruct(self, y, physics, state=None, progress=False):
+        from invgan.csgm import csgm_reconstruct
+
+        s = self.settings
+        r = csgm_reconstruct(y, physics, self.generator, z_reg=s["z_reg"], restarts=s["restarts"], iters=s["iters"],
+                             lr=s["lr"], z_clip=self.z_clip, seed=self.seed, progress=progress, state=state,
+                             prune=self.prune, lr_decay=self.lr_decay)
+        details = dict(s, budget=getattr(self, "budget", "custom"), prune=[list(p) for p in self.prune],
+                       latent_steps_per_image=r.latent_steps)
+        if self.lr_decay != "constant":
+            details["lr_decay"] = self.lr_decay
+        return Reconstruction(r.x, details, generated=r.x, raw=r)
+
+
+# ----------------------------------------------------------------------------- Lasso
+class Lasso(Method):
+    """Lasso in an orthonormal basis: w = argmin 1/(2m) ||y - A Psi w||^2 + alpha ||w||_1,
+    x = clip(Psi w, -1, 1), solved by ``invgan.lasso.lasso_fista`` with a duality-gap certificate.
+
+    Parameters
+    ----------
+    basis : {"dct", "wavelet"} or basis object
+        Built for the operator's image size.
+    alpha : float, optional
+        Default: the paper's for the basis (0.1 DCT, 1e-5 wavelet).
+    tol : float, default 1e-5
+        Relative duality-gap tolerance.
+    max_iter : int, default 10000
+    """
+
+    def __init__(self, basis="dct", alpha: float | None = None, tol: float = 1e-5, max_iter: int = 10000,
+                 clip: bool = True, name: str | None = None):
+        from invgan.lasso import PAPER_ALPHA
+
+        if isinstance(basis, str) and basis not in PAPER_ALPHA:
+            raise InvganError(f"unknown basis {basis!r}: use dct, wavelet or a basis object")
+        if alpha is not None:
+            _finite_positive("alpha", alpha)
+        _finite_positive("tol", tol)
+        _positive_int("max_iter", max_iter)
+        self.basis, self.tol, self.max_iter, self.clip = basis, tol, max_iter, clip
+        self.alpha = PAPER_ALPHA[basis] if alpha is None and isinstance(basis, str) else alpha
+        self.name = name or f"lasso-{getattr(basis, 'name', basis)}"
+
+    def reconstruct(self, y, physics, state=None, progress=False):
+        from invgan.lasso import lasso_fista
+
+        r = lasso_fista(y, physics, self.basis, self.alpha, tol=self.tol, max_iter=self.max_iter, clip=self.clip,
+                        progress=progress, state=state)
+        return Reconstruction(r.x, {"alpha": self.alpha, "tol": self.tol, "iterations": r.iterations,
+                                    "image_iterations_mean": float(r.image_iterations.float().mean()),
+                                    "max_rel_gap": float(r.gap.max())}, raw=r)
+
+
+# ----------------------------------------------------------------------------- least squares
+class LeastSquares(Method):
+    """The minimum-norm least-squares solution x = A^+ y = A^T (A A^T)^+ y (pseudo-inverse),
+    by conjugate gradients on A A^T u = y (batched, any operator with ``A_adjoint``); clipped to
+    [-1, 1]. ``tol``: relative residual of the normal equations; ``max_iter``: CG steps."""
+
+    name = "least-squares"
+
+    def __init__(self, tol: float = 1e-6, max_iter: int = 1000, clip: bool = True):
+        self.tol, self.max_iter, self.clip = _finite_positive("tol", tol), _positive_int("max_iter", max_iter), clip
+
+    def reconstruct(self, y, physics, state=None, progress=False):
+        def AAt(u):
+            return physics.A(physics.A_adjoint(u))
+
+        u = torch.zeros_like(y)
+        r = y.clone()
+        p = r.clone()
+        rs = r.flatten(1).pow(2).sum(1)
+        target = (self.tol ** 2) * rs.clamp_min(1e-30)
+        it = 0
+        for it in range(1, self.max_iter + 1):
+            if bool((rs <= target).all()):
+                it -= 1
+                break
+            Ap = AAt(p)
+            pAp = (p * Ap).flatten(1).sum(1)
+            a = torch.where(pAp > 0, rs / pAp.clamp_min(1e-30), torch.zeros_like(rs))
+            shape = (-1,) + (1,) * (y.dim() - 1)
+            u = u + a.view(shape) * p
+            r = r - a.view(shape) * Ap
+            rs_new = r.flatten(1).pow(2).sum(1)
+            p = r + (rs_new / rs.clamp_min(1e-30)).view(shape) * p
+            rs = rs_new
+        x = physics.A_adjoint(u)
+        if self.clip:
+            x = x.clamp(-1, 1)
+        rel = (rs / (y.flatten(1).pow(2).sum(1)).clamp_min(1e-30)).sqrt()
+        return Reconstruction(x, {"tol": self.tol, "cg_iterations": it, "max_rel_residual": float(rel.max())})
+
+
+# ----------------------------------------------------------------------------- inpainting
+def _mask_of(physics, name):
+    mask = getattr(physics, "mask", None)
+    if mask is None:
+        raise InvganError(f"{name} fills masked pixels: it needs an operator with a mask (invgan.physics.Inpainting)")
+    return mask
+
+
+class YehInpainting(Method):
+    """Semantic inpainting (Yeh et al. 2017): fit G(z) to the known pixels (weighted L1 context
+    loss + lam * perceptual loss through D), then blend G(z_hat) into them.
+
+    Parameters
+    ----------
+    generator : LatentGenerator or nn.Module
+    discriminator : nn.Module, optional
+        Needed when ``lam`` > 0; maps images to one logit each.
+    lam, perceptual, window, restarts, iters, lr : the paper's 0.003, "paper", 7, 1, 1500, 0.01
+    blend : {"poisson", "none"}
+        How G(z_hat) enters the hole; ``Reconstruction.generated`` holds G(z_hat) itself.
+    """
+
+    name = "yeh"
+
+    def __init__(self, generator, discriminator=None, lam: float = 0.003, perceptual: str = "paper", window: int = 7,
+                 restarts: int = 1, iters: int = 1500, lr: float = 0.01, z_clip: float | None = None, seed: int = 0,
+                 blend: str = "poisson"):
+        from invgan.blend import BLENDS
+        from invgan.generators import as_generator
+        from invgan.yeh import PERCEPTUAL_LOSSES
+
+        if generator is None:
+            raise InvganError("yeh needs a generator")
+        if perceptual not in PERCEPTUAL_LOSSES:
+            raise InvganError(f"unknown perceptual loss {perceptual!r}: use one of {', '.join(PERCEPTUAL_LOSSES)}")
+        if blend not in BLENDS:
+            raise InvganError(f"unknown blend {blend!r}: use one of {', '.join(BLENDS)}")
+        _finite_positive("lam", lam, allow_zero=True)
+        if lam and discriminator is None:
+            raise InvganError("the perceptual loss needs a discriminator: pass one, or set lam to 0")
+        self.generator, self.discriminator = as_generator(generator), discriminator
+        self.settings = {"lam": lam, "perceptual": perceptual, "window": window, "iters": _positive_int("iters", iters),
+                         "restarts": _positive_int("restarts", restarts), "lr": _finite_positive("lr", lr),
+                         "z_clip": z_clip}
+        self.seed, self.blend = seed, blend
+
+    def reconstruct(self, y, physics, state=None, progress=False):
+        from invgan.blend import blend
+        from invgan.yeh import yeh_inpaint
+
+        mask = _mask_of(physics, self.name)
+        s = self.settings
+        r = yeh_inpaint(y, physics, self.generator, self.discriminator, lam=s["lam"], perceptual=s["perceptual"],
+                        window=s["window"], restarts=s["restarts"], iters=s["iters"], lr=s["lr"], z_clip=s["z_clip"],
+                        seed=self.seed, progress=progress, state=state)
+        x = blend(r.x, y, mask[:, :1].expand(y.shape[0], 1, *y.shape[2:]), self.blend)
+        return Reconstruction(x, dict(s, blend=self.blend, final_loss_mean=float(r.objective.mean())),
+                              generated=r.x, raw=r)
+
+
+class Biharmonic(Method):
+    """Biharmonic inpainting (scikit-image), per image and channel."""
+
+    name = "biharmonic"
+
+    def reconstruct(self, y, physics, state=None, progress=False):
+        from invgan.classical_inpaint import biharmonic_inpaint
+
+        _mask_of(physics, self.name)
+        return Reconstruction(biharmonic_inpaint(y, physics, progress=progress), {})
+
+
+class TVInpainting(Method):
+    """Total-variation inpainting: minimum colour TV with the known pixels fixed (cvxpy)."""
+
+    name = "tv"
+
+    def __init__(self, solver: str | None = None):
+        self.solver = solver
+
+    def reconstruct(self, y, physics, state=None, progress=False):
+        from invgan.classical_inpaint import tv_inpaint
+
+        _mask_of(physics, self.name)
+        return Reconstruction(tv_inpaint(y, physics, solver=self.solver, progress=progress), {})
+
+
+# ----------------------------------------------------------------------------- registry
+@dataclass
+class MethodSpec:
+    """A registered method: ``build(**context) -> Method`` and what it needs."""
+
+    name: str
+    build: Callable[..., Method]
+    tasks: tuple = ("cs",)
+    needs_generator: bool = False
+    needs_discriminator: bool = False
+    description: str = ""
+
+
+METHODS: dict[str, MethodSpec] = {}
+
+
+def register_method(name: str, build: Callable[..., Method], *, tasks=("cs",), needs_generator: bool = False,
+                    needs_discriminator: bool = False, description: str = "", replace: bool = False) -> None:
+    """Register a method by name for the CLI, experiments and sweeps.
+
+    Parameters
+    ----------
+    name : str
+        The name used in ``--methods`` and recipes (letters, digits, "-", "_", ".").
+    build : callable
+        ``build(**context) -> Method``; see the module docstring for the context. A method class
+        whose constructor takes the context's keywords (and ``**_``) works as is.
+    tasks : tuple of {"cs", "inpaint"}
+        The experiments it serves.
+    needs_generator, needs_discriminator : bool
+        Load the generator (and discriminator) for it.
+    """
+    import re
+
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name) or "+" in name:
+        raise InvganError(f"method name {name!r} must be letters, digits, '-', '_' or '.'")
+    bad = [t for t in tasks if t not in TASKS]
+    if bad or not tasks:
+        raise InvganError(f"method {name!r}: tasks must be a non-empty subset of {TASKS}, got {tasks!r}")
+    if name in METHODS and not replace:
+        raise InvganError(f"method {name!r} is already registered (pass replace=True to override it)")
+    if not callable(build):
+        raise InvganError(f"method {name!r}: build must be callable")
+    METHODS[name] = MethodSpec(name, build, tuple(tasks), needs_generator, needs_discriminator, description)
+
+
+def available_methods(task: str | None = None) -> list[str]:
+    """Registered method names (for ``task`` "cs" or "inpaint" only, if given), plugins included."""
+    from invgan.plugins import load_plugins
+
+    load_plugins()
+    return [n for n, s in METHODS.items() if task is None or task in s.tasks]
+
+
+def method_spec(name: str, task: str | None = None) -> MethodSpec:
+    """The registration of ``name``; a clear error listing the choices if there is none."""
+    names = available_methods(task)
+    if name not in names:
+        where = f" for {task}" if task else ""
+        raise InvganError(f"unknown method {name!r}{where}: choose from {', '.join(names)}")
+    return METHODS[name]
+
+
+def make_method(name: str, task: str | None = None, **context) -> Method:
+    """Build the registered method ``name`` from the context (generator, seed, settings...)."""
+    spec = method_spec(name, task)
+    if spec.needs_generator and context.get("generator") is None:
+        raise InvganError(f"method {name!r} needs a generator")
+    m = spec.build(**context)
+    if not callable(m):
+        raise InvganError(f"method {name!r}: its builder returned {type(m).__name__}, which is not callable")
+    if getattr(m, "name", None) in (None, "method"):
+        try:
+            m.name = name
+        except AttributeError:
+            pass
+    return m
+
+
+def _csgm_builder(preset):
+    def build(generator=None, seed=0, budget="paper", iters=None, restarts=None, lr=None, z_reg=None, z_clip=None, **_):
+        return CSGM.preset(preset, generator, budget=budget, iters=iters, restarts=restarts, lr=lr, z_reg=z_reg,
+                           z_clip=z_clip, seed=seed)
+    return build
+
+
+def _lasso_builder(basis):
+    def build(lasso_tol=1e-5, **_):
+        return Lasso(basis, tol=lasso_tol)
+    return build
+
+
+def _yeh(generator=None, discriminator=None, seed=0, lam=0.003, perceptual="paper", window=7, restarts=1, iters=1500,
+         lr=0.01, z_clip=None, blend="poisson", **_):
+    return YehInpainting(generator, discriminator if lam else None, lam=lam, perceptual=perceptual, window=window,
+                         restarts=restarts, iters=iters, lr=lr, z_clip=z_clip, seed=seed, blend=blend)
+
+
+register_method("dcgan", _csgm_builder("dcgan"), needs_generator=True,
+                description="CSGM, Bora et al. 2017: lambda 0, 2 restarts x 500 Adam steps")
+register_method("dcgan-reg", _csgm_builder("dcgan-reg"), needs_generator=True,
+                description="CSGM with lambda ||z||^2, lambda 0.001, 10 restarts")
+register_method("lasso-dct", _lasso_builder("dct"), description="Lasso in the 2-D DCT basis, alpha 0.1")
+register_method("lasso-wavelet", _lasso_builder("wavelet"), description="Lasso in the Haar wavelet basis, alpha 1e-5")
+register_method("least-squares", lambda **_: LeastSquares(), tasks=("cs", "inpaint"),
+                description="minimum-norm least squares (pseudo-inverse)")
+register_method("yeh", _yeh, tasks=("inpaint",), needs_generator=True, needs_discriminator=True,
+                description="Yeh et al. 2017: context + perceptual loss over z, then blending")
+register_method("biharmonic", lambda **_: Biharmonic(), tasks=("inpaint",), description="biharmonic (scikit-image)")
+register_method("tv", lambda **_: TVInpainting(), tasks=("inpaint",), description="total variation (cvxpy)")
