@@ -96,11 +96,12 @@ def models_from_checkpoint(ckpt: dict, path="checkpoint", need_generator=True,
         D = Discriminator(cfg)
         _load_state(D, ckpt["discriminator"], "discriminator", path)
     elif need_discriminator:
-        raise InvganError(f"{str(path)!r} holds no discriminator weights; pass --discriminator")
+        raise InvganError(f"{str(path)!r} holds no discriminator weights; pass discriminator_path, a checkpoint with D")
     return cfg, G, D
 
 
 def default_model_available() -> bool:
+    """True if the shipped CelebA generator is installed."""
     return DEFAULT_GENERATOR.is_file()
 
 
@@ -117,7 +118,7 @@ def load_models(generator_path=None, discriminator_path=None, device="cpu",
     if generator_path is None:
         if not default_model_available():
             raise InvganError("no generator given and no shipped default model is installed: "
-                              "pass --generator CKPT (train one with `invgan train`)")
+                              "pass generator_path, a checkpoint made by `invgan train`")
         generator_path = DEFAULT_GENERATOR
         if discriminator_path is None and DEFAULT_DISCRIMINATOR.is_file():
             discriminator_path = DEFAULT_DISCRIMINATOR
@@ -131,7 +132,7 @@ def load_models(generator_path=None, discriminator_path=None, device="cpu",
             raise InvganError(f"discriminator {str(discriminator_path)!r} is for "
                               f"{dcfg.image_size}px images, the generator for {cfg.image_size}px")
     if need_discriminator and D is None:
-        raise InvganError(f"{str(generator_path)!r} holds no discriminator weights; pass --discriminator")
+        raise InvganError(f"{str(generator_path)!r} holds no discriminator weights; pass discriminator_path, a checkpoint with D")
     for net in (G, D):
         if net is not None:
             net.to(device).eval().requires_grad_(False)

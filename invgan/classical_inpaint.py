@@ -25,6 +25,7 @@ def _masks(y: torch.Tensor, physics: Inpainting) -> np.ndarray:
 
 
 def biharmonic_inpaint(y: torch.Tensor, physics: Inpainting, progress: bool = False) -> torch.Tensor:
+    """Fill the masked pixels of y (B, C, H, W) by biharmonic inpainting (scikit-image), per image."""
     from skimage.restoration import inpaint_biharmonic
     from tqdm import tqdm
 
@@ -81,6 +82,8 @@ def tv_problem(y_img: np.ndarray, known: np.ndarray):
 
 def tv_inpaint(y: torch.Tensor, physics: Inpainting, solver: str | None = None,
                progress: bool = False) -> torch.Tensor:
+    """Fill the masked pixels of y (B, C, H, W) with the minimum colour total variation (cvxpy;
+    ``solver`` default Clarabel when installed). Known pixels stay exactly y."""
     import cvxpy as cp
     from tqdm import tqdm
 

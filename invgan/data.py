@@ -78,6 +78,7 @@ def default_celeba_root() -> Path | None:
 
 
 def default_cache_dir() -> Path:
+    """Where decoded images are cached: $INVGAN_CACHE, else ~/.cache/invgan."""
     env = os.environ.get(CACHE_ENV)
     if env:
         return Path(env)
@@ -85,6 +86,7 @@ def default_cache_dir() -> Path:
 
 
 def is_celeba(path: Path) -> bool:
+    """True if ``path`` is a folder in CelebA's official layout (images and partition file)."""
     path = Path(path)
     return path.is_dir() and (path / "list_eval_partition.txt").is_file() and (
         (path / "img_align_celeba").is_dir() or (path / "img_align_celeba.zip").is_file())
@@ -230,7 +232,7 @@ def load_images(spec: str | os.PathLike | None = None, partition: str = "all", s
         if not path.exists() and not any(ch in spec for ch in "*?["):
             raise InvganError(f"image path {spec!r} does not exist")
         if partition not in ("all",):
-            raise InvganError(f"--partition {partition} needs a CelebA folder (with "
+            raise InvganError(f"partition {partition!r} needs a CelebA folder (with "
                               f"list_eval_partition.txt); {spec!r} is a plain folder or glob")
         if path.is_dir() and not any(path.iterdir()):
             raise InvganError(f"image folder {spec!r} is empty")
@@ -296,7 +298,7 @@ def load_images(spec: str | os.PathLike | None = None, partition: str = "all", s
 def load_array(path: str, size: int, partition: str = "all", limit: int | None = None) -> ImageSet:
     """A pre-decoded uint8 array (N, size, size, 3) saved with numpy.save (e.g. by `invgan data`)."""
     if partition != "all":
-        raise InvganError(f"--partition {partition} needs a CelebA folder, not the array {path!r}")
+        raise InvganError(f"partition {partition!r} needs a CelebA folder, not the array {path!r}")
     try:
         arr = np.load(path, mmap_mode="r", allow_pickle=False)
     except (OSError, ValueError) as exc:

@@ -56,15 +56,18 @@ class Experiment:
         return {name: rec.x}
 
     def config_info(self) -> dict:
+        """Extra entries of the result's "config"."""
         return {}
 
     def grid_rows(self, x, y, recon, names) -> list:
+        """(label, images) rows of grid.png and images.npz."""
         return [("original", x)] + [(n, recon[n]) for n in names]
 
     def write_extra(self, out: Path) -> None:
-        pass
+        """Write the experiment's own files into the run folder ``out``."""
 
     def table(self, result: dict) -> str:
+        """The printed summary of ``result``."""
         raise NotImplementedError
 
     def method_context(self) -> dict:
@@ -72,6 +75,7 @@ class Experiment:
         return {}
 
     def load_discriminator(self) -> bool:
+        """Whether methods that can use a discriminator need it in this run."""
         return True
 
 

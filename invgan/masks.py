@@ -134,7 +134,7 @@ def make_masks(kind: str, n: int, size, seed: int = 0, hole: int | None = None,
         m = blob_mask(n, size, DEFAULT_FRACTION["blob"] if fraction is None else fraction, seed)
     elif kind == "file":
         if path is None:
-            raise InvganError("mask kind 'file' needs a mask file: pass path (the CLI's --mask-file)")
+            raise InvganError("mask kind 'file' needs a mask file: pass its path")
         m = read_mask(path, size)
     else:
         raise InvganError(f"unknown mask {kind!r}: use one of {', '.join(MASK_KINDS)}")

@@ -77,6 +77,7 @@ class Method:
     name = "method"
 
     def reconstruct(self, y: torch.Tensor, physics: Physics, state=None, progress: bool = False) -> Reconstruction:
+        """The method itself: measurements y (B, ...) -> ``Reconstruction`` (subclasses define it)."""
         raise NotImplementedError
 
     def __call__(self, y: torch.Tensor, physics: Physics, state=None, progress: bool = False) -> Reconstruction:

@@ -27,6 +27,7 @@ def mse_per_image(x_hat: torch.Tensor, x: torch.Tensor, mask: torch.Tensor | Non
 
 
 def psnr_from_mse(mse) -> np.ndarray:
+    """PSNR in dB, 10 log10(4 / mse), of [-1, 1] images (MSE floored at 1e-12)."""
     mse = np.maximum(np.asarray(mse, dtype=np.float64), 1e-12)
     return 10 * np.log10(4.0 / mse)
 
@@ -46,6 +47,7 @@ def ssim_per_image(x_hat: torch.Tensor, x: torch.Tensor, mask: torch.Tensor | No
 
 
 def summarize(values) -> dict:
+    """{"mean", "std" (N-1), "ci95" (1.96 std / sqrt(N)), "n"} of a list of numbers."""
     v = np.asarray(values, dtype=np.float64)
     std = float(v.std(ddof=1)) if len(v) > 1 else 0.0
     return {"mean": float(v.mean()), "std": std, "ci95": 1.96 * std / math.sqrt(len(v)), "n": int(len(v))}

@@ -50,6 +50,7 @@ class ModelConfig:
         return int(math.log2(self.image_size)) - 2
 
     def to_dict(self) -> dict:
+        """The fields as a plain dict (stored in checkpoints)."""
         return asdict(self)
 
     @classmethod
@@ -125,4 +126,5 @@ class Discriminator(nn.Module):
 
 
 def build_models(cfg: ModelConfig) -> tuple[Generator, Discriminator]:
+    """A freshly initialised (G, D) pair for ``cfg``."""
     return Generator(cfg), Discriminator(cfg)

@@ -119,6 +119,7 @@ def paired_difference(rows: list[dict], a: str, b: str, x: str = "m", metric: st
 
 
 def choose_axis(rows: list[dict]) -> str:
+    """The x axis of a curve: "m" or "noise_std", whichever varies in ``rows``."""
     for x in ("m", "noise_std"):
         if len({r.get(x) for r in rows}) > 1:
             return x
@@ -147,6 +148,7 @@ def tick_labels_shown(xs, min_ratio: float = 1.8) -> set:
 
 def plot_curves(rows, out, x: str | None = None, metric: str = "mse", methods=None, logy: bool = False,
                 title: str | None = None) -> dict:
+    """Error-vs-x curves (mean and 95% interval per method) into the figure file ``out``; returns the curves."""
     import matplotlib
 
     matplotlib.use("Agg")

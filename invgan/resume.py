@@ -54,6 +54,7 @@ class SolveState:
         return obj["state"]
 
     def due(self) -> bool:
+        """True when the last save is ``every`` seconds old (time to save again)."""
         return time.monotonic() - self._last >= self.every
 
     def save(self, key: dict, state: dict) -> None:
@@ -73,4 +74,5 @@ class SolveState:
         self._last = time.monotonic()
 
     def remove(self) -> None:
+        """Delete the state file (the solve finished)."""
         self.path.unlink(missing_ok=True)

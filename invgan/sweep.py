@@ -97,6 +97,7 @@ def read_sweep_recipe(path, overrides: dict | None = None) -> dict:
 
 
 def cell_config(recipe: dict, cell: dict):
+    """The experiment config (CSConfig / InpaintConfig) of one cell of ``recipe``."""
     cls = _config_class(recipe["experiment"])
     kw = {**recipe["settings"], **{k: v for k, v in cell.items() if k != "method"}, "methods": (cell["method"],)}
     for k, v in kw.items():
@@ -109,6 +110,7 @@ def cell_config(recipe: dict, cell: dict):
 
 
 def recipe_hash(recipe: dict) -> str:
+    """A short hash that identifies a recipe (its folder refuses another)."""
     return hashlib.sha256(json.dumps(recipe, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -196,6 +198,7 @@ def cell_lock(out: Path, name: str):
 
 
 def run_cell(recipe: dict, cell: dict, out: Path, device, progress: bool) -> None:
+    """Run one cell and write OUT/cells/<cell>.json (last, meaning "done") and .npz."""
     cfg = cell_config(recipe, cell)
     cfg.device = device or cfg.device
     name = cell_name(cell)

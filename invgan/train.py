@@ -60,13 +60,14 @@ class TrainConfig:
     num_samples: int = 64            # fixed-noise sample grid size
 
     def validate(self):
+        """Raise ``InvganError`` naming the first bad setting."""
         if self.loss not in LOSSES:
             raise InvganError(f"unknown loss {self.loss!r}: use one of {', '.join(LOSSES)}")
         for name in ("epochs", "batch_size", "n_critic", "checkpoint_every", "log_every", "num_samples"):
             if getattr(self, name) < 1:
-                raise InvganError(f"{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+                raise InvganError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.max_steps is not None and self.max_steps < 1:
-            raise InvganError(f"max-steps must be >= 1, got {self.max_steps}")
+            raise InvganError(f"max_steps must be >= 1, got {self.max_steps}")
         if self.lr <= 0:
             raise InvganError(f"lr must be > 0, got {self.lr}")
 
@@ -131,7 +132,7 @@ def train(cfg: TrainConfig, model_cfg: ModelConfig, out_dir, resume: bool = Fals
     state = None
     if resume:
         if not ckpt_path.is_file():
-            raise InvganError(f"--resume: no checkpoint at {ckpt_path}")
+            raise InvganError(f"resume: no checkpoint at {ckpt_path}")
         state = load_checkpoint(ckpt_path)
         model_cfg, _, _ = models_from_checkpoint(state, ckpt_path)
         saved = dict(state["meta"]["train_config"])
@@ -147,7 +148,7 @@ def train(cfg: TrainConfig, model_cfg: ModelConfig, out_dir, resume: bool = Fals
     n_shard = len(data) // world
     if n_shard < cfg.batch_size:
         raise InvganError(f"{len(data)} images over {world} process(es) is fewer than one batch "
-                          f"of {cfg.batch_size}: lower --batch-size")
+                          f"of {cfg.batch_size}: lower batch_size")
     batches_per_epoch = n_shard // cfg.batch_size
     total_steps = cfg.epochs * batches_per_epoch // (cfg.n_critic if cfg.loss == "wgan-gp" else 1)
     if cfg.max_steps:

@@ -36,7 +36,7 @@ def peak_rss_mb():
 def bench_lasso(x, ms, n_ref, device):
     rows = []
     for m in ms:
-        p = GaussianCS(m, noise_std=0.01, seed=0, device=device)
+        p = GaussianCS(m, (3, 64, 64), noise_std=0.01, seed=0, device=device)
         y = p(x, torch.Generator().manual_seed(1))
         for basis in ("dct", "wavelet"):
             t = time.time()
@@ -57,10 +57,10 @@ def bench_lasso(x, ms, n_ref, device):
 
 
 def bench_csgm(x, G, cfg, iters, restarts, device):
-    p = GaussianCS(500, noise_std=0.01, seed=0, device=device)
+    p = GaussianCS(500, (3, 64, 64), noise_std=0.01, seed=0, device=device)
     y = p(x, torch.Generator().manual_seed(1))
     t = time.time()
-    batched = csgm_reconstruct(y, p, G, cfg, restarts=restarts, iters=iters, seed=3)
+    batched = csgm_reconstruct(y, p, G, restarts=restarts, iters=iters, seed=3)
     t_batched = time.time() - t
     # the loop: the same initial latents, one image and one restart at a time
     z0 = sample_latent(restarts * len(x), cfg, torch.Generator().manual_seed(3)).reshape(restarts, len(x), -1)
@@ -98,9 +98,9 @@ def bench_csgm(x, G, cfg, iters, restarts, device):
 
 def bench_memory(x, G, cfg, iters, device):
     before = peak_rss_mb()
-    p = GaussianCS(10000, noise_std=0.01, seed=0, device=device)
+    p = GaussianCS(10000, (3, 64, 64), noise_std=0.01, seed=0, device=device)
     y = p(x, torch.Generator().manual_seed(1))
-    csgm_reconstruct(y, p, G, cfg, restarts=2, iters=iters, seed=0)
+    csgm_reconstruct(y, p, G, restarts=2, iters=iters, seed=0)
     after_csgm = peak_rss_mb()
     lasso_fista(y, p, "dct", max_iter=200)
     after_lasso = peak_rss_mb()

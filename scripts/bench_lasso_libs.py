@@ -54,7 +54,7 @@ def main(argv=None):
     x = load_images(None, partition="val", limit=max(args.images, args.batch), progress=False).tensor()
     rows = []
     for m in [int(v) for v in args.ms.split(",")]:
-        p = GaussianCS(m, noise_std=0.01, seed=0)
+        p = GaussianCS(m, (3, 64, 64), noise_std=0.01, seed=0)
         y = p(x, torch.Generator().manual_seed(1))
         for basis_name in args.bases.split(","):
             alpha, basis = PAPER_ALPHA[basis_name], make_basis(basis_name, 64)

@@ -43,7 +43,7 @@ def main(argv=None):
     ap.add_argument("--tol", type=float, default=1e-4)
     args = ap.parse_args(argv)
     x = load_images(None, partition="val", limit=args.images, progress=False).tensor()
-    p = GaussianCS(args.m, noise_std=0.01, seed=0)
+    p = GaussianCS(args.m, (3, 64, 64), noise_std=0.01, seed=0)
     y = p(x, torch.Generator().manual_seed(1))
     for name, mod in (("now", lasso_now), (args.rev, old_module(args.rev))):
         t = time.time()

@@ -31,11 +31,12 @@ from invgan.metrics import summarize
 def problem(m: int, num_images: int):
     """The images, operator and measurements of `invgan cs -m M --num-images N` (seed 0)."""
     from invgan.checkpoint import load_models
-    from invgan.cs import select_images
+    from invgan.generators import as_generator
+    from invgan.experiment import select_images
     from invgan.physics import GaussianCS
 
     model_cfg, G, _, _ = load_models(None)
-    x, ids, source = select_images(None, num_images, G, model_cfg, "cpu", 0)
+    x, ids, source = select_images(None, num_images, as_generator(G), "cpu", 0)
     p = GaussianCS(m, tuple(x.shape[1:]), 0.01, seed=0)
     return model_cfg, G, x, ids, p, p(x, torch.Generator().manual_seed(1))
 
@@ -54,13 +55,13 @@ def record(args):
     t0 = time.time()
     for _ in tqdm(range(s["iters"]), desc=f"{args.method} m={args.m}"):
         opt.zero_grad(set_to_none=True)
-        obj = csgm_objective(y, p, G(z), z, s["z_prior"])
+        obj = csgm_objective(y, p, G(z), z, s["z_reg"])
         losses.append(obj.detach().clone())
         obj.sum().backward()
         opt.step()
     with torch.no_grad():
         xh = G(z)
-        final = csgm_objective(y, p, xh, z, s["z_prior"])
+        final = csgm_objective(y, p, xh, z, s["z_reg"])
         err = (xh - x.repeat(R, 1, 1, 1)).pow(2).flatten(1).mean(1)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(args.out) as tmp:
@@ -111,7 +112,7 @@ def compare(args):
     model_cfg, G, x, ids, p, y = problem(r["m"], B)
     assert list(ids) == list(r["ids"])
     t0 = time.time()
-    fast = csgm_reconstruct(y, p, G, model_cfg, z_prior=s["z_prior"], restarts=R, iters=args.iters, lr=s["lr"],
+    fast = csgm_reconstruct(y, p, G, z_reg=s["z_reg"], restarts=R, iters=args.iters, lr=s["lr"],
                             seed=2, prune=parse_schedule(args.schedule), lr_decay=args.lr_decay, progress=True)
     secs = time.time() - t0
     _, mse_full = paper_pick(r)

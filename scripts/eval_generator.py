@@ -1,7 +1,7 @@
 """Quality checks of trained generators (used to pick the shipped model; numbers go in its card).
 
 For each checkpoint:
-  rep_val / rep_train  representation error: per-pixel MSE of min_z ||G(z) - x||^2 ("project",
+  rep_val / rep_train  representation error: per-pixel MSE of min_z ||G(z) - x||^2 ("identity",
                        --rep-restarts restarts, --rep-iters Adam iterations, lr 0.1), on the 64
                        lowest val ids and on 64 train images; the gap shows overfitting.
   cs500                CSGM at m = 500 with the paper's settings (noise 0.01, lambda 0, 2 restarts,
@@ -36,13 +36,13 @@ def evaluate(path, val, train, device, rep_restarts, rep_iters, seed=0):
     t0 = time.time()
     for name, x in (("rep_val", val), ("rep_train", train)):
         x = x.to(device)
-        r = csgm_reconstruct(x, Identity(x.shape[1:], 0.0), G, cfg, restarts=rep_restarts,
+        r = csgm_reconstruct(x, Identity(x.shape[1:], 0.0), G, restarts=rep_restarts,
                              iters=rep_iters, lr=0.1, seed=seed)
         out[name] = float(mse_per_image(r.x, x).mean())
     x = val.to(device)
     phys = GaussianCS(500, tuple(x.shape[1:]), noise_std=0.01, seed=seed, device=device)
     y = phys(x, torch.Generator().manual_seed(seed + 1))
-    r = csgm_reconstruct(y, phys, G, cfg, z_prior=0.0, restarts=2, iters=500, lr=0.1, seed=seed)
+    r = csgm_reconstruct(y, phys, G, z_reg=0.0, restarts=2, iters=500, lr=0.1, seed=seed)
     s = summarize(mse_per_image(r.x, x))
     out["cs500"], out["cs500_ci95"] = s["mean"], s["ci95"]
     out["seconds"] = time.time() - t0

@@ -26,7 +26,7 @@ def test_cs_end_to_end_on_shared_val_images(celeba_root, tmp_path):
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["config"]["m"] == 300 and metrics["config"]["noise_std"] == 0.01
     assert metrics["config"]["method_settings"]["dcgan-reg"]["restarts"] == 10
-    assert metrics["config"]["method_settings"]["dcgan-reg"]["z_prior"] == 0.001
+    assert metrics["config"]["method_settings"]["dcgan-reg"]["z_reg"] == 0.001
     rows = list(csv.DictReader(open(out / "results.csv")))
     assert len(rows) == 12 and len(metrics["rows"]) == 12
     ids = {r["id"] for r in rows}
@@ -63,12 +63,19 @@ def test_cs_demo_set_without_celeba(tmp_path):
 
 
 @pytest.mark.parametrize("args,needle", [
-    (["--measurements", "0"], "between 1 and 12288"),
+    (["--measurements", "0"], "must be >= 1"),
     (["--measurements", "20000"], "between 1 and 12288"),
     (["--methods", "dcgan,magic"], "unknown method 'magic'"),
     (["--images", "/nonexistent/folder"], "does not exist"),
     (["--num-images", "0"], "must be >= 1"),
-    (["--noise-std", "-1"], "must be >= 0"),
+    (["--noise-std", "-1"], "a finite number >= 0"),
+    (["--noise-std", "inf"], "a finite number >= 0"),
+    (["--lr", "nan"], "a finite number > 0"),
+    (["--lr", "-1"], "a finite number > 0"),
+    (["--z-clip", "-1"], "a finite number > 0"),
+    (["--lasso-tol", "-1"], "a finite number > 0"),
+    (["--measurement", "blur"], "unknown measurement 'blur'"),
+    (["--methods", "yeh"], "unknown method 'yeh' for cs"),
 ])
 def test_cs_user_errors(args, needle, tmp_path):
     assert_user_error(run_cli("cs", *args, "--iters", 1, "--out", tmp_path, "--quiet"), needle)

@@ -18,7 +18,7 @@ def test_inpaint_end_to_end_shipped_model_beats_baselines_on_center(celeba_root,
     assert "center 32x32" in p.stdout and "yeh+poisson" in p.stdout
     m = json.loads((out / "metrics.json").read_text())
     assert m["config"]["lam"] == 0.003 and m["config"]["window"] == 7 and m["config"]["lr"] == 0.01
-    assert m["config"]["prior"] == "paper" and abs(m["config"]["missing_fraction_mean"] - 0.25) < 1e-9
+    assert m["config"]["perceptual"] == "paper" and abs(m["config"]["missing_fraction_mean"] - 0.25) < 1e-9
     rows = list(csv.DictReader(open(out / "results.csv")))
     assert len(rows) == 4 * 4 and {r["method"] for r in rows} == {"yeh+poisson", "yeh+none", "biharmonic", "tv"}
     s = m["summary"]

@@ -17,9 +17,9 @@ def tiny_generator(seed=0):
 def test_each_image_independent_of_batch():
     cfg, G = tiny_generator()
     x = torch.rand(3, 3, 64, 64) * 2 - 1
-    p = GaussianCS(100, noise_std=0.01, seed=0)
+    p = GaussianCS(100, (3, 64, 64), noise_std=0.01, seed=0)
     y = p(x, torch.Generator().manual_seed(1))
-    both = csgm_reconstruct(y, p, G, cfg, restarts=2, iters=30, seed=4)
+    both = csgm_reconstruct(y, p, G, restarts=2, iters=30, seed=4)
     # image 1 alone with the latents it had in the batch: same result
     z_all = sample_latent(2 * 3, cfg, torch.Generator().manual_seed(4)).reshape(2, 3, -1)
     z = z_all[:, 1].clone().requires_grad_(True)
@@ -36,9 +36,9 @@ def test_each_image_independent_of_batch():
 
 def test_keeps_lowest_objective_restart():
     cfg, G = tiny_generator(1)
-    p = GaussianCS(50, noise_std=0.0, seed=2)
+    p = GaussianCS(50, (3, 64, 64), noise_std=0.0, seed=2)
     y = p(torch.rand(2, 3, 64, 64))
-    r = csgm_reconstruct(y, p, G, cfg, restarts=4, iters=5, seed=0)
+    r = csgm_reconstruct(y, p, G, restarts=4, iters=5, seed=0)
     assert torch.equal(r.objective, r.all_objectives.min(0).values)
     assert torch.allclose(csgm_objective(y, p, r.x, r.z), r.objective, rtol=1e-5)
 
@@ -48,9 +48,9 @@ def test_gen_span_recovered_almost_exactly_and_better_than_lasso():
     z_true = sample_latent(2, cfg, torch.Generator().manual_seed(11))
     with torch.no_grad():
         x = G(z_true)
-    p = GaussianCS(500, noise_std=0.0, seed=3)
+    p = GaussianCS(500, (3, 64, 64), noise_std=0.0, seed=3)
     y = p(x)
-    r = csgm_reconstruct(y, p, G, cfg, restarts=3, iters=500, lr=0.1, seed=0)  # paper settings
+    r = csgm_reconstruct(y, p, G, restarts=3, iters=500, lr=0.1, seed=0)  # paper settings
     err = (r.x - x).pow(2).flatten(1).mean(1)
     lasso = lasso_fista(y, p, "dct", max_iter=300)
     lerr = (lasso.x - x).pow(2).flatten(1).mean(1)
@@ -64,7 +64,7 @@ def test_restart_pruning_equals_replay_of_the_full_run():
 
     cfg, G = tiny_generator(2)
     x = torch.rand(3, 3, 64, 64) * 2 - 1
-    p = GaussianCS(60, noise_std=0.01, seed=1)
+    p = GaussianCS(60, (3, 64, 64), noise_std=0.01, seed=1)
     y = p(x, torch.Generator().manual_seed(1))
     R, iters, schedule = 6, 12, ((3, 3), (7, 1))
     # the full run, recorded latent by latent
@@ -81,13 +81,13 @@ def test_restart_pruning_equals_replay_of_the_full_run():
         x_full = G(z)
         final = csgm_objective(y, p, x_full, z, 0.001)
     want = replay_pruning(torch.stack(losses), final, R, 3, schedule)
-    pruned = csgm_reconstruct(y, p, G, cfg, z_prior=0.001, restarts=R, iters=iters, seed=5, prune=schedule)
+    pruned = csgm_reconstruct(y, p, G, z_reg=0.001, restarts=R, iters=iters, seed=5, prune=schedule)
     assert torch.equal(pruned.restart, want)
     rows = want * 3 + torch.arange(3)
     assert torch.allclose(pruned.x, x_full[rows], atol=1e-5)
     assert torch.allclose(pruned.objective, final[rows], rtol=1e-4, atol=1e-7)
     assert pruned.latent_steps == prune_schedule_work(R, iters, schedule) == 4 * 6 + 4 * 3 + 4 * 1  # steps 0-3 all six, 4-7 three, 8-11 one
-    full = csgm_reconstruct(y, p, G, cfg, z_prior=0.001, restarts=R, iters=iters, seed=5)
+    full = csgm_reconstruct(y, p, G, z_reg=0.001, restarts=R, iters=iters, seed=5)
     assert full.latent_steps == R * iters
     assert torch.equal(full.restart, final.view(R, 3).argmin(0))
 

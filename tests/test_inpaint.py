@@ -10,7 +10,7 @@ from invgan.classical_inpaint import biharmonic_inpaint, tv_inpaint, tv_problem
 from invgan.masks import blob_mask, center_mask, half_mask, make_masks, random_mask, read_mask
 from invgan.models import ModelConfig, build_models, sample_latent
 from invgan.physics import Inpainting
-from invgan.yeh import importance_weights, prior_loss, yeh_inpaint, yeh_objective
+from invgan.yeh import importance_weights, perceptual_loss, yeh_inpaint, yeh_objective
 
 
 def tiny_gd(seed=0):
@@ -42,29 +42,29 @@ def test_mask_kinds_shapes_and_fractions():
     nb = np.zeros_like(miss)
     nb[1:] += miss[:-1]; nb[:-1] += miss[1:]; nb[:, 1:] += miss[:, :-1]; nb[:, :-1] += miss[:, 1:]
     assert (nb[miss > 0] >= 3).mean() > 0.8
-    assert torch.equal(make_masks("blob", 2, seed=5), make_masks("blob", 2, seed=5))
+    assert torch.equal(make_masks("blob", 2, 64, seed=5), make_masks("blob", 2, 64, seed=5))
 
 
 def test_mask_file_and_errors(tmp_path):
     a = np.full((64, 64), 255, np.uint8)
     a[10:20, 5:40] = 0
     Image.fromarray(a).save(tmp_path / "m.png")
-    m = make_masks("file", 3, path=tmp_path / "m.png")
+    m = make_masks("file", 3, 64, path=tmp_path / "m.png")
     assert m.shape == (3, 1, 64, 64) and m[0, 0].eq(0).sum() == 350 and m[0, 0, 10, 5] == 0
     np.save(tmp_path / "m.npy", (a > 0).astype(np.uint8))
-    assert torch.equal(read_mask(tmp_path / "m.npy"), m[:1])
+    assert torch.equal(read_mask(tmp_path / "m.npy", 64), m[:1])
     Image.fromarray(a[:32, :32]).save(tmp_path / "small.png")
-    with pytest.raises(InvganError, match="32x32, the images are 64x64"):
-        make_masks("file", 1, path=tmp_path / "small.png")
+    with pytest.raises(InvganError, match=r"32x32 \(HxW\), the images are 64x64"):
+        make_masks("file", 1, 64, path=tmp_path / "small.png")
     Image.fromarray(np.zeros((64, 64), np.uint8)).save(tmp_path / "black.png")
     with pytest.raises(InvganError, match="no known pixels"):
-        make_masks("file", 1, path=tmp_path / "black.png")
+        make_masks("file", 1, 64, path=tmp_path / "black.png")
     with pytest.raises(InvganError, match="at least a quarter"):
-        make_masks("blob", 1, fraction=0.1)
+        make_masks("blob", 1, 64, fraction=0.1)
     with pytest.raises(InvganError, match="does not exist"):
-        make_masks("file", 1, path=tmp_path / "nope.png")
+        make_masks("file", 1, 64, path=tmp_path / "nope.png")
     with pytest.raises(InvganError, match="needs a mask file"):
-        make_masks("file", 1)
+        make_masks("file", 1, 64)
 
 
 # ----------------------------------------------------------------------------- loss
@@ -88,19 +88,20 @@ def test_prior_forms():
     _, _, D = tiny_gd()
     x = torch.rand(3, 3, 64, 64) * 2 - 1
     p = torch.sigmoid(D(x)).double()
-    assert torch.allclose(prior_loss(D, x, "paper").double(), torch.log(1 - p), atol=1e-5)
-    assert torch.allclose(prior_loss(D, x, "generator").double(), -torch.log(p), atol=1e-5)
+    assert torch.allclose(perceptual_loss(D, x, "paper").double(), torch.log(1 - p), atol=1e-5)
+    assert torch.allclose(perceptual_loss(D, x, "generator").double(), -torch.log(p), atol=1e-5)
 
 
 def test_each_image_independent_of_batch_even_with_train_mode_d():
     cfg, G, D = tiny_gd(1)
     x = torch.rand(3, 3, 64, 64) * 2 - 1
-    masks = make_masks("random", 3, fraction=0.5, seed=0)
+    masks = make_masks("random", 3, 64, fraction=0.5, seed=0)
     phys = Inpainting(masks)
     y = phys.A(x)
     D.train()  # yeh_inpaint must switch batch-norm to running statistics itself
-    both = yeh_inpaint(y, phys, G, D, cfg, lam=0.5, restarts=2, iters=25, lr=0.05, seed=3)
-    assert not D.training
+    both = yeh_inpaint(y, phys, G, D, lam=0.5, restarts=2, iters=25, lr=0.05, seed=3)
+    assert D.training  # the caller's module is left as it was (invgan used a frozen eval copy)
+    D.eval()  # the reference below: one image alone, batch-norm on running statistics
     z = sample_latent(2 * 3, cfg, torch.Generator().manual_seed(3)).reshape(2, 3, -1)[:, 1].clone().requires_grad_(True)
     w = importance_weights(masks[1:2], 7)
     opt = torch.optim.Adam([z], lr=0.05)
@@ -120,9 +121,9 @@ def test_discriminator_weights_change_the_result():
     cfg, G, D, _ = load_models(None, need_discriminator=True)  # the shipped G and D
     D_other = type(D)(cfg).eval().requires_grad_(False)  # same architecture, untrained weights
     x = G(sample_latent(2, cfg, torch.Generator().manual_seed(9)))
-    phys = Inpainting(make_masks("center", 2))
+    phys = Inpainting(make_masks("center", 2, 64))
     y = phys.A(x)
-    run = lambda d, lam: yeh_inpaint(y, phys, G, d, cfg, lam=lam, iters=20, seed=0)
+    run = lambda d, lam: yeh_inpaint(y, phys, G, d, lam=lam, iters=20, seed=0)
     a, b = run(D, 0.003), run(D_other, 0.003)  # the paper's lambda: a small but real effect
     assert torch.equal(a.x, run(D, 0.003).x)    # deterministic, so any difference is D's
     assert (a.x - b.x).abs().max() > 1e-4
@@ -138,7 +139,7 @@ def test_poisson_keeps_known_pixels_and_matches_laplacian_in_hole(kind):
     g = torch.Generator().manual_seed(0)
     x = torch.rand(2, 3, 64, 64, generator=g, dtype=torch.float64) * 2 - 1  # float64: exact checks
     gen = F.avg_pool2d(torch.rand(2, 3, 64, 64, generator=g, dtype=torch.float64) * 2 - 1, 3, 1, 1)
-    mask = make_masks(kind, 2, seed=1)
+    mask = make_masks(kind, 2, 64, seed=1)
     y = Inpainting(mask).A(x)
     out = poisson_blend(gen, y, mask)
     known = mask.expand_as(x).bool()
@@ -157,7 +158,7 @@ def test_baselines_keep_known_pixels_and_fill_smooth_images():
     ramp = torch.linspace(-0.8, 0.8, 64)
     x = (ramp[None, :] * 0.5 + ramp[:, None] * 0.3).expand(1, 3, 64, 64).clone()
     x[:, 1] *= -1
-    mask = make_masks("center", 1, hole=16)
+    mask = make_masks("center", 1, 64, hole=16)
     phys = Inpainting(mask)
     y = phys.A(x)
     known = mask.expand_as(x).bool()
@@ -197,6 +198,6 @@ def test_latent_stays_in_uniform_prior_support():
     G.eval().requires_grad_(False)
     D.eval().requires_grad_(False)
     x = torch.rand(2, 3, 64, 64) * 2 - 1
-    phys = Inpainting(make_masks("center", 2))
-    r = yeh_inpaint(phys.A(x), phys, G, D, cfg, lam=0.003, iters=30, lr=0.5, seed=0)
+    phys = Inpainting(make_masks("center", 2, 64))
+    r = yeh_inpaint(phys.A(x), phys, G, D, lam=0.003, iters=30, lr=0.5, seed=0)
     assert r.z.abs().max() <= 1.0 and (r.z.abs() == 1.0).any()  # clipped, and the clip was needed

@@ -47,7 +47,7 @@ def test_measurement_count_checked():
     with pytest.raises(InvganError, match="between 1 and 12288"):
         GaussianCS(12289, SHAPE)
     with pytest.raises(InvganError, match="unknown measurement"):
-        make_physics("blur", 10)
+        make_physics("blur", SHAPE, 10)
     with pytest.raises(InvganError, match="no observed"):
         Inpainting(torch.zeros(1, 64, 64), SHAPE)
     with pytest.raises(InvganError, match="does not fit"):
@@ -60,15 +60,25 @@ def test_superres_is_block_average():
     assert y.shape == (1, 3, 2, 2) and y[0, 0, 0, 0] == x[0, 0, :4, :4].mean()
 
 
-@pytest.mark.parametrize("basis", [DCTBasis(8), HaarBasis(8)], ids=["dct", "haar"])
+@pytest.mark.parametrize("basis", [DCTBasis(8), HaarBasis(8), DCTBasis((6, 10)), HaarBasis((8, 16)), DCTBasis(28)],
+                         ids=["dct", "haar", "dct-6x10", "haar-8x16", "dct-28"])
 def test_bases_are_orthonormal(basis):
-    eye = torch.eye(64, dtype=torch.float64).reshape(64, 1, 8, 8)
-    if isinstance(basis, DCTBasis):
-        basis._d = basis._d.double()
-    Q = basis.synthesis(eye).reshape(64, 64)  # columns: basis vectors
-    assert torch.allclose(Q @ Q.T, torch.eye(64, dtype=torch.float64), atol=1e-6)
-    x = torch.randn(5, 3, 8, 8, dtype=torch.float64)
-    assert torch.allclose(basis.synthesis(basis.analysis(x)), x, atol=1e-6)
+    H, W = basis.shape
+    n = H * W
+    eye = torch.eye(n, dtype=torch.float64).reshape(n, 1, H, W)
+    Q = basis.synthesis(eye).reshape(n, n)  # columns: basis vectors
+    assert torch.allclose(Q @ Q.T, torch.eye(n, dtype=torch.float64), atol=1e-12)
+    x = torch.randn(5, 3, H, W, dtype=torch.float64)
+    assert torch.allclose(basis.synthesis(basis.analysis(x)), x, atol=1e-12)
+
+
+def test_haar_matches_pywt_on_a_rectangle():
+    import pywt
+
+    x = torch.randn(1, 1, 8, 16, dtype=torch.float64)
+    b = HaarBasis((8, 16))
+    ref, _ = pywt.coeffs_to_array(pywt.wavedec2(x[0, 0].numpy(), "haar", level=b.level))
+    assert np.abs(b.analysis(x)[0, 0].numpy() - ref).max() < 1e-12
 
 
 def test_bases_match_scipy_and_pywt():

@@ -51,25 +51,25 @@ def tiny_generator():
 def test_csgm_resumes_exactly(tmp_path, save_every_check, kw):
     cfg, G = tiny_generator()
     x = torch.rand(2, 3, 64, 64) * 2 - 1
-    p = CountingCS(60, noise_std=0.01, seed=0)
+    p = CountingCS(60, (3, 64, 64), noise_std=0.01, seed=0)
     y = p(x, torch.Generator().manual_seed(1))
-    ref = csgm_reconstruct(y, p, G, cfg, **kw)
+    ref = csgm_reconstruct(y, p, G, **kw)
     full_calls = p.calls - 1
     state = SolveState(tmp_path / "csgm.pt")
     p.calls, p.stop_after = 0, 7  # 7 iterations, then "killed"
     with pytest.raises(Interrupt):
-        csgm_reconstruct(y, p, G, cfg, state=state, **kw)
+        csgm_reconstruct(y, p, G, state=state, **kw)
     assert state.path.is_file()
     p.calls, p.stop_after = 0, None
     resumed_state = SolveState(tmp_path / "csgm.pt")
-    res = csgm_reconstruct(y, p, G, cfg, state=resumed_state, **kw)
+    res = csgm_reconstruct(y, p, G, state=resumed_state, **kw)
     assert p.calls == full_calls - 7  # continued from the 7th iteration
     assert resumed_state.carried > 0
     assert torch.equal(res.z, ref.z) and torch.equal(res.x, ref.x)
     assert torch.equal(res.restart, ref.restart) and res.latent_steps == ref.latent_steps
     # a state saved for other measurements is ignored: a fresh, full run
     p.calls = 0
-    other = csgm_reconstruct(y + 0.5, p, G, cfg, state=SolveState(tmp_path / "csgm.pt"), **kw)
+    other = csgm_reconstruct(y + 0.5, p, G, state=SolveState(tmp_path / "csgm.pt"), **kw)
     assert p.calls == full_calls
     assert not torch.equal(other.z, ref.z)
 
@@ -80,7 +80,7 @@ def test_lasso_resumes_exactly(tmp_path, save_every_check, basis):
     x = torch.rand(3, *SHAPE, generator=g) * 2 - 1
     p = CountingCS(120, SHAPE, noise_std=0.0, seed=0)
     y = p(x)
-    kw = dict(alpha=1e-3, img_shape=SHAPE, tol=1e-7, max_iter=1500)
+    kw = dict(alpha=1e-3, tol=1e-7, max_iter=1500)
     p.calls = 0
     ref = lasso_fista(y, p, basis, **kw)
     full_calls = p.calls

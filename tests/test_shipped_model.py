@@ -19,7 +19,7 @@ def test_files_small_and_self_describing():
 def test_representation_error_of_val_faces(celeba_root):
     cfg, G, _, _ = load_models(None)
     x = load_images(celeba_root, "val", limit=4, progress=False).tensor()
-    r = csgm_reconstruct(x, Identity(), G, cfg, restarts=2, iters=300, lr=0.1, seed=0)
+    r = csgm_reconstruct(x, Identity(x.shape[1:]), G, restarts=2, iters=300, lr=0.1, seed=0)
     mse = (r.x - x).pow(2).flatten(1).mean(1)
     assert mse.mean() < 0.03, mse  # model card: 0.015 on 64 val faces with 4 restarts x 1000 its
 
