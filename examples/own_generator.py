@@ -52,7 +52,7 @@ def main():
     y = physics(x, torch.Generator().manual_seed(2))               # (4, 120) noisy measurements
     methods = {
         "csgm": invgan.CSGM(G, restarts=4, iters=300, lr=0.05),
-        "lasso-dct": invgan.Lasso("dct", alpha=1e-3),
+        "lasso-dct": invgan.Lasso("dct", alpha=1e-5),
         "least-squares": invgan.LeastSquares(),
     }
     print(f"{type(G.module).__name__}: latent {G.latent_dim}, images {G.image_shape}; "

@@ -31,8 +31,11 @@ class DeepinvPhysics(Physics):
         with torch.no_grad():
             probe = physics.A(torch.zeros(1, *self.img_shape, device=_device_of(physics)))
         self.m = math.prod(probe.shape[1:])
-        sigma = getattr(getattr(physics, "noise_model", None), "sigma", 0.0)
-        self.noise_std = float(sigma) if noise_std is None and not torch.is_tensor(sigma) else float(noise_std or 0.0)
+        if noise_std is None:
+            sigma = getattr(getattr(physics, "noise_model", None), "sigma", 0.0)
+            sigma = torch.as_tensor(sigma, dtype=torch.float64)
+            noise_std = float(sigma.flatten()[0]) if sigma.numel() and bool((sigma == sigma.flatten()[0]).all()) else 0.0
+        self.noise_std = float(noise_std)
 
     def A(self, x):
         return self.physics.A(x)
