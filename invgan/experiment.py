@@ -254,8 +254,6 @@ def run_experiment(exp: Experiment, out_dir=None, progress: bool = True, verbose
 def write_outputs(exp: Experiment, result: dict, images: dict, names, out_dir, grid_images: int) -> None:
     """The run folder: metrics.json, results.csv, images.npz (uint8), grid.png, plus the
     experiment's own files."""
-    import matplotlib.pyplot as plt
-
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "metrics.json", result)
@@ -263,6 +261,4 @@ def write_outputs(exp: Experiment, result: dict, images: dict, names, out_dir, g
     exp.write_extra(out)
     rows = exp.grid_rows(images["original"], images.get("masked"), images, names)
     write_images_npz(out / "images.npz", dict(rows), result["config"]["ids"])
-    fig = image_grid_figure(rows, grid_images)
-    save_figure(fig, out / "grid.png", dpi=100)
-    plt.close(fig)
+    save_figure(image_grid_figure(rows, grid_images), out / "grid.png", dpi=100)

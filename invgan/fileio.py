@@ -101,15 +101,13 @@ def save_grid(images, path, nrow: int = 8) -> None:
 def image_grid_figure(rows: list, ncols: int):
     """A matplotlib figure with one labelled row per (label, images (N, C, H, W) in [-1, 1]);
     C = 1 (shown in grey) or 3. Shows the first ``ncols`` images of each row."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     ncols = max(1, min(ncols, rows[0][1].shape[0]))
     label_w = 0.3 + 0.075 * max(len(line) for label, _ in rows for line in label.splitlines())  # inches for the row labels
     width = 1.2 * ncols + label_w
-    fig, axes = plt.subplots(len(rows), ncols, figsize=(width, 1.25 * len(rows)), squeeze=False)
+    fig = Figure(figsize=(width, 1.25 * len(rows)))  # no pyplot: the caller's backend and figures are left alone
+    axes = fig.subplots(len(rows), ncols, squeeze=False)
     for r, (label, imgs) in enumerate(rows):
         for c in range(ncols):
             ax = axes[r][c]

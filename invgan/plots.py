@@ -149,16 +149,14 @@ def tick_labels_shown(xs, min_ratio: float = 1.8) -> set:
 def plot_curves(rows, out, x: str | None = None, metric: str = "mse", methods=None, logy: bool = False,
                 title: str | None = None) -> dict:
     """Error-vs-x curves (mean and 95% interval per method) into the figure file ``out``; returns the curves."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     from invgan.fileio import save_figure
 
     x = x or choose_axis(rows)
     data = curves(rows, x, metric, methods)
-    fig, ax = plt.subplots(figsize=(5.2, 3.6))
+    fig = Figure(figsize=(5.2, 3.6))  # no pyplot: the caller's matplotlib backend is left alone
+    ax = fig.subplots()
     for method, (xs, mean, ci, n) in data.items():
         name, _, rest = method.partition(",")
         label = METHOD_LABELS.get(name, name) + (f",{rest}" if rest else "")
@@ -182,7 +180,6 @@ def plot_curves(rows, out, x: str | None = None, metric: str = "mse", methods=No
     ax.legend(fontsize=8)
     fig.tight_layout()
     save_figure(fig, out, dpi=120)
-    plt.close(fig)
     return data
 
 
@@ -263,15 +260,11 @@ def plot_grid(folder: Path, out, ncols: int = 6, summaries=()) -> None:
     """Draw ``grid_rows`` (from a sweep's cells/*.npz) into one figure."""
     import torch
 
-    import matplotlib.pyplot as plt
-
     from invgan.fileio import image_grid_figure, save_figure
 
     rows = [(label, torch.from_numpy(a).permute(0, 3, 1, 2).float() / 127.5 - 1)
             for label, a in grid_rows(folder, summaries)]
-    fig = image_grid_figure(rows, ncols)
-    save_figure(fig, out, dpi=100)
-    plt.close(fig)
+    save_figure(image_grid_figure(rows, ncols), out, dpi=100)
 
 
 def plot(results, out, kind: str = "auto", x: str | None = None, metric: str = "mse", methods=None,

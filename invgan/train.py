@@ -115,11 +115,82 @@ def _read_log(path: Path, upto_step: int) -> list[dict]:
 
 
 # ----------------------------------------------------------------------------- training
-def train(cfg: TrainConfig, model_cfg: ModelConfig, out_dir, resume: bool = False,
-          device: str | None = None, progress: bool = True, cache_dir=None) -> dict:
-    """Train G and D; returns a summary dict. See the module docstring for the outputs."""
-    cfg.validate()
-    out_dir = Path(out_dir)
+@dataclass
+class _Session:
+    """Everything one training run holds: models, optimisers, data, position, RNG."""
+
+    cfg: TrainConfig
+    model_cfg: ModelConfig
+    out_dir: Path
+    G: torch.nn.Module
+    D: torch.nn.Module
+    opt_g: torch.optim.Optimizer
+    opt_d: torch.optim.Optimizer
+    images: torch.Tensor           # uint8 (N, H, W, 3) on the device, decoded once
+    dev: torch.device
+    world: int
+    rank: int
+    g_noise: torch.Generator       # latents, flips, WGAN-GP interpolation: this rank's stream
+    fixed_z: torch.Tensor
+    batches_per_epoch: int
+    total_steps: int
+    meta: dict
+    mem_format: torch.memory_format
+    autocast: object
+    step: int = 0
+    batch_idx: int = 0
+    _order: dict = None
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def images_seen(self) -> int:
+        return self.batch_idx * self.cfg.batch_size * self.world
+
+    def next_batch(self) -> torch.Tensor:
+        """This rank's next real batch in [-1, 1], randomly flipped; epochs are seeded permutations."""
+        cfg = self.cfg
+        epoch, pos = divmod(self.batch_idx, self.batches_per_epoch)
+        if not self._order or epoch not in self._order:
+            perm = torch.randperm(len(self.images), generator=torch.Generator().manual_seed(cfg.seed * 100003 + epoch))
+            self._order = {epoch: perm[self.rank::self.world].to(self.dev)}
+        idx = self._order[epoch][pos * cfg.batch_size:(pos + 1) * cfg.batch_size]
+        x = self.images[idx].permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
+        if cfg.flip:
+            flip = torch.rand(x.shape[0], generator=self.g_noise, device=self.dev) < 0.5
+            x = torch.where(flip[:, None, None, None], x.flip(3), x)
+        self.batch_idx += 1
+        return x.contiguous(memory_format=self.mem_format)
+
+    def checkpoint(self, path=None, full=True) -> None:
+        """Save G, D (and with ``full`` the optimisers, position and every rank's RNG) atomically."""
+        rngs = [self.g_noise.get_state().cpu()]
+        if self.world > 1:
+            gathered = [None] * self.world
+            dist.all_gather_object(gathered, rngs[0])
+            rngs = gathered
+        if self.is_main:
+            ts = {"opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(), "step": self.step,
+                  "batch_idx": self.batch_idx, "rng": rngs} if full else None
+            save_checkpoint(path or self.out_dir / "checkpoint.pt", self.model_cfg, self.G, self.D,
+                            meta=self.meta | {"step": self.step}, train_state=ts)
+
+    def write_samples(self, epoch: int) -> None:
+        """samples/epoch-NNN.png from the fixed latents (rank 0)."""
+        if not self.is_main:
+            return
+        g = self.G.module if self.world > 1 else self.G  # a DDP forward is a collective; rank 0 samples alone
+        g.eval()
+        with torch.no_grad(), self.autocast:
+            s = g(self.fixed_z)
+        g.train()
+        save_grid(s, self.out_dir / "samples" / f"epoch-{epoch:03d}.png")
+
+
+def _prepare(cfg, model_cfg, out_dir, resume, device, progress, cache_dir) -> _Session:
+    """Devices and processes, resume state, data, models, optimisers, the log file."""
     world, rank, local_rank = _dist_info()
     dev = pick_device(device)
     if world > 1:
@@ -127,7 +198,6 @@ def train(cfg: TrainConfig, model_cfg: ModelConfig, out_dir, resume: bool = Fals
             dev = torch.device("cuda", local_rank)
             torch.cuda.set_device(dev)
         dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
-    is_main = rank == 0
     ckpt_path = out_dir / "checkpoint.pt"
     state = None
     if resume:
@@ -139,12 +209,11 @@ def train(cfg: TrainConfig, model_cfg: ModelConfig, out_dir, resume: bool = Fals
         for keep in ("epochs", "max_steps"):  # a resumed run may be extended
             saved[keep] = getattr(cfg, keep)
         cfg = TrainConfig(**saved)
-
     if cfg.partition is None:
         root = Path(cfg.data) if cfg.data else default_celeba_root()
         cfg.partition = "train" if root is not None and is_celeba(root) else "all"
     data = load_images(cfg.data, partition=cfg.partition, size=model_cfg.image_size,
-                       limit=cfg.limit, progress=progress and is_main, cache_dir=cache_dir)
+                       limit=cfg.limit, progress=progress and rank == 0, cache_dir=cache_dir)
     n_shard = len(data) // world
     if n_shard < cfg.batch_size:
         raise InvganError(f"{len(data)} images over {world} process(es) is fewer than one batch "
@@ -153,16 +222,15 @@ def train(cfg: TrainConfig, model_cfg: ModelConfig, out_dir, resume: bool = Fals
     total_steps = cfg.epochs * batches_per_epoch // (cfg.n_critic if cfg.loss == "wgan-gp" else 1)
     if cfg.max_steps:
         total_steps = min(total_steps, cfg.max_steps)
-    images = torch.from_numpy(data.images).to(dev)  # uint8 (N, H, W, 3), decoded once
 
-    torch.manual_seed(cfg.seed)
-    G, D = build_models(model_cfg)
-    G.to(dev)
-    D.to(dev)
+    with torch.random.fork_rng(devices=[]):  # seeded weights; the caller's global RNG is left as it was
+        torch.manual_seed(cfg.seed)
+        G, D = build_models(model_cfg)
     use_cuda = dev.type == "cuda"
     mem_format = torch.channels_last if (use_cuda and cfg.channels_last) else torch.contiguous_format
-    G.to(memory_format=mem_format)
-    D.to(memory_format=mem_format)
+    for net in (G, D):
+        net.to(dev)
+        net.to(memory_format=mem_format)
     betas = (cfg.beta1, cfg.beta2)
     opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr, betas=betas)
     opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr, betas=betas)
@@ -181,142 +249,123 @@ def train(cfg: TrainConfig, model_cfg: ModelConfig, out_dir, resume: bool = Fals
     if world > 1:
         G = DDP(G, device_ids=[dev.index] if use_cuda else None)
         D = DDP(D, device_ids=[dev.index] if use_cuda else None)
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_cuda and cfg.amp)
-
     meta = {"train_config": asdict(cfg), "data": {"source": str(data.source), "partition": cfg.partition,
             "num_images": len(data), "skipped": len(data.skipped)},
             "preprocessing": "celeba: crop (35,55,143,163) -> bilinear resize; folders: centre square crop -> resize; [-1, 1]",
             "world_size": world}
-    log_path = out_dir / "log.csv"
-    if is_main:
+    if rank == 0:
         out_dir.mkdir(parents=True, exist_ok=True)
-        rows = _read_log(log_path, step) if resume else []
-        with atomic_path(log_path) as tmp, open(tmp, "w", newline="") as fh:
+        rows = _read_log(out_dir / "log.csv", step) if resume else []
+        with atomic_path(out_dir / "log.csv") as tmp, open(tmp, "w", newline="") as fh:
             w = csv.DictWriter(fh, LOG_FIELDS)
             w.writeheader()
             w.writerows({k: r.get(k, "") for k in LOG_FIELDS} for r in rows)
+    return _Session(cfg, model_cfg, out_dir, G, D, opt_g, opt_d, torch.from_numpy(data.images).to(dev), dev, world,
+                    rank, g_noise, fixed_z, batches_per_epoch, total_steps, meta, mem_format,
+                    torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_cuda and cfg.amp), step, batch_idx)
 
-    shard = {}  # epoch -> this rank's image order for that epoch (a pure function of seed, epoch)
 
-    def next_batch():
-        nonlocal batch_idx
-        epoch, pos = divmod(batch_idx, batches_per_epoch)
-        if epoch not in shard:
-            perm = torch.randperm(len(data), generator=torch.Generator().manual_seed(cfg.seed * 100003 + epoch))
-            shard.clear()
-            shard[epoch] = perm[rank::world].to(dev)
-        idx = shard[epoch][pos * cfg.batch_size:(pos + 1) * cfg.batch_size]
-        x = images[idx].permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
-        if cfg.flip:
-            flip = torch.rand(x.shape[0], generator=g_noise, device=dev) < 0.5
-            x = torch.where(flip[:, None, None, None], x.flip(3), x)
-        batch_idx += 1
-        return x.contiguous(memory_format=mem_format)
+def _discriminator_step(s: _Session):
+    """One D (critic) update on a real batch and a fresh fake one; returns the fake batch and stats."""
+    cfg, D = s.cfg, s.D
+    real = s.next_batch()
+    z = sample_latent(real.shape[0], s.model_cfg, s.g_noise, s.dev)
+    with s.autocast:
+        fake = s.G(z)
+    s.opt_d.zero_grad(set_to_none=True)
+    if cfg.loss == "nonsaturating":
+        with s.autocast:
+            out_real = D(real)
+        loss_real = F.binary_cross_entropy_with_logits(out_real.float(), torch.ones_like(out_real, dtype=torch.float))
+        loss_real.backward()
+        with s.autocast:
+            out_fake = D(fake.detach())
+        loss_fake = F.binary_cross_entropy_with_logits(out_fake.float(), torch.zeros_like(out_fake, dtype=torch.float))
+        loss_fake.backward()
+        loss_d, gp = loss_real + loss_fake, torch.zeros(())
+    else:
+        # One critic call on [real, fake, interpolates] (no batch-norm in the critic,
+        # so images do not interact) keeps DDP to one forward per backward.
+        eps = torch.rand(real.shape[0], 1, 1, 1, generator=s.g_noise, device=s.dev)
+        interp = (eps * real + (1 - eps) * fake.detach().float()).requires_grad_(True)
+        out = D(torch.cat([real, fake.detach().float(), interp]).contiguous(memory_format=s.mem_format))
+        out_real, out_fake, out_interp = out.float().chunk(3)
+        (grad,) = torch.autograd.grad(out_interp.sum(), interp, create_graph=True)
+        gp = ((grad.flatten(1).norm(dim=1) - 1) ** 2).mean()
+        loss_d = out_fake.mean() - out_real.mean() + cfg.gp_weight * gp
+        loss_d.backward()
+    s.opt_d.step()
+    return fake, {"loss_d": loss_d, "out_real": out_real, "out_fake": out_fake, "gp": gp}
 
-    def checkpoint(path=ckpt_path, full=True):
-        rngs = [g_noise.get_state().cpu()]
-        if world > 1:
-            gathered = [None] * world
-            dist.all_gather_object(gathered, rngs[0])
-            rngs = gathered
-        if is_main:
-            ts = {"opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(), "step": step,
-                  "batch_idx": batch_idx, "rng": rngs} if full else None
-            save_checkpoint(path, model_cfg, G, D, meta=meta | {"step": step}, train_state=ts)
 
-    def write_samples(epoch):
-        if not is_main:
-            return
-        g = G.module if world > 1 else G  # a DDP forward is a collective; rank 0 samples alone
-        g.eval()
-        with torch.no_grad(), autocast:
-            s = g(fixed_z)
-        g.train()
-        save_grid(s, out_dir / "samples" / f"epoch-{epoch:03d}.png")
+def _generator_step(s: _Session, fake: torch.Tensor) -> torch.Tensor:
+    """One G update through D on the last fake batch; returns the generator loss."""
+    s.opt_g.zero_grad(set_to_none=True)
+    with s.autocast:
+        out_gen = s.D(fake)
+    if s.cfg.loss == "nonsaturating":
+        loss_g = F.binary_cross_entropy_with_logits(out_gen.float(), torch.ones_like(out_gen, dtype=torch.float))
+    else:
+        loss_g = -out_gen.float().mean()
+    loss_g.backward()
+    s.opt_g.step()
+    return loss_g
 
+
+def _log_row(s: _Session, d: dict, loss_g, t0: float, last: tuple) -> dict:
+    """The log.csv row of this step (appended by rank 0); ``last``: (time, images) of the last row."""
+    now, seen = time.time(), s.images_seen
+    prob = torch.sigmoid if s.cfg.loss == "nonsaturating" else (lambda t: t)
+    stats = {"step": s.step, "epoch": s.batch_idx / s.batches_per_epoch, "images": seen,
+             "loss_d": d["loss_d"].item(), "loss_g": loss_g.item(),
+             "d_real": prob(d["out_real"].detach().float()).mean().item(),
+             "d_fake": prob(d["out_fake"].detach().float()).mean().item(),
+             "grad_penalty": float(d["gp"].detach()), "images_per_s": (seen - last[1]) / max(now - last[0], 1e-9),
+             "elapsed_s": now - t0}
+    if s.is_main:
+        with open(s.out_dir / "log.csv", "a", newline="") as fh:
+            csv.DictWriter(fh, LOG_FIELDS).writerow({k: (f"{v:.5g}" if isinstance(v, float) else v) for k, v in stats.items()})
+    return stats
+
+
+def train(cfg: TrainConfig, model_cfg: ModelConfig, out_dir, resume: bool = False,
+          device: str | None = None, progress: bool = True, cache_dir=None) -> dict:
+    """Train G and D; returns a summary dict. See the module docstring for the outputs."""
     from tqdm import tqdm
 
-    bar = tqdm(total=total_steps, initial=step, desc="train", unit="step", disable=not (progress and is_main))
-    t0, images_seen0, last_log_t, last_log_images = time.time(), batch_idx * cfg.batch_size * world, time.time(), batch_idx * cfg.batch_size * world
-    stats = {}
-    while step < total_steps:
-        epoch_before = batch_idx // batches_per_epoch
-        # ---- discriminator / critic
+    cfg.validate()
+    s = _prepare(cfg, model_cfg, Path(out_dir), resume, device, progress, cache_dir)
+    cfg = s.cfg
+    bar = tqdm(total=s.total_steps, initial=s.step, desc="train", unit="step", disable=not (progress and s.is_main))
+    t0, seen0 = time.time(), s.images_seen
+    last, stats = (t0, seen0), {}
+    while s.step < s.total_steps:
+        epoch_before = s.batch_idx // s.batches_per_epoch
         for _ in range(cfg.n_critic if cfg.loss == "wgan-gp" else 1):
-            real = next_batch()
-            z = sample_latent(real.shape[0], model_cfg, g_noise, dev)
-            with autocast:
-                fake = G(z)
-            opt_d.zero_grad(set_to_none=True)
-            if cfg.loss == "nonsaturating":
-                with autocast:
-                    out_real = D(real)
-                loss_real = F.binary_cross_entropy_with_logits(out_real.float(), torch.ones_like(out_real, dtype=torch.float))
-                loss_real.backward()
-                with autocast:
-                    out_fake = D(fake.detach())
-                loss_fake = F.binary_cross_entropy_with_logits(out_fake.float(), torch.zeros_like(out_fake, dtype=torch.float))
-                loss_fake.backward()
-                loss_d, gp = loss_real + loss_fake, torch.zeros(())
-            else:
-                # One critic call on [real, fake, interpolates] (no batch-norm in the critic,
-                # so images do not interact) keeps DDP to one forward per backward.
-                eps = torch.rand(real.shape[0], 1, 1, 1, generator=g_noise, device=dev)
-                interp = (eps * real + (1 - eps) * fake.detach().float()).requires_grad_(True)
-                out = D(torch.cat([real, fake.detach().float(), interp]).contiguous(memory_format=mem_format))
-                out_real, out_fake, out_interp = out.float().chunk(3)
-                (grad,) = torch.autograd.grad(out_interp.sum(), interp, create_graph=True)
-                gp = ((grad.flatten(1).norm(dim=1) - 1) ** 2).mean()
-                loss_d = out_fake.mean() - out_real.mean() + cfg.gp_weight * gp
-                loss_d.backward()
-            opt_d.step()
-        # ---- generator
-        opt_g.zero_grad(set_to_none=True)
-        with autocast:
-            out_gen = D(fake)
-        if cfg.loss == "nonsaturating":
-            loss_g = F.binary_cross_entropy_with_logits(out_gen.float(), torch.ones_like(out_gen, dtype=torch.float))
-        else:
-            loss_g = -out_gen.float().mean()
-        loss_g.backward()
-        opt_g.step()
-        step += 1
+            fake, d = _discriminator_step(s)
+        loss_g = _generator_step(s, fake)
+        s.step += 1
         bar.update(1)
-
-        if step % cfg.log_every == 0 or step == total_steps:
-            now = time.time()
-            seen = batch_idx * cfg.batch_size * world
-            prob = torch.sigmoid if cfg.loss == "nonsaturating" else (lambda t: t)
-            stats = {"step": step, "epoch": batch_idx / batches_per_epoch, "images": seen,
-                     "loss_d": loss_d.item(), "loss_g": loss_g.item(),
-                     "d_real": prob(out_real.detach().float()).mean().item(),
-                     "d_fake": prob(out_fake.detach().float()).mean().item(),
-                     "grad_penalty": float(gp.detach()), "images_per_s": (seen - last_log_images) / max(now - last_log_t, 1e-9),
-                     "elapsed_s": now - t0}
-            last_log_t, last_log_images = now, seen
-            if is_main:
-                with open(log_path, "a", newline="") as fh:
-                    csv.DictWriter(fh, LOG_FIELDS).writerow(
-                        {k: (f"{v:.5g}" if isinstance(v, float) else v) for k, v in stats.items()})
-                bar.set_postfix(loss_d=f"{stats['loss_d']:.3f}", loss_g=f"{stats['loss_g']:.3f}",
-                                d_real=f"{stats['d_real']:.2f}", d_fake=f"{stats['d_fake']:.2f}")
-        epoch_after = batch_idx // batches_per_epoch
+        if s.step % cfg.log_every == 0 or s.step == s.total_steps:
+            stats = _log_row(s, d, loss_g, t0, last)
+            last = (time.time(), s.images_seen)
+            bar.set_postfix({k: f"{stats[k]:.3f}" for k in ("loss_d", "loss_g", "d_real", "d_fake")})
+        epoch_after = s.batch_idx // s.batches_per_epoch
         if epoch_after > epoch_before:
-            write_samples(epoch_after)
+            s.write_samples(epoch_after)
             if cfg.snapshot_every and epoch_after % cfg.snapshot_every == 0:
-                checkpoint(out_dir / "snapshots" / f"epoch-{epoch_after:03d}.pt", full=False)
-        if step % cfg.checkpoint_every == 0 and step < total_steps:
-            checkpoint()
+                s.checkpoint(s.out_dir / "snapshots" / f"epoch-{epoch_after:03d}.pt", full=False)
+        if s.step % cfg.checkpoint_every == 0 and s.step < s.total_steps:
+            s.checkpoint()
     bar.close()
-    if use_cuda:
+    if s.dev.type == "cuda":
         torch.cuda.synchronize()
     loop_seconds = time.time() - t0  # the training loop alone, for images/s
-    checkpoint()
-    write_samples(math.ceil(batch_idx / batches_per_epoch))
-    if world > 1:
+    s.checkpoint()
+    s.write_samples(math.ceil(s.batch_idx / s.batches_per_epoch))
+    if s.world > 1:
         dist.barrier()
         dist.destroy_process_group()
-    elapsed = time.time() - t0
-    return {"steps": step, "epochs": batch_idx / batches_per_epoch, "checkpoint": str(ckpt_path),
-            "seconds": elapsed, "images_per_s": (batch_idx * cfg.batch_size * world - images_seen0) / max(loop_seconds, 1e-9),
+    return {"steps": s.step, "epochs": s.batch_idx / s.batches_per_epoch, "checkpoint": str(s.out_dir / "checkpoint.pt"),
+            "seconds": time.time() - t0, "images_per_s": (s.images_seen - seen0) / max(loop_seconds, 1e-9),
             "last": stats}

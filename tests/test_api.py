@@ -236,3 +236,18 @@ def test_example_own_generator_runs():
     mse = {line.split()[0]: float(line.split()[3]) for line in p.stdout.splitlines()[1:]}
     assert set(mse) == {"csgm", "lasso-dct", "least-squares"}
     assert mse["csgm"] < 0.1 * min(mse["lasso-dct"], mse["least-squares"])
+
+
+def test_calls_leave_global_state_alone(tmp_path):
+    import matplotlib.pyplot as plt
+
+    from invgan.fileio import image_grid_figure, save_figure
+
+    _, G, x, physics, y = user_setup()
+    rng = torch.get_rng_state()
+    invgan.CSGM(G, restarts=2, iters=5)(y, physics)
+    invgan.Lasso("wavelet", alpha=1e-4)(y, physics)
+    assert torch.equal(rng, torch.get_rng_state())
+    figs = plt.get_fignums()
+    save_figure(image_grid_figure([("x", x)], 3), tmp_path / "g.png")
+    assert plt.get_fignums() == figs and (tmp_path / "g.png").stat().st_size > 100
