@@ -197,16 +197,8 @@ def cmd_plot(args):
 
 
 # ----------------------------------------------------------------------------- parser
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser; method and operator names come from the registries (plugins loaded)."""
-    from invgan.csgm import BUDGETS
-    from invgan.methods import available_methods
-    from invgan.physics import available_physics
-
-    p = _Parser(prog="invgan", description="Imaging inverse problems with pretrained generative models.")
-    p.add_argument("--version", action="version", version=f"invgan {__version__}")
-    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-
+def _data_parser(sub) -> None:
+    """`invgan data`."""
     d = sub.add_parser("data", help="inspect a dataset and fill the decoded-image cache")
     d.add_argument("path", nargs="?", help="CelebA folder, image folder or glob (default: $INVGAN_CELEBA)")
     d.add_argument("--partition", default="all", choices=["train", "val", "test", "all"])
@@ -215,6 +207,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--quiet", action="store_true")
     d.set_defaults(func=cmd_data)
 
+
+def _train_parser(sub) -> None:
+    """`invgan train`."""
     t = sub.add_parser("train", help="train a DCGAN generator and discriminator")
     t.add_argument("--data", help="CelebA folder, image folder or glob (default: $INVGAN_CELEBA)")
     t.add_argument("--out", required=True, help="run folder (checkpoint, log.csv, samples)")
@@ -243,6 +238,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--quiet", action="store_true")
     t.set_defaults(func=cmd_train)
 
+
+def _sample_parser(sub) -> None:
+    """`invgan sample`."""
     s = sub.add_parser("sample", help="write a grid of generator samples")
     s.add_argument("--generator", help="checkpoint or run folder (default: the shipped model)")
     s.add_argument("--n", type=_positive_int, default=64)
@@ -251,6 +249,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", default="samples.png")
     s.add_argument("--device")
     s.set_defaults(func=cmd_sample)
+
+
+def _cs_parser(sub) -> None:
+    """`invgan cs`."""
+    from invgan.csgm import BUDGETS
+    from invgan.methods import available_methods
+    from invgan.physics import available_physics
 
     c = sub.add_parser("cs", help="compressed sensing: recover images from few measurements",
                        description="Recover images from y = A x + noise with CSGM (Bora et al. 2017) "
@@ -285,6 +290,11 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--out", default="runs/cs", help="output folder (default runs/cs)")
     c.add_argument("--quiet", action="store_true")
     c.set_defaults(func=cmd_cs)
+
+
+def _inpaint_parser(sub) -> None:
+    """`invgan inpaint`."""
+    from invgan.methods import available_methods
 
     i = sub.add_parser("inpaint", help="semantic inpainting: fill masked pixels",
                        description="Fill the missing pixels of masked images with a GAN (Yeh et al. 2017: "
@@ -321,6 +331,11 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--quiet", action="store_true")
     i.set_defaults(func=cmd_inpaint)
 
+
+def _sweep_parser(sub) -> None:
+    """`invgan sweep`."""
+    from invgan.csgm import BUDGETS
+
     w = sub.add_parser("sweep", help="run a grid of experiments from a recipe (resumable, shardable)",
                        description="Run every cell (method x grid point) of a sweep recipe; finished cells "
                                    "are kept, so rerunning resumes. Results: OUT/results.csv and results.json.")
@@ -337,6 +352,9 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--quiet", action="store_true")
     w.set_defaults(func=cmd_sweep)
 
+
+def _plot_parser(sub) -> None:
+    """`invgan plot`."""
     f = sub.add_parser("plot", help="plot results: error vs measurements / noise, image grids")
     f.add_argument("results", help="sweep folder, results.json, metrics.json or results.csv")
     f.add_argument("--out", default="fig.png", help="figure file (.png, .pdf, .svg)")
@@ -347,6 +365,20 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--logy", action="store_true")
     f.add_argument("--ncols", type=_positive_int, default=6, help="images per row in grids")
     f.set_defaults(func=cmd_plot)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser; method and operator names come from the registries (plugins loaded)."""
+    p = _Parser(prog="invgan", description="Imaging inverse problems with pretrained generative models.")
+    p.add_argument("--version", action="version", version=f"invgan {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    _data_parser(sub)
+    _train_parser(sub)
+    _sample_parser(sub)
+    _cs_parser(sub)
+    _inpaint_parser(sub)
+    _sweep_parser(sub)
+    _plot_parser(sub)
     return p
 
 

@@ -81,11 +81,22 @@ class Experiment:
 
 def load_networks(generator_path, discriminator_path, need_generator: bool, need_discriminator: bool,
                   want_generator: bool, device):
-    """(LatentGenerator or None, D or None, description) from invgan checkpoints (None: the shipped
-    model). ``want_generator``: load it if available (for the demo set) without requiring it."""
-    from invgan.checkpoint import load_models
-    from invgan.generators import as_generator
+    """(LatentGenerator or None, D or None, description).
 
+    ``generator_path``: an invgan checkpoint (None: the shipped model), or a generator object
+    (``LatentGenerator`` or module, see ``as_generator``) used as is; ``discriminator_path`` likewise
+    a checkpoint or an ``nn.Module``. ``want_generator``: load it if available (for the demo set)
+    without requiring it."""
+    from torch import nn
+
+    from invgan.checkpoint import load_models
+    from invgan.generators import LatentGenerator, as_generator
+
+    if isinstance(generator_path, (nn.Module, LatentGenerator)):
+        D = discriminator_path if isinstance(discriminator_path, nn.Module) else None
+        if need_discriminator and D is None:
+            raise InvganError("with a generator object, pass the discriminator as a module too (discriminator)")
+        return as_generator(generator_path), D, type(getattr(generator_path, "module", generator_path)).__name__
     if not (need_generator or want_generator):
         return None, None, None
     try:
@@ -139,6 +150,11 @@ def select_images(images, num_images: int, G, device, seed: int = 0, input: str 
     from invgan.data import default_celeba_root, is_celeba, load_images, read_partition_file
 
     notes = [] if notes is None else notes
+    if torch.is_tensor(images):
+        if images.dim() != 4 or not torch.isfinite(images).all():
+            raise InvganError(f"images must be a finite tensor (N, C, H, W) in [-1, 1], got shape {tuple(images.shape)}")
+        x = images[:num_images].to(device)
+        return to_channels(x, channels), [f"image-{i}" for i in range(len(x))], f"{len(x)} given images"
     if input == "gen-span":
         z = G.sample(num_images, torch.Generator().manual_seed(seed + 7), device)
         with torch.no_grad():
@@ -186,7 +202,8 @@ def run_experiment(exp: Experiment, out_dir=None, progress: bool = True, verbose
     need_d = any(s.needs_discriminator for s in specs) and exp.load_discriminator()
     G, D, gen_name = load_networks(cfg.generator, getattr(cfg, "discriminator", None), need_g, need_d,
                                    cfg.images is None, dev)
-    shape = G.image_shape if G is not None else (3, cfg.image_size or DEFAULT_IMAGE_SIZE, 0)
+    shape = G.image_shape if G is not None else (
+        cfg.images.shape[1] if torch.is_tensor(cfg.images) else 3, cfg.image_size or DEFAULT_IMAGE_SIZE, 0)
     size = cfg.image_size or shape[1]
     if G is not None and need_g and size != shape[1]:
         raise InvganError(f"image_size {size} differs from the generator's {shape[1]}px images")
@@ -229,7 +246,7 @@ def run_experiment(exp: Experiment, out_dir=None, progress: bool = True, verbose
         mr = [r for r in rows if r["method"] == name]
         summary[name] = {k: summarize([r[k] for r in mr]) for k in exp.metrics}
         summary[name]["seconds_per_image"] = mr[0]["seconds"]
-    conf = {k: v for k, v in asdict(cfg).items() if k != "notes"}
+    conf = {k: _describe(v) for k, v in asdict(cfg).items() if k != "notes"}
     conf.update(exp.config_info())
     conf.update(ids=list(ids), image_source=source, num_images=len(ids), device=str(dev),
                 image_shape=list(x.shape[1:]), generator=gen_name, method_settings=settings)
@@ -249,6 +266,15 @@ def run_experiment(exp: Experiment, out_dir=None, progress: bool = True, verbose
     if keep_images:
         result["images"] = {k: v for k, v in images.items() if k != "generated"}
     return result
+
+
+def _describe(v):
+    """A config value as JSON-ready data (objects such as tensors or modules by their type)."""
+    if torch.is_tensor(v):
+        return f"tensor {tuple(v.shape)}"
+    if v is None or isinstance(v, (str, int, float, bool, list, tuple, dict)):
+        return v
+    return type(getattr(v, "module", v)).__name__
 
 
 def write_outputs(exp: Experiment, result: dict, images: dict, names, out_dir, grid_images: int) -> None:

@@ -251,3 +251,17 @@ def test_calls_leave_global_state_alone(tmp_path):
     figs = plt.get_fignums()
     save_figure(image_grid_figure([("x", x)], 3), tmp_path / "g.png")
     assert plt.get_fignums() == figs and (tmp_path / "g.png").stat().st_size > 100
+
+
+def test_experiment_runner_takes_objects_not_only_paths(tmp_path):
+    """run_cs with a generator object and a tensor of images: the same harness as the CLI."""
+    from invgan.cs import CSConfig, run_cs
+
+    _, G, x, _, _ = user_setup()
+    cfg = CSConfig(measurements=60, methods=("dcgan", "lasso-dct", "least-squares"), images=x, generator=G,
+                   iters=50, restarts=2)
+    res = run_cs(cfg, tmp_path / "run", progress=False, verbose=False, keep_images=True)
+    assert res["config"]["image_shape"] == [1, 16, 16] and res["config"]["images"] == "tensor (3, 1, 16, 16)"
+    assert res["config"]["generator"] == "MLPGenerator" and len(res["rows"]) == 9
+    assert torch.equal(res["images"]["original"], x)
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["summary"].keys() == res["summary"].keys()
