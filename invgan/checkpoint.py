@@ -71,6 +71,10 @@ def load_checkpoint(path) -> dict:
 
 
 def _load_state(module, state, what, path):
+    bad = [k for k, v in state.items() if torch.is_tensor(v) and v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise InvganError(f"{str(path)!r}: the {what} weights hold NaN or infinite values ({bad[0]}); "
+                          "the checkpoint is damaged or the training diverged: use an earlier one")
     try:
         module.load_state_dict(state)
     except RuntimeError as exc:

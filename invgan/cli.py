@@ -59,6 +59,9 @@ def cmd_data(args):
             print(f"  {name:5s}: {n:6d} images listed")
         parts = [args.partition] if args.partition != "all" else [p for p, n in counts.items() if n]
     else:
+        if args.partition != "all":
+            raise InvganError(f"--partition {args.partition} needs a CelebA folder (with list_eval_partition.txt); "
+                              f"{str(path)!r} is a plain folder or glob: leave --partition out")
         print(f"image folder / glob {path}")
         parts = ["all"]
     for part in parts:
@@ -123,6 +126,9 @@ def cmd_sample(args):
     from invgan.fileio import save_grid
     from invgan.runtime import pick_device
 
+    from invgan.fileio import check_output_file
+
+    check_output_file(args.out, ("png",))
     dev = pick_device(args.device)
     cfg, G, _, _ = load_models(resolve_checkpoint(args.generator), device=dev)
     z = sample_latent(args.n, cfg, torch.Generator().manual_seed(args.seed)).to(dev)
@@ -217,7 +223,7 @@ def _train_parser(sub) -> None:
     t.add_argument("--partition", choices=["train", "val", "test", "all"])
     t.add_argument("--epochs", type=_positive_int)
     t.add_argument("--batch-size", type=_positive_int)
-    t.add_argument("--lr", type=float)
+    t.add_argument("--lr", type=_positive_float)
     t.add_argument("--loss", choices=["nonsaturating", "wgan-gp"])
     t.add_argument("--n-critic", type=_positive_int, help="WGAN-GP critic steps per generator step")
     t.add_argument("--max-steps", type=_positive_int, help="stop after N generator steps")

@@ -90,6 +90,18 @@ class CSConfig:
         if self.budget not in BUDGETS:
             raise InvganError(f"unknown budget {self.budget!r}: use {' or '.join(BUDGETS)}")
 
+    def check_shape(self, img_shape) -> None:
+        """Raise ``InvganError`` if the measurement settings do not fit images of ``img_shape``."""
+        n = math.prod(img_shape)
+        m = self.measurements
+        if self.measurement == "gaussian" and m is not None and not 1 <= m <= n:
+            raise InvganError(f"number of measurements m must be an integer between 1 and {n} "
+                              f"(the values of a {'x'.join(map(str, img_shape))} image), got {m}")
+        f = self.superres_factor
+        if self.measurement == "superres" and (img_shape[1] % f or img_shape[2] % f):
+            raise InvganError(f"super-resolution factor {f} must be a positive integer dividing the image size "
+                              f"{img_shape[1]}x{img_shape[2]}")
+
 
 def _int_at_least(name, v, low):
     if not isinstance(v, int) or isinstance(v, bool) or v < low:

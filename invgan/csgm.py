@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import torch
 
+from invgan.errors import InvganError
 from invgan.latent import LatentResult, optimize_latent
 from invgan.physics import Physics
 from invgan.resume import SolveState, fingerprint
@@ -87,6 +88,8 @@ def csgm_reconstruct(y: torch.Tensor, physics: Physics, G, z_reg: float = 0.0, r
     fixed budget (every restart runs every iteration). ``lr_decay``: "constant" (the paper) or
     "cosine".
     """
+    if not torch.isfinite(y).all():
+        raise InvganError("the measurements y hold NaN or infinite values")
     key = {"objective": "csgm", "physics": type(physics).__name__, "m": physics.m, "z_prior": z_reg,
            "y": fingerprint(y)} if state is not None else None
     return optimize_latent(

@@ -95,15 +95,21 @@ def is_celeba(path: Path) -> bool:
 def read_partition_file(root: Path) -> dict[str, int]:
     """``{"000001.jpg": 0, ...}`` from list_eval_partition.txt (the source of truth)."""
     parts = {}
-    with open(Path(root) / "list_eval_partition.txt") as fh:
-        for lineno, line in enumerate(fh, 1):
-            fields = line.split()
-            if not fields:
-                continue
-            if len(fields) != 2 or fields[1] not in ("0", "1", "2"):
-                raise InvganError(f"{root}/list_eval_partition.txt line {lineno}: expected "
-                                  f"'NNNNNN.jpg S' with S in 0/1/2, got {line.strip()!r}")
-            parts[fields[0]] = int(fields[1])
+    path = Path(root) / "list_eval_partition.txt"
+    try:
+        lines = path.read_text().splitlines()
+    except UnicodeDecodeError:
+        raise InvganError(f"{path} is not a text file: restore CelebA's list_eval_partition.txt") from None
+    except OSError as exc:
+        raise InvganError(f"{path} cannot be read ({exc.strerror})") from None
+    for lineno, line in enumerate(lines, 1):
+        fields = line.split()
+        if not fields:
+            continue
+        if len(fields) != 2 or fields[1] not in ("0", "1", "2"):
+            raise InvganError(f"{root}/list_eval_partition.txt line {lineno}: expected "
+                              f"'NNNNNN.jpg S' with S in 0/1/2, got {line.strip()!r}")
+        parts[fields[0]] = int(fields[1])
     return parts
 
 
@@ -193,7 +199,8 @@ def load_images(spec: str | os.PathLike | None = None, partition: str = "all", s
         configured CelebA location ($INVGAN_CELEBA, default ../shared/data/celeba).
     partition : train / val / test / all (CelebA only; the partition file decides).
     size : output side in pixels (64 for the DCGAN models).
-    limit : keep only the first ``limit`` images (lowest ids) of the selection.
+    limit : keep only the first ``limit`` usable images (lowest ids) of the selection: files that
+        cannot be decoded are skipped and the next ones taken instead.
 
     Returns an ``ImageSet`` with uint8 images (N, size, size, 3). Corrupt or truncated files
     are skipped and listed in ``ImageSet.skipped``; raises ``InvganError`` if none is usable.
@@ -215,19 +222,18 @@ def load_images(spec: str | os.PathLike | None = None, partition: str = "all", s
         names = celeba_names(path, partition)
         if not names:
             raise InvganError(f"CelebA folder {spec!r} lists no images in partition {partition!r}")
-        if limit:
-            names = names[:limit]
         zpath = path / "img_align_celeba.zip"
         use_zip = not (path / "img_align_celeba").is_dir()
         if use_zip:
             stamp = [str(zpath.resolve()), zpath.stat().st_size, zpath.stat().st_mtime_ns]
         else:
             stamp = []
-            for n in names:
+            for n in names[:limit] if limit else names:
                 f = path / "img_align_celeba" / n
                 st = f.stat() if f.exists() else None
                 stamp.append([n, st.st_size if st else -1, st.st_mtime_ns if st else -1])
-        descriptor = {"kind": "celeba", "root": str(path.resolve()), "names": names, "stamp": stamp}
+        descriptor = {"kind": "celeba", "root": str(path.resolve()), "names": names[:limit] if limit else names,
+                      "stamp": stamp}
     else:
         if not path.exists() and not any(ch in spec for ch in "*?["):
             raise InvganError(f"image path {spec!r} does not exist")
@@ -237,12 +243,10 @@ def load_images(spec: str | os.PathLike | None = None, partition: str = "all", s
         if path.is_dir() and not any(path.iterdir()):
             raise InvganError(f"image folder {spec!r} is empty")
         files = resolve_image_files(spec)
-        if limit:
-            files = files[:limit]
         names = [str(f) for f in files]
-        stamp = [[n, f.stat().st_size, f.stat().st_mtime_ns] for n, f in zip(names, files)]
+        stamp = [[n, f.stat().st_size, f.stat().st_mtime_ns] for n, f in zip(names[:limit] if limit else names, files)]
         descriptor = {"kind": "files", "stamp": stamp}
-    descriptor.update(size=size, version=PREPROCESS_VERSION)
+    descriptor.update(size=size, version=PREPROCESS_VERSION, limit=limit)
 
     cache_file = None
     if use_cache:
@@ -256,29 +260,35 @@ def load_images(spec: str | os.PathLike | None = None, partition: str = "all", s
                 pass  # unreadable cache: decode again and overwrite it
 
     workers = workers or min(os.cpu_count() or 1, 8)
-    if celeba and use_zip:
-        try:
-            with zipfile.ZipFile(zpath) as zf:
-                members = {Path(m).name: m for m in zf.namelist() if not m.endswith("/")}
-                jobs, missing = [], []
-                for n in names:
-                    if n in members:
-                        jobs.append((zf.read(members[n]), size, True))
-                    else:
-                        missing.append(n)
-        except zipfile.BadZipFile as exc:
-            raise InvganError(f"{zpath} is not a readable zip file: {exc}") from None
-        present = [n for n in names if n not in set(missing)]
-        images, ids, skipped = _decode_all(jobs, present, progress, workers)
-        skipped += [(n, "listed in list_eval_partition.txt but missing") for n in missing]
-    elif celeba:
-        jobs = [(str(path / "img_align_celeba" / n), size, True) for n in names]
-        images, ids, skipped = _decode_all(jobs, names, progress, workers)
-        skipped = [(n, "listed in list_eval_partition.txt but missing" if "No such file" in e else e)
-                   for n, e in skipped]
-    else:
-        jobs = [(n, size, False) for n in names]
-        images, ids, skipped = _decode_all(jobs, names, progress, workers)
+    zf = zipfile.ZipFile(zpath) if celeba and use_zip else None
+
+    def decode(batch):
+        if zf is not None:
+            members = _zip_members(zf)
+            present = [n for n in batch if n in members]
+            out = _decode_all([(zf.read(members[n]), size, True) for n in present], present, progress, workers)
+            return out[0], out[1], out[2] + [(n, "listed in list_eval_partition.txt but missing")
+                                             for n in batch if n not in members]
+        if celeba:
+            out = _decode_all([(str(path / "img_align_celeba" / n), size, True) for n in batch], batch, progress, workers)
+            return out[0], out[1], [(n, "listed in list_eval_partition.txt but missing" if "No such file" in e else e)
+                                    for n, e in out[2]]
+        return _decode_all([(n, size, False) for n in batch], batch, progress, workers)
+
+    try:
+        # ``limit`` counts usable images: files that fail to decode are replaced by the next ones
+        todo = list(names)
+        images, ids, skipped = [], [], []
+        while todo and (not limit or len(images) < limit):
+            take = len(todo) if not limit else limit - len(images)
+            batch, todo = todo[:take], todo[take:]
+            im, i_, sk = decode(batch)
+            images, ids, skipped = images + im, ids + i_, skipped + sk
+    except zipfile.BadZipFile as exc:
+        raise InvganError(f"{zpath} is not a readable zip file: {exc}") from None
+    finally:
+        if zf is not None:
+            zf.close()
 
     if not images:
         detail = f" (first problem: {skipped[0][0]}: {skipped[0][1]})" if skipped else ""
@@ -293,6 +303,13 @@ def load_images(spec: str | os.PathLike | None = None, partition: str = "all", s
         except OSError:
             pass  # a read-only cache location must not stop the run
     return ImageSet(arr, ids, skipped, spec, partition)
+
+
+def _zip_members(zf) -> dict:
+    """Image name -> member name of a CelebA zip."""
+    if not hasattr(zf, "_invgan_members"):
+        zf._invgan_members = {Path(m).name: m for m in zf.namelist() if not m.endswith("/")}
+    return zf._invgan_members
 
 
 def load_array(path: str, size: int, partition: str = "all", limit: int | None = None) -> ImageSet:

@@ -109,6 +109,39 @@ def load_networks(generator_path, discriminator_path, need_generator: bool, need
     return as_generator(G), D, str(generator_path or "shipped default")
 
 
+def expected_image_shape(cfg) -> tuple[int, int, int]:
+    """The (C, H, W) a run of ``cfg`` will have, found without loading images or running anything:
+    from the generator (object or checkpoint) when the run uses one, else 3 x 64 x 64
+    (``cfg.image_size`` overrides the size)."""
+    from torch import nn
+
+    from invgan.generators import LatentGenerator, as_generator
+    from invgan.methods import method_spec
+
+    shape = (3, DEFAULT_IMAGE_SIZE, DEFAULT_IMAGE_SIZE)
+    gen = cfg.generator
+    if isinstance(gen, (nn.Module, LatentGenerator)):
+        shape = tuple(as_generator(gen).image_shape)
+    elif torch.is_tensor(cfg.images):
+        shape = tuple(cfg.images.shape[1:])
+    else:
+        task = "inpaint" if hasattr(cfg, "mask") else "cs"
+        need = any(method_spec(m, task).needs_generator for m in cfg.methods) or getattr(cfg, "input", "data") == "gen-span"
+        if need or cfg.images is None:
+            from invgan.checkpoint import DEFAULT_GENERATOR, load_checkpoint
+            from invgan.models import ModelConfig
+
+            path = gen if gen is not None else DEFAULT_GENERATOR
+            try:
+                mc = ModelConfig.from_dict(load_checkpoint(path)["model"])
+                shape = (mc.channels, mc.image_size, mc.image_size)
+            except (InvganError, KeyError, TypeError):
+                if need:
+                    raise
+    size = cfg.image_size or shape[1]
+    return (shape[0], size, size if cfg.image_size else shape[2])
+
+
 def to_channels(x: torch.Tensor, channels: int) -> torch.Tensor:
     """RGB (N, 3, H, W) -> grey (N, 1, H, W) with ITU-R 601 weights (as PIL's "L"), or unchanged."""
     if channels == x.shape[1]:
@@ -194,8 +227,12 @@ def run_experiment(exp: Experiment, out_dir=None, progress: bool = True, verbose
     from invgan.methods import make_method, method_spec
     from invgan.runtime import pick_device
 
+    from invgan.fileio import check_output_dir
+
     cfg = exp.cfg
     cfg.validate()
+    if out_dir is not None:
+        check_output_dir(out_dir)
     specs = [method_spec(m, exp.task) for m in cfg.methods]
     dev = pick_device(cfg.device)
     need_g = any(s.needs_generator for s in specs) or getattr(cfg, "input", "data") == "gen-span"
@@ -215,6 +252,10 @@ def run_experiment(exp: Experiment, out_dir=None, progress: bool = True, verbose
     physics, y = exp.measure(x, ids, dev)
     context = dict(exp.method_context(), generator=G, discriminator=D, seed=cfg.seed + 2)
     methods = {name: make_method(name, exp.task, **context) for name in cfg.methods}
+    for method in methods.values():  # every method's settings against this problem, before any runs
+        check = getattr(method, "check", None)
+        if check is not None:
+            check(y, physics)
 
     recon, settings, seconds, resumed, names = {}, {}, {}, 0.0, []
     for name, method in tqdm(methods.items(), desc="methods", disable=not progress or len(methods) == 1):
@@ -282,9 +323,12 @@ def write_outputs(exp: Experiment, result: dict, images: dict, names, out_dir, g
     experiment's own files."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "metrics.json", result)
+    # metrics.json marks a complete run folder: the old one goes first, the new one is written last,
+    # so an interrupted write never leaves a metrics.json beside files of another run.
+    (out / "metrics.json").unlink(missing_ok=True)
     write_rows_csv(result["rows"], out / "results.csv", exp.row_fields)
     exp.write_extra(out)
     rows = exp.grid_rows(images["original"], images.get("masked"), images, names)
     write_images_npz(out / "images.npz", dict(rows), result["config"]["ids"])
     save_figure(image_grid_figure(rows, grid_images), out / "grid.png", dpi=100)
+    write_json(out / "metrics.json", result)

@@ -6,19 +6,51 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_temporaries(folder, name: str) -> None:
+    """Delete the temporary files that interrupted writes of ``folder/name`` left behind (their
+    writing process is gone; the process id is part of the temporary file's name)."""
+    for tmp in Path(folder).glob(f".{glob_escape(name)}.*.tmp"):
+        m = re.fullmatch(rf"\.{re.escape(name)}\.(\d+)\..*\.tmp", tmp.name)
+        if m and not _pid_alive(int(m.group(1))):
+            try:
+                tmp.unlink()
+            except OSError:
+                pass
+
+
+def glob_escape(text: str) -> str:
+    """``text`` with glob wildcards escaped."""
+    import glob
+
+    return glob.escape(text)
 
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike):
     """Yield a temporary path beside ``path``; on success it is renamed onto ``path``.
 
-    An interrupted write leaves ``path`` untouched (the old file or nothing).
+    An interrupted write leaves ``path`` untouched (the old file or nothing); the temporary file
+    it leaves (named after the writing process) is removed by the next write of ``path``.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    remove_stale_temporaries(path.parent, path.name)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
         yield Path(tmp)
@@ -122,3 +154,42 @@ def image_grid_figure(rows: list, ncols: int):
                 ax.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=9)
     fig.subplots_adjust(left=label_w / width, right=0.99, top=0.99, bottom=0.01, wspace=0.04, hspace=0.04)
     return fig
+
+
+def check_output_dir(path) -> None:
+    """Raise ``InvganError`` unless ``path`` is, or can be made as, a writable folder.
+
+    Nothing is created: an existing folder is probed with a temporary file that is removed at
+    once; for a missing one, its nearest existing parent is checked the same way."""
+    from invgan.errors import InvganError
+
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise InvganError(f"output folder {str(p)!r} is a file: give a folder")
+    probe = p
+    while not probe.exists():
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if not probe.is_dir():
+        raise InvganError(f"output folder {str(p)!r} cannot be made: {str(probe)!r} is a file")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".invgan-probe-", dir=probe)
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as exc:
+        raise InvganError(f"output folder {str(p)!r} is not writable ({exc.strerror}): choose another") from None
+
+
+def check_output_file(path, formats=None) -> None:
+    """Raise ``InvganError`` unless ``path`` can be written as a file of one of ``formats``
+    (suffixes without the dot); nothing is created."""
+    from invgan.errors import InvganError
+
+    p = Path(path)
+    if formats is not None and p.suffix.lower().lstrip(".") not in formats:
+        raise InvganError(f"unknown {'figure' if 'svg' in formats else 'image'} format {p.suffix or '(none)'!r} "
+                          f"for {str(p)!r}: use {', '.join('.' + f for f in formats)}")
+    if p.is_dir():
+        raise InvganError(f"output file {str(p)!r} is a folder: give a file name")
+    check_output_dir(p.parent)

@@ -158,6 +158,9 @@ def _check_inputs(y, physics, basis, alpha, tol):
         raise InvganError(f"Lasso tol must be a finite number > 0, got {tol}")
     if not torch.isfinite(y).all():
         raise InvganError("the measurements y hold NaN or infinite values")
+    if tuple(getattr(basis, "shape", img_shape[-2:])) != tuple(img_shape[-2:]):
+        raise InvganError(f"the basis is for {'x'.join(map(str, basis.shape))} images, the operator's are "
+                          f"{'x'.join(map(str, img_shape[-2:]))}")
     return basis, alpha, tuple(img_shape)
 
 

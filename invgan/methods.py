@@ -76,6 +76,10 @@ class Method:
 
     name = "method"
 
+    def check(self, y: torch.Tensor, physics: Physics) -> None:
+        """Raise ``InvganError`` if the method cannot run on this problem (called before any method
+        runs; cheap). The default accepts everything."""
+
     def reconstruct(self, y: torch.Tensor, physics: Physics, state=None, progress: bool = False) -> Reconstruction:
         """The method itself: measurements y (B, ...) -> ``Reconstruction`` (subclasses define it)."""
         raise NotImplementedError
@@ -168,6 +172,12 @@ class CSGM(Method):
         m.budget = budget
         return m
 
+    def check(self, y, physics):
+        shape = tuple(getattr(physics, "img_shape", ()) or ())
+        if shape and tuple(self.generator.image_shape) != shape:
+            raise InvganError(f"{self.name}: the generator makes {'x'.join(map(str, self.generator.image_shape))} "
+                              f"images, the operator measures {'x'.join(map(str, shape))} images")
+
     def reconstruct(self, y, physics, state=None, progress=False):
         from invgan.csgm import csgm_reconstruct
 
@@ -211,6 +221,11 @@ class Lasso(Method):
         self.basis, self.tol, self.max_iter, self.clip = basis, tol, max_iter, clip
         self.alpha = PAPER_ALPHA[basis] if alpha is None and isinstance(basis, str) else alpha
         self.name = name or f"lasso-{getattr(basis, 'name', basis)}"
+
+    def check(self, y, physics):
+        from invgan.lasso import _check_inputs
+
+        _check_inputs(y[:1], physics, self.basis, self.alpha, self.tol)
 
     def reconstruct(self, y, physics, state=None, progress=False):
         from invgan.lasso import lasso_fista

@@ -270,6 +270,11 @@ def plot_grid(folder: Path, out, ncols: int = 6, summaries=()) -> None:
 def plot(results, out, kind: str = "auto", x: str | None = None, metric: str = "mse", methods=None,
          logy: bool = False, ncols: int = 6) -> str:
     """Make the figure; returns what was drawn ("curve m", "curve noise_std" or "grid")."""
+    from matplotlib.figure import Figure
+
+    from invgan.fileio import check_output_file
+
+    check_output_file(out, sorted(Figure().canvas.get_supported_filetypes()))
     rows, meta, folder = load_results(results)
     if kind == "auto":
         recipe = meta.get("recipe", {})

@@ -91,9 +91,25 @@ def read_sweep_recipe(path, overrides: dict | None = None) -> dict:
             raise InvganError(f"recipe {str(path)!r}: {k!r} is both a setting and a grid key")
     recipe = {"name": p.stem, "experiment": experiment, "methods": list(methods),
               "settings": settings, "grid": grid}
-    for cell in cells(recipe):  # fail now, not hours into the sweep
-        cell_config(recipe, cell).validate()
+    check_cells(recipe)  # fail now, not hours into the sweep
     return recipe
+
+
+def check_cells(recipe: dict) -> None:
+    """Validate every cell's settings, including those that depend on the image shape (m against
+    the number of pixel values, the super-resolution factor), before anything runs."""
+    from invgan.experiment import expected_image_shape
+
+    shapes = {}
+    for cell in cells(recipe):
+        cfg = cell_config(recipe, cell)
+        cfg.validate()
+        check = getattr(cfg, "check_shape", None)
+        if check is not None:
+            key = (str(cfg.generator), cfg.image_size, str(cfg.images), tuple(cfg.methods), getattr(cfg, "input", None))
+            if key not in shapes:
+                shapes[key] = expected_image_shape(cfg)
+            check(shapes[key])
 
 
 def cell_config(recipe: dict, cell: dict):
@@ -125,16 +141,60 @@ def parse_shard(text: str | None) -> tuple[int, int]:
 
 
 def _check_out(out: Path, recipe: dict) -> None:
-    """OUT/sweep.json records the recipe; a different recipe in the same folder is an error."""
+    """OUT/sweep.json records the recipe; a different recipe in the same folder is an error.
+
+    Checked and written under an exclusive lock (OUT/sweep.lock), so of two sweeps started at once
+    on one folder with different recipes, one is refused; with the same recipe, both go on and
+    share the cells (as ``--shard`` does)."""
     meta = out / "sweep.json"
     h = recipe_hash(recipe)
-    if meta.is_file():
-        old = json.loads(meta.read_text())
-        if old.get("hash") != h:
-            raise InvganError(f"{str(out)!r} holds a sweep of a different recipe or settings "
-                              f"({old.get('recipe', {}).get('name')}); use another --out")
-    else:
-        write_json(meta, {"hash": h, "recipe": recipe})
+    with open(out / "sweep.lock", "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            if meta.is_file():
+                old = _read_json(meta)
+                if old is None:
+                    raise InvganError(f"{str(meta)!r} is unreadable: delete it to start this folder afresh "
+                                      "with this recipe, or use another --out")
+                if old.get("hash") != h:
+                    raise InvganError(f"{str(out)!r} holds a sweep of a different recipe or settings "
+                                      f"({old.get('recipe', {}).get('name')}); use another --out")
+            else:
+                write_json(meta, {"hash": h, "recipe": recipe})
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _read_json(path: Path):
+    """The JSON object in ``path``, or None if it is unreadable or not an object."""
+    try:
+        obj = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    return obj if isinstance(obj, dict) else None
+
+
+def _warn(text: str) -> None:
+    import sys
+
+    print(f"invgan: warning: {text}", file=sys.stderr)
+
+
+def cell_done(out: Path, name: str) -> bool:
+    """True if OUT/cells/<name>.json holds a finished cell. A damaged file is reported by name and
+    moved aside (<name>.json.corrupt), so the cell is computed again."""
+    f = out / "cells" / f"{name}.json"
+    if not f.is_file():
+        return False
+    r = _read_json(f)
+    if r is not None and r.get("name") == name and isinstance(r.get("rows"), list) and isinstance(r.get("summary"), dict):
+        return True
+    _warn(f"{f} is damaged: it is set aside as {f.name}.corrupt and the cell is computed again")
+    try:
+        f.replace(f.with_name(f.name + ".corrupt"))
+    except OSError:
+        pass
+    return False
 
 
 def run_sweep(recipe: dict, out, shard=(0, 1), device: str | None = None, progress: bool = True,
@@ -145,7 +205,10 @@ def run_sweep(recipe: dict, out, shard=(0, 1), device: str | None = None, progre
     """
     from tqdm import tqdm
 
+    from invgan.fileio import check_output_dir
+
     out = Path(out)
+    check_output_dir(out)
     out.mkdir(parents=True, exist_ok=True)
     _check_out(out, recipe)
     if device is None and "LOCAL_RANK" in os.environ:
@@ -158,7 +221,7 @@ def run_sweep(recipe: dict, out, shard=(0, 1), device: str | None = None, progre
         if bad:
             raise InvganError(f"method {bad[0]!r} is not in the recipe ({', '.join(recipe['methods'])})")
     todo = [c for c in cells(recipe) if not methods or c["method"] in methods][shard[0]::shard[1]]
-    pending = [c for c in todo if not (out / "cells" / f"{cell_name(c)}.json").is_file()]
+    pending = [c for c in todo if not cell_done(out, cell_name(c))]
     if progress:
         print(f"sweep {recipe['name']}: {len(todo)} cells in shard {shard[0]}/{shard[1]}, "
               f"{len(todo) - len(pending)} already done")
@@ -168,7 +231,7 @@ def run_sweep(recipe: dict, out, shard=(0, 1), device: str | None = None, progre
         with cell_lock(out, name) as mine:
             if not mine:
                 busy.append(name)
-            elif not (out / "cells" / f"{name}.json").is_file():  # else another process finished it meanwhile
+            elif not cell_done(out, name):  # else another process finished it meanwhile
                 run_cell(recipe, cell, out, device, progress)
     if busy and progress:
         print(f"skipped, as another process is running them: {', '.join(busy)}")
@@ -244,12 +307,14 @@ def merge(out) -> dict:
 def _merge_once(out: Path) -> dict:
     from invgan.fileio import write_rows_csv
 
-    meta = json.loads((out / "sweep.json").read_text())
+    meta = _read_json(out / "sweep.json")
+    if meta is None or "recipe" not in meta:
+        raise InvganError(f"{str(out / 'sweep.json')!r} is unreadable: delete it and rerun the sweep there")
     recipe = meta["recipe"]
     done, rows, summaries = {}, [], []
     for f in sorted((out / "cells").glob("*.json")):
-        r = json.loads(f.read_text())
-        done[r["name"]] = r
+        if cell_done(out, f.stem):
+            done[f.stem] = _read_json(f)
     for cell in cells(recipe):
         r = done.get(cell_name(cell))
         if r is None:

@@ -68,8 +68,14 @@ class TrainConfig:
                 raise InvganError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.max_steps is not None and self.max_steps < 1:
             raise InvganError(f"max_steps must be >= 1, got {self.max_steps}")
-        if self.lr <= 0:
-            raise InvganError(f"lr must be > 0, got {self.lr}")
+        for name in ("lr", "gp_weight"):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float)) and math.isfinite(v) and (v > 0 if name == "lr" else v >= 0)):
+                raise InvganError(f"{name} must be a finite number {'>' if name == 'lr' else '>='} 0, got {v!r}")
+        for name in ("beta1", "beta2"):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float)) and 0 <= v < 1):
+                raise InvganError(f"{name} must be in [0, 1), got {v!r}")
 
 
 def read_recipe(path) -> tuple[dict, dict]:
@@ -333,7 +339,10 @@ def train(cfg: TrainConfig, model_cfg: ModelConfig, out_dir, resume: bool = Fals
     """Train G and D; returns a summary dict. See the module docstring for the outputs."""
     from tqdm import tqdm
 
+    from invgan.fileio import check_output_dir
+
     cfg.validate()
+    check_output_dir(out_dir)
     s = _prepare(cfg, model_cfg, Path(out_dir), resume, device, progress, cache_dir)
     cfg = s.cfg
     bar = tqdm(total=s.total_steps, initial=s.step, desc="train", unit="step", disable=not (progress and s.is_main))

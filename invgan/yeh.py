@@ -84,6 +84,8 @@ def yeh_inpaint(y: torch.Tensor, physics: Inpainting, G, D: torch.nn.Module | No
         raise InvganError("the perceptual loss needs a discriminator D: pass one, or set lam to 0")
     if lam < 0:
         raise InvganError(f"lambda must be >= 0, got {lam}")
+    if not torch.isfinite(y).all():
+        raise InvganError("the measurements y hold NaN or infinite values")
     mask = physics.mask[:, :1].expand(y.shape[0], 1, *y.shape[2:])
     weights = importance_weights(mask, window)
     D = frozen(D) if lam else None

@@ -23,6 +23,7 @@ from invgan.cli import main
 
 RECIPES = {
     "R_BADTOML": "[sweep\nexperiment = ",
+    "R_OK": '[sweep]\nmethods = ["lasso-dct"]\nnum_images = 1\n[grid]\nmeasurements = [50]\n',
     "R_UNKNOWN_KEY": '[sweep]\nmethods = ["lasso-dct"]\n[settings]\nmeasurments = 50\n[grid]\nnoise_std = [0.1]\n',
     "R_ITERS0": '[sweep]\nmethods = ["dcgan"]\n[settings]\niters = 0\n[grid]\nmeasurements = [50]\n',
     "R_ITERS_TEXT": '[sweep]\nmethods = ["dcgan"]\n[settings]\niters = "ten"\n[grid]\nmeasurements = [50]\n',
@@ -50,17 +51,17 @@ CASES = [
     ("cs --lr nan", "finite number > 0"), ("cs --lr inf", "finite number > 0"), ("cs --z-reg -1", "finite number >= 0"),
     ("cs --z-reg nan", "finite number >= 0"), ("cs --z-clip 0", "finite number > 0"), ("cs --z-clip -1", "finite number > 0"),
     ("cs --z-clip inf", "finite number > 0"), ("cs --lasso-tol 0", "finite number > 0"), ("cs --lasso-tol -1", "finite number > 0"),
-    ("cs --lasso-tol nan", "finite number > 0"), ("cs --grid-images 0", "must be >= 1"), ("cs --seed abc", "expected an integer"),
+    ("cs --lasso-tol nan", "finite number > 0"), ("cs --grid-images 0", "must be >= 1"), ("cs --seed abc", "invalid int value"),
     ("cs --measurement superres --factor 3 --methods lasso-dct --images IMGS", "must be a positive integer dividing"),
-    ("cs --image-size 12 --methods lasso-wavelet --images IMGS", "power-of-two"),
+    ("cs --image-size 12 --measurements 50 --methods lasso-wavelet --images IMGS", "power-of-two"),
     # ---- cs: names
     ("cs --methods ,", "no method given"), ("cs --methods magic", "unknown method 'magic'"),
     ("cs --methods yeh", "unknown method 'yeh' for cs"), ("cs --measurement blur", "unknown measurement 'blur'"),
     ("cs --budget cheap", "invalid choice"), ("cs --input weird", "invalid choice"),
     # ---- cs: paths
     ("cs --images NOPE --methods lasso-dct", "does not exist"), ("cs --images EMPTY --methods lasso-dct", "is empty"),
-    ("cs --images FILE --methods lasso-dct", "no usable images"), ("cs --generator NOPE", "does not exist"),
-    ("cs --generator FILE", "not a readable checkpoint"), ("cs --generator EMPTY", "does not exist"),
+    ("cs --images FILE --methods lasso-dct", "no image files"), ("cs --generator NOPE", "does not exist"),
+    ("cs --generator FILE", "not a readable invgan checkpoint"), ("cs --generator EMPTY", "does not exist"),
     ("cs --out FILE --methods lasso-dct --images IMGS", "is a file"),
     ("cs --out FILE/sub --methods lasso-dct --images IMGS", "is a file"),
     ("cs --device cuda --methods lasso-dct", "CUDA is not available"), ("cs --device banana", "unknown device"),
@@ -98,15 +99,18 @@ CASES = [
     ("sweep --recipe R_EMPTY_GRID --out OUT", "non-empty list"),
     ("sweep --recipe R_BAD_EXPERIMENT --out OUT", "unknown experiment 'denoise'"),
     ("sweep --recipe R_INPAINT_BAD_MASK --out OUT", "unknown mask 'star'"),
-    ("sweep --recipe R_M_TOO_BIG --out OUT --shard 3/2", "--shard must be i/n"),
-    ("sweep --recipe R_ITERS0 --out FILE", "is a file"), ("sweep --recipe R_ITERS0 --out OUT --num-images 0", "must be >= 1"),
+    ("sweep --recipe R_OK --out OUT --shard 3/2", "--shard must be i/n"),
+    ("sweep --recipe R_OK --out FILE", "is a file"), ("sweep --recipe R_ITERS0 --out OUT --num-images 0", "must be >= 1"),
     ("sweep --recipe R_ITERS0 --out OUT --merge-only", "iters must be"),
     # ---- sample, plot, data
     ("sample --n 0 --out OUT/s.png", "must be >= 1"), ("sample --generator NOPE --out OUT/s.png", "does not exist"),
     ("sample --out FILE/s.png", "is a file"), ("sample --out OUT/s.xyz", "unknown image format"),
-    ("plot NOPE --out OUT/f.png", "does not exist"), ("plot EMPTY --out OUT/f.png", "no results"),
-    ("plot FILE --out OUT/f.png", "not a results file"), ("plot RESULTS --out OUT/f.xyz", "unknown figure format"),
+    ("plot NOPE --out OUT/f.png", "not exist"), ("plot EMPTY --out OUT/f.png", "no results"),
+    ("plot FILE --out OUT/f.png", "not a results JSON"), ("plot RESULTS --out OUT/f.xyz", "unknown figure format"),
     ("plot RESULTS --out FILE/f.png", "is a file"),
+    ("cs --generator CKPT_NAN --methods dcgan", "NaN or infinite"),
+    ("cs --images BADCELEBA --methods lasso-dct", "not a text file"),
+    ("data BADCELEBA", "not a text file"),
     ("data NOPE", "does not exist"), ("data IMGS --partition val", "needs a CelebA folder"),
 ]
 
@@ -125,7 +129,17 @@ def place(tmp_path_factory, tiny_ckpt):
     Image.fromarray(np.full((32, 32), 255, np.uint8)).save(root / "small_mask.png")
     results = root / "results.json"
     results.write_text(json.dumps({"rows": [{"id": "a", "method": "lasso-dct", "m": 50, "mse": 0.1}]}))
-    names = {"FILE": root / "file.txt", "NOPE": root / "nope", "EMPTY": root / "empty", "IMGS": imgs,
+    from invgan.checkpoint import load_checkpoint, save_checkpoint
+    from invgan.models import ModelConfig, build_models
+    ck = load_checkpoint(tiny_ckpt)
+    G, D = build_models(ModelConfig.from_dict(ck["model"]))
+    with torch.no_grad():
+        next(G.parameters()).fill_(float("nan"))
+    save_checkpoint(root / "nan.pt", ModelConfig.from_dict(ck["model"]), G, D)
+    celeba = root / "badceleba"
+    (celeba / "img_align_celeba").mkdir(parents=True)
+    (celeba / "list_eval_partition.txt").write_bytes(bytes(range(256)) * 4)
+    names = {"CKPT_NAN": root / "nan.pt", "BADCELEBA": celeba, "FILE": root / "file.txt", "NOPE": root / "nope", "EMPTY": root / "empty", "IMGS": imgs,
              "CKPT": tiny_ckpt, "SMALLMASK": root / "small_mask.png", "RESULTS": results}
     for key, text in RECIPES.items():
         names[key] = root / f"{key.lower()}.toml"
