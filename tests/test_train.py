@@ -41,35 +41,39 @@ def test_train_writes_outputs_and_sample_reads_them(celeba_root, tmp_path):
 def test_interrupted_run_resumes_exactly(celeba_root, tmp_path):
     ref = run_cli("train", "--data", celeba_root, "--out", tmp_path / "ref", "--max-steps", 40, *TINY)
     assert ref.returncode == 0, ref.stderr
-    # the same run, killed once its checkpoint at step >= 10 is on disk, then resumed
-    cmd = [sys.executable, "-m", "invgan", "train", "--data", str(celeba_root), "--out",
-           str(tmp_path / "cut"), "--max-steps", "40", "--checkpoint-every", "5", *TINY]
-    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    ckpt = tmp_path / "cut" / "checkpoint.pt"
-    deadline = time.time() + 300
-    while time.time() < deadline and proc.poll() is None:
-        if ckpt.is_file():
-            try:
-                if _weights(ckpt)[2] >= 10:
-                    break
-            except Exception:
-                pass
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    cut_step = _weights(ckpt)[2]
-    assert 10 <= cut_step < 40, "the run was not interrupted mid-way"
-    res = run_cli("train", "--out", tmp_path / "cut", "--resume", "--max-steps", 40, "--quiet")
-    assert res.returncode == 0, res.stderr
     g1, d1, s1 = _weights(tmp_path / "ref" / "checkpoint.pt")
-    g2, d2, s2 = _weights(ckpt)
-    assert s1 == s2 == 40
-    for k in g1:
-        assert torch.equal(g1[k], g2[k]), k
-    for k in d1:
-        assert torch.equal(d1[k], d2[k]), k
-    steps = _log_steps(tmp_path / "cut")
-    assert steps == list(range(2, 41, 2))  # no gap and no duplicate rows across the cut
+    for sig in (signal.SIGKILL, signal.SIGINT):
+        # the same run, interrupted once its checkpoint at step >= 10 is on disk, then resumed
+        out = tmp_path / f"cut-{sig.name}"
+        cmd = [sys.executable, "-m", "invgan", "train", "--data", str(celeba_root), "--out",
+               str(out), "--max-steps", "40", "--checkpoint-every", "5", *TINY]
+        proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        ckpt = out / "checkpoint.pt"
+        deadline = time.time() + 300
+        while time.time() < deadline and proc.poll() is None:
+            if ckpt.is_file():
+                try:
+                    if _weights(ckpt)[2] >= 10:
+                        break
+                except Exception:
+                    pass
+            time.sleep(0.05)
+        proc.send_signal(sig)
+        _, err = proc.communicate()
+        assert "Traceback" not in err, err
+        cut_step = _weights(ckpt)[2]
+        assert 10 <= cut_step < 40, "the run was not interrupted mid-way"
+        res = run_cli("train", "--out", out, "--resume", "--max-steps", 40, "--quiet")
+        assert res.returncode == 0, res.stderr
+        g2, d2, s2 = _weights(ckpt)
+        assert s1 == s2 == 40
+        for k in g1:
+            assert torch.equal(g1[k], g2[k]), k
+        for k in d1:
+            assert torch.equal(d1[k], d2[k]), k
+        steps = _log_steps(out)
+        assert steps == list(range(2, 41, 2))  # no gap and no duplicate rows across the cut
+        assert not [p for p in out.rglob("*") if p.name.endswith(".tmp")]  # no temporary file left
 
 
 def test_wgan_gp_trains(celeba_root, tmp_path):
