@@ -391,15 +391,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None):
     """Entry point of the `invgan` command."""
     try:
-        parser = build_parser()
-    except InvganError as exc:  # e.g. a plugin that fails to import
-        print(f"invgan: error: {exc}", file=sys.stderr)
-        sys.exit(2)
-    args = parser.parse_args(argv)
-    if not getattr(args, "func", None):
-        parser.print_help()
-        sys.exit(2)
-    try:
+        parser = build_parser()  # may import plugins
+        args = parser.parse_args(argv)
+        if not getattr(args, "func", None):
+            parser.print_help()
+            sys.exit(2)
         args.func(args)
     except InvganError as exc:
         print(f"invgan: error: {exc}", file=sys.stderr)

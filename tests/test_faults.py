@@ -28,8 +28,7 @@ def _interrupt(args, delay, sig):
     time.sleep(delay)
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=120)
-    if sig == signal.SIGINT and proc.returncode not in (0, 2):
-        assert "Traceback" not in err, err
+    assert "Traceback" not in err, err
     return proc.returncode
 
 
@@ -53,8 +52,9 @@ def test_cs_interrupted_then_rerun_equals_uninterrupted(tiny_ckpt, tmp_path):
     rng = random.Random(0)
     for sig in SIGNALS:
         code = _interrupt([*args, "--out", out], rng.uniform(0.3, 1.1) * took, sig)
-        if (out / "metrics.json").is_file():  # the run got to its end: then its outputs are complete
-            assert code in (0, -signal.SIGKILL, 130)
+        # 130: interrupted (SIGINT); -2: SIGINT during the interpreter's exit, after the run finished
+        assert code in (0, -signal.SIGKILL, 130) or (code == -signal.SIGINT and (out / "metrics.json").is_file()), code
+        if (out / "metrics.json").is_file():  # a run got to its end: then the outputs beside it are complete
             assert {p.name for p in out.iterdir() if not p.name.startswith(".")} >= \
                 {"metrics.json", "results.csv", "images.npz", "grid.png"}
     res = run_cli(*args, "--out", out)
