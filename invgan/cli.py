@@ -143,7 +143,7 @@ def cmd_cs(args):
     from invgan.cs import CSConfig, run_cs
 
     methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
-    cfg = CSConfig(measurements=args.measurements, measurement=args.measurement, methods=methods,
+    cfg = CSConfig(measurements=args.measurements, physics=args.physics, methods=methods,
                    images=args.images, input=args.input, num_images=args.num_images,
                    noise_std=args.noise_std, iters=args.iters, restarts=args.restarts, lr=args.lr,
                    z_reg=args.z_reg, z_clip=args.z_clip, lasso_tol=args.lasso_tol, budget=args.budget,
@@ -268,7 +268,7 @@ def _cs_parser(sub) -> None:
                                    "and Lasso baselines; defaults are the paper's settings.")
     c.add_argument("--measurements", "-m", type=_positive_int, default=500,
                    help="m, number of Gaussian measurements (1 .. C*H*W: 12288 at 3x64x64)")
-    c.add_argument("--measurement", default="gaussian",
+    c.add_argument("--physics", default="gaussian",
                    help=f"the operator: {', '.join(available_physics())} (default gaussian)")
     c.add_argument("--methods", default="dcgan,lasso-dct,lasso-wavelet",
                    help=f"comma list of {', '.join(available_methods('cs'))} (default dcgan,lasso-dct,lasso-wavelet)")

@@ -20,14 +20,14 @@ from invgan.experiment import Experiment, run_experiment
 from invgan.metrics import mse_per_image, psnr_from_mse, ssim_per_image
 
 DEFAULT_METHODS = ("dcgan", "lasso-dct", "lasso-wavelet")
-ROW_FIELDS = ["id", "method", "measurement", "m", "noise_std", "mse", "psnr", "ssim", "seconds"]
+ROW_FIELDS = ["id", "method", "physics", "m", "noise_std", "mse", "psnr", "ssim", "seconds"]
 
 
 @dataclass
 class CSConfig:
     """Settings of one compressed-sensing run (the fields of `invgan cs` and of cs sweep recipes).
 
-    ``measurements``: m; ``measurement``: the operator's registered name ("gaussian", "superres",
+    ``measurements``: m; ``physics``: the operator's registered name ("gaussian", "superres",
     "inpaint", "identity" or a user's); ``methods``: registered method names; ``images``: a
     CelebA folder, image folder or glob (None: CelebA test, else val, else the demo set);
     ``input`` "gen-span": generator samples instead; ``image_size``: None follows the generator
@@ -37,7 +37,7 @@ class CSConfig:
     """
 
     measurements: int | None = 500
-    measurement: str = "gaussian"
+    physics: str = "gaussian"
     methods: tuple = DEFAULT_METHODS
     images: str | None = None
     input: str = "data"              # "data" or "gen-span"
@@ -68,8 +68,8 @@ class CSConfig:
             raise InvganError("no method given")
         for m in self.methods:
             method_spec(m, "cs")
-        if self.measurement not in available_physics():
-            raise InvganError(f"unknown measurement {self.measurement!r}: use one of {', '.join(available_physics())}")
+        if self.physics not in available_physics():
+            raise InvganError(f"unknown physics {self.physics!r}: use one of {', '.join(available_physics())}")
         if self.input not in ("data", "gen-span"):
             raise InvganError(f"unknown input {self.input!r}: use data or gen-span")
         _int_at_least("num_images", self.num_images, 1)
@@ -94,11 +94,11 @@ class CSConfig:
         """Raise ``InvganError`` if the measurement settings do not fit images of ``img_shape``."""
         n = math.prod(img_shape)
         m = self.measurements
-        if self.measurement == "gaussian" and m is not None and not 1 <= m <= n:
+        if self.physics == "gaussian" and m is not None and not 1 <= m <= n:
             raise InvganError(f"number of measurements m must be an integer between 1 and {n} "
                               f"(the values of a {'x'.join(map(str, img_shape))} image), got {m}")
         f = self.superres_factor
-        if self.measurement == "superres" and (img_shape[1] % f or img_shape[2] % f):
+        if self.physics == "superres" and (img_shape[1] % f or img_shape[2] % f):
             raise InvganError(f"super-resolution factor {f} must be a positive integer dividing the image size "
                               f"{img_shape[1]}x{img_shape[2]}")
 
@@ -124,7 +124,7 @@ class CSExperiment(Experiment):
         from invgan.physics import make_physics
 
         c = self.cfg
-        self.physics = make_physics(c.measurement, tuple(x.shape[1:]), c.measurements, c.noise_std, c.seed,
+        self.physics = make_physics(c.physics, tuple(x.shape[1:]), c.measurements, c.noise_std, c.seed,
                                     c.superres_factor, device)
         return self.physics, self.physics(x, torch.Generator().manual_seed(c.seed + 1))
 
@@ -133,7 +133,7 @@ class CSExperiment(Experiment):
         return {"mse": mse, "psnr": psnr_from_mse(mse), "ssim": ssim_per_image(x_hat, x)}
 
     def row_info(self, i):
-        return {"measurement": self.cfg.measurement, "m": self.physics.m, "noise_std": self.cfg.noise_std}
+        return {"physics": self.cfg.physics, "m": self.physics.m, "noise_std": self.cfg.noise_std}
 
     def config_info(self):
         return {"m": self.physics.m}
@@ -155,7 +155,7 @@ def run_cs(cfg: CSConfig, out_dir=None, progress: bool = True, verbose: bool = T
 def format_table(result: dict) -> str:
     """The printed summary: one line per method (mean +- 95% interval)."""
     c = result["config"]
-    lines = [f"{c['measurement']} measurements, m = {c['m']}, noise std {c['noise_std']}, "
+    lines = [f"{c['physics']} measurements, m = {c['m']}, noise std {c['noise_std']}, "
              f"{c['num_images']} images ({c['image_source']})",
              f"{'method':15s} {'MSE/pixel':>20s} {'PSNR dB':>14s} {'SSIM':>14s} {'s/image':>9s}"]
     for method, s in result["summary"].items():

@@ -15,7 +15,7 @@ A' = A / sqrt(m) ~ N(0, 1/m) and noise std noise_std / sqrt(m).
 
 Subclass ``Physics`` for your own operator: set ``img_shape`` and ``m``, define ``A`` and
 ``A_adjoint`` (and ``to`` if it holds tensors); every method and sweep then accepts it.
-``register_physics`` gives it a name for ``invgan cs --measurement`` and sweep recipes.
+``register_physics`` gives it a name for ``invgan cs --physics`` and sweep recipes.
 """
 
 from __future__ import annotations
@@ -208,7 +208,7 @@ PHYSICS: dict[str, Callable[..., Physics]] = {}
 
 
 def register_physics(name: str, build: Callable[..., Physics], replace: bool = False) -> None:
-    """Make an operator available by name (``invgan cs --measurement NAME``, sweep recipes).
+    """Make an operator available by name (``invgan cs --physics NAME``, sweep recipes).
 
     ``build`` is called with keyword arguments ``m`` (the requested number of measurements, may
     be None), ``img_shape`` (C, H, W), ``noise_std``, ``seed``, ``factor`` and ``device``; it may
@@ -254,7 +254,7 @@ def make_physics(kind: str, img_shape, m: int | None = None, noise_std: float = 
     "identity", or a user's (``register_physics``)."""
     names = available_physics()
     if kind not in PHYSICS:
-        raise InvganError(f"unknown measurement {kind!r}: use one of {', '.join(names)}")
+        raise InvganError(f"unknown physics {kind!r}: use one of {', '.join(names)}")
     physics = PHYSICS[kind](m=m, img_shape=_shape(img_shape), noise_std=noise_std, seed=seed, factor=factor,
                             device=device)
     if not isinstance(physics, Physics):

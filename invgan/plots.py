@@ -66,7 +66,7 @@ def _number(text):
     return text
 
 
-SERIES_KEYS = ("m", "noise_std", "measurement", "input", "mask")
+SERIES_KEYS = ("m", "noise_std", "physics", "measurement", "input", "mask")  # measurement: results before 0.2
 
 
 def curves(rows: list[dict], x: str, metric: str = "mse", methods=None) -> dict:
@@ -278,7 +278,7 @@ def plot(results, out, kind: str = "auto", x: str | None = None, metric: str = "
     rows, meta, folder = load_results(results)
     if kind == "auto":
         recipe = meta.get("recipe", {})
-        image_task = recipe.get("experiment") == "inpaint" or recipe.get("settings", {}).get("measurement") == "superres"
+        image_task = recipe.get("experiment") == "inpaint" or recipe.get("settings", {}).get("physics", recipe.get("settings", {}).get("measurement")) == "superres"
         kind = "grid" if image_task else "curve"
     if kind == "grid":
         summaries = meta.get("summaries", [])

@@ -23,7 +23,7 @@ REPO = Path(__file__).resolve().parents[1]
 RUNS = {
     "cs_gaussian": ["cs", "--measurements", "50", "--input", "gen-span", "--num-images", "3", "--iters", "20",
                     "--methods", "dcgan,dcgan-reg,lasso-dct,lasso-wavelet", "--seed", "0"],
-    "cs_superres": ["cs", "--measurement", "superres", "--images", "IMAGES", "--num-images", "2",
+    "cs_superres": ["cs", "--physics", "superres", "--images", "IMAGES", "--num-images", "2",
                     "--iters", "15", "--methods", "dcgan,lasso-wavelet", "--seed", "1"],
     "inpaint_center": ["inpaint", "--mask", "center", "--images", "IMAGES", "--num-images", "2",
                        "--iters", "20", "--methods", "yeh,biharmonic,tv", "--blend", "both", "--seed", "0"],

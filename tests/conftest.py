@@ -41,6 +41,14 @@ def tiny_ckpt(tmp_path_factory):
     return path
 
 
+def default_sigint():
+    """Popen preexec_fn: the child takes SIGINT as a keyboard interrupt even when this test run was
+    started in the background (a shell then starts jobs with SIGINT ignored, and Python keeps that)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def run_cli(*args, env=None, timeout=600):
     """Run `python -m invgan ARGS`; returns CompletedProcess (text)."""
     e = dict(os.environ)

@@ -52,11 +52,11 @@ CASES = [
     ("cs --z-reg nan", "finite number >= 0"), ("cs --z-clip 0", "finite number > 0"), ("cs --z-clip -1", "finite number > 0"),
     ("cs --z-clip inf", "finite number > 0"), ("cs --lasso-tol 0", "finite number > 0"), ("cs --lasso-tol -1", "finite number > 0"),
     ("cs --lasso-tol nan", "finite number > 0"), ("cs --grid-images 0", "must be >= 1"), ("cs --seed abc", "invalid int value"),
-    ("cs --measurement superres --factor 3 --methods lasso-dct --images IMGS", "must be a positive integer dividing"),
+    ("cs --physics superres --factor 3 --methods lasso-dct --images IMGS", "must be a positive integer dividing"),
     ("cs --image-size 12 --measurements 50 --methods lasso-wavelet --images IMGS", "power-of-two"),
     # ---- cs: names
     ("cs --methods ,", "no method given"), ("cs --methods magic", "unknown method 'magic'"),
-    ("cs --methods yeh", "unknown method 'yeh' for cs"), ("cs --measurement blur", "unknown measurement 'blur'"),
+    ("cs --methods yeh", "unknown method 'yeh' for cs"), ("cs --physics blur", "unknown physics 'blur'"),
     ("cs --budget cheap", "invalid choice"), ("cs --input weird", "invalid choice"),
     # ---- cs: paths
     ("cs --images NOPE --methods lasso-dct", "does not exist"), ("cs --images EMPTY --methods lasso-dct", "is empty"),

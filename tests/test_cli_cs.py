@@ -46,7 +46,7 @@ def test_cs_end_to_end_on_shared_val_images(celeba_root, tmp_path):
 
 
 def test_cs_superres_and_gen_span_with_given_generator(tiny_ckpt, tmp_path):
-    p = run_cli("cs", "--measurement", "superres", "--input", "gen-span", "--generator", tiny_ckpt,
+    p = run_cli("cs", "--physics", "superres", "--input", "gen-span", "--generator", tiny_ckpt,
                 "--num-images", 2, "--iters", 5, "--methods", "dcgan,lasso-dct", "--out", tmp_path, "--quiet")
     assert p.returncode == 0, p.stderr
     m = json.loads((tmp_path / "metrics.json").read_text())
@@ -74,7 +74,7 @@ def test_cs_demo_set_without_celeba(tmp_path):
     (["--lr", "-1"], "a finite number > 0"),
     (["--z-clip", "-1"], "a finite number > 0"),
     (["--lasso-tol", "-1"], "a finite number > 0"),
-    (["--measurement", "blur"], "unknown measurement 'blur'"),
+    (["--physics", "blur"], "unknown physics 'blur'"),
     (["--methods", "yeh"], "unknown method 'yeh' for cs"),
 ])
 def test_cs_user_errors(args, needle, tmp_path):

@@ -13,14 +13,14 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, run_cli
+from conftest import REPO, default_sigint, run_cli
 
 SIGNALS = [signal.SIGKILL, signal.SIGINT]
 
 
 def _start(args):
     return subprocess.Popen([sys.executable, "-m", "invgan", *map(str, args)], cwd=REPO,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, preexec_fn=default_sigint)
 
 
 def _interrupt(args, delay, sig):

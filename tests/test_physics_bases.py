@@ -46,7 +46,7 @@ def test_measurement_count_checked():
         GaussianCS(0, SHAPE)
     with pytest.raises(InvganError, match="between 1 and 12288"):
         GaussianCS(12289, SHAPE)
-    with pytest.raises(InvganError, match="unknown measurement"):
+    with pytest.raises(InvganError, match="unknown physics"):
         make_physics("blur", SHAPE, 10)
     with pytest.raises(InvganError, match="no observed"):
         Inpainting(torch.zeros(1, 64, 64), SHAPE)

@@ -50,14 +50,14 @@ def test_plugin_method_and_physics_in_cli_and_sweep(tmp_path, tiny_ckpt):
     env = _env(tmp_path)
     assert "my-adjoint" in run_cli("cs", "--help", env=env).stdout.replace("\n", " ")
     out = tmp_path / "cs"
-    p = run_cli("cs", "--methods", "my-adjoint,lasso-dct", "--measurement", "my-subsample", "--measurements", 3000,
+    p = run_cli("cs", "--methods", "my-adjoint,lasso-dct", "--physics", "my-subsample", "--measurements", 3000,
                 "--input", "gen-span", "--generator", tiny_ckpt, "--num-images", 2, "--out", out, "--quiet", env=env)
     assert p.returncode == 0, p.stderr
     m = json.loads((out / "metrics.json").read_text())
     assert m["config"]["method_settings"]["my-adjoint"] == {"scale": "n/m"} and m["config"]["m"] == 3000
     recipe = tmp_path / "plug.toml"
     recipe.write_text('[sweep]\nexperiment = "cs"\nmethods = ["my-adjoint"]\nnum_images = 2\n'
-                      f'[settings]\ninput = "gen-span"\nmeasurement = "my-subsample"\ngenerator = "{tiny_ckpt}"\n'
+                      f'[settings]\ninput = "gen-span"\nphysics = "my-subsample"\ngenerator = "{tiny_ckpt}"\n'
                       '[grid]\nmeasurements = [1000, 4000]\n')
     p = run_cli("sweep", "--recipe", recipe, "--out", tmp_path / "sw", "--quiet", env=env)
     assert p.returncode == 0, p.stderr

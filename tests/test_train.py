@@ -8,7 +8,7 @@ import time
 import pytest
 import torch
 
-from conftest import REPO, assert_user_error, run_cli
+from conftest import REPO, assert_user_error, default_sigint, run_cli
 
 TINY = ["--partition", "val", "--limit", "192", "--ngf", "8", "--ndf", "8", "--nz", "16",
         "--batch-size", "16", "--log-every", "2", "--seed", "5", "--quiet"]
@@ -47,7 +47,8 @@ def test_interrupted_run_resumes_exactly(celeba_root, tmp_path):
         out = tmp_path / f"cut-{sig.name}"
         cmd = [sys.executable, "-m", "invgan", "train", "--data", str(celeba_root), "--out",
                str(out), "--max-steps", "40", "--checkpoint-every", "5", *TINY]
-        proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                                preexec_fn=default_sigint)
         ckpt = out / "checkpoint.pt"
         deadline = time.time() + 300
         while time.time() < deadline and proc.poll() is None:
