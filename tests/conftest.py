@@ -57,6 +57,24 @@ def run_cli(*args, env=None, timeout=600):
                           text=True, cwd=REPO, env=e, timeout=timeout)
 
 
+def run_main(*args):
+    """``invgan.cli.main(ARGS)`` in this process (fast: no interpreter start-up), as a
+    CompletedProcess: returncode from its SystemExit (0 if it returns), captured stdout / stderr."""
+    import contextlib
+    import io
+
+    from invgan.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    code = 0
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            main([str(a) for a in args])
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+    return subprocess.CompletedProcess(args, code, out.getvalue(), err.getvalue())
+
+
 def assert_user_error(proc, *needles):
     assert proc.returncode == 2, (proc.returncode, proc.stdout, proc.stderr)
     assert "Traceback" not in proc.stderr, proc.stderr

@@ -41,7 +41,7 @@ def _results(rows):
 
 
 def test_cs_interrupted_then_rerun_equals_uninterrupted(tiny_ckpt, tmp_path):
-    args = ["cs", "--input", "gen-span", "--generator", tiny_ckpt, "--num-images", 3, "--iters", 80,
+    args = ["cs", "--input", "gen-span", "--generator", tiny_ckpt, "--num-images", 2, "--iters", 40,
             "--methods", "dcgan,lasso-dct", "--measurements", 200, "--quiet"]
     t0 = time.time()
     ref = run_cli(*args, "--out", tmp_path / "ref")
@@ -65,8 +65,8 @@ def test_cs_interrupted_then_rerun_equals_uninterrupted(tiny_ckpt, tmp_path):
 
 def test_sweep_interrupted_then_rerun_equals_uninterrupted(tiny_ckpt, tmp_path):
     recipe = tmp_path / "faults.toml"
-    recipe.write_text('[sweep]\nexperiment = "cs"\nmethods = ["lasso-dct", "dcgan"]\nnum_images = 3\n'
-                      f'[settings]\ninput = "gen-span"\ngenerator = "{tiny_ckpt}"\niters = 80\n'
+    recipe.write_text('[sweep]\nexperiment = "cs"\nmethods = ["lasso-dct", "dcgan"]\nnum_images = 2\n'
+                      f'[settings]\ninput = "gen-span"\ngenerator = "{tiny_ckpt}"\niters = 40\n'
                       '[grid]\nmeasurements = [100, 300]\n')
     t0 = time.time()
     ref = run_cli("sweep", "--recipe", recipe, "--out", tmp_path / "ref", "--quiet")

@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import REPO, assert_user_error, run_cli
+from conftest import run_main, REPO, assert_user_error, run_cli
 
 
 def write_recipe(path, ckpt, images, extra_grid=""):
@@ -122,16 +122,16 @@ def test_sweep_user_errors(tiny_ckpt, celeba_root, tmp_path):
     (tmp_path / "bad_m.toml").write_text('[sweep]\nmethods = ["lasso-dct"]\n[grid]\nmeasurements = [0]\n')
     for name, needle in [("bad_key", "unknown grid key 'measurementz'"), ("bad_method", "unknown method 'magic'"),
                          ("bad_toml", "not valid TOML"), ("missing", "does not exist")]:
-        assert_user_error(run_cli("sweep", "--recipe", tmp_path / f"{name}.toml", "--out", tmp_path / name), needle)
-    assert_user_error(run_cli("sweep", "--recipe", good, "--shard", "2/2", "--out", tmp_path / "o"), "--shard must be")
-    assert_user_error(run_cli("sweep", "--recipe", good, "--methods", "dcgan-reg", "--out", tmp_path / "o"),
+        assert_user_error(run_main("sweep", "--recipe", tmp_path / f"{name}.toml", "--out", tmp_path / name), needle)
+    assert_user_error(run_main("sweep", "--recipe", good, "--shard", "2/2", "--out", tmp_path / "o"), "--shard must be")
+    assert_user_error(run_main("sweep", "--recipe", good, "--methods", "dcgan-reg", "--out", tmp_path / "o"),
                       "'dcgan-reg' is not in the recipe")
     # a folder holding another recipe's sweep is not mixed with this one
     (tmp_path / "o2").mkdir()
     (tmp_path / "o2" / "sweep.json").write_text(json.dumps({"hash": "other", "recipe": {"name": "x"}}))
-    assert_user_error(run_cli("sweep", "--recipe", good, "--out", tmp_path / "o2"), "different recipe")
-    assert_user_error(run_cli("plot", tmp_path / "nothing", "--out", tmp_path / "f.png"), "do not exist")
-    assert_user_error(run_cli("plot", tmp_path, "--out", tmp_path / "f.png"), "holds no results.json")
+    assert_user_error(run_main("sweep", "--recipe", good, "--out", tmp_path / "o2"), "different recipe")
+    assert_user_error(run_main("plot", tmp_path / "nothing", "--out", tmp_path / "f.png"), "do not exist")
+    assert_user_error(run_main("plot", tmp_path, "--out", tmp_path / "f.png"), "holds no results.json")
 
 
 @pytest.mark.parametrize("name", ["cs_paper", "cs_noise", "cs_genspan", "superres", "inpaint_paper"])

@@ -8,7 +8,7 @@ import time
 import pytest
 import torch
 
-from conftest import REPO, assert_user_error, default_sigint, run_cli
+from conftest import run_main, REPO, assert_user_error, default_sigint, run_cli
 
 TINY = ["--partition", "val", "--limit", "192", "--ngf", "8", "--ndf", "8", "--nz", "16",
         "--batch-size", "16", "--log-every", "2", "--seed", "5", "--quiet"]
@@ -104,12 +104,12 @@ def test_ddp_two_cpu_processes(celeba_root, tmp_path):
 
 
 def test_train_user_errors(tmp_path, celeba_root):
-    assert_user_error(run_cli("train", "--out", tmp_path / "x", "--data", tmp_path / "nothing"), "does not exist")
-    assert_user_error(run_cli("train", "--out", tmp_path / "x", "--resume"), "no checkpoint")
-    assert_user_error(run_cli("train", "--out", tmp_path / "x", "--epochs", "0"), "must be >= 1")
+    assert_user_error(run_main("train", "--out", tmp_path / "x", "--data", tmp_path / "nothing"), "does not exist")
+    assert_user_error(run_main("train", "--out", tmp_path / "x", "--resume"), "no checkpoint")
+    assert_user_error(run_main("train", "--out", tmp_path / "x", "--epochs", "0"), "must be >= 1")
     (tmp_path / "r.toml").write_text("[train]\nepochz = 3\n")
-    assert_user_error(run_cli("train", "--out", tmp_path / "x", "--recipe", tmp_path / "r.toml"), "epochz")
-    assert_user_error(run_cli("train", "--out", tmp_path / "x", "--data", celeba_root, "--partition", "val",
+    assert_user_error(run_main("train", "--out", tmp_path / "x", "--recipe", tmp_path / "r.toml"), "epochz")
+    assert_user_error(run_main("train", "--out", tmp_path / "x", "--data", celeba_root, "--partition", "val",
                               "--batch-size", "4096"), "fewer than one batch")
 
 
