@@ -320,15 +320,32 @@ def _describe(v):
 
 def write_outputs(exp: Experiment, result: dict, images: dict, names, out_dir, grid_images: int) -> None:
     """The run folder: metrics.json, results.csv, images.npz (uint8), grid.png, plus the
-    experiment's own files."""
+    experiment's own files.
+
+    All are written into a hidden staging folder first and then renamed into place, metrics.json
+    last: an interrupted run leaves the folder as it was (a staging folder left by a killed run
+    is removed by the next one), and a metrics.json always sits beside the complete outputs of
+    its own run."""
+    import os
+    import shutil
+
+    from invgan.fileio import remove_stale_staging
+
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    # metrics.json marks a complete run folder: the old one goes first, the new one is written last,
-    # so an interrupted write never leaves a metrics.json beside files of another run.
-    (out / "metrics.json").unlink(missing_ok=True)
-    write_rows_csv(result["rows"], out / "results.csv", exp.row_fields)
-    exp.write_extra(out)
-    rows = exp.grid_rows(images["original"], images.get("masked"), images, names)
-    write_images_npz(out / "images.npz", dict(rows), result["config"]["ids"])
-    save_figure(image_grid_figure(rows, grid_images), out / "grid.png", dpi=100)
-    write_json(out / "metrics.json", result)
+    remove_stale_staging(out)
+    stage = out / f".staging.{os.getpid()}"
+    shutil.rmtree(stage, ignore_errors=True)
+    stage.mkdir()
+    try:
+        write_rows_csv(result["rows"], stage / "results.csv", exp.row_fields)
+        exp.write_extra(stage)
+        rows = exp.grid_rows(images["original"], images.get("masked"), images, names)
+        write_images_npz(stage / "images.npz", dict(rows), result["config"]["ids"])
+        save_figure(image_grid_figure(rows, grid_images), stage / "grid.png", dpi=100)
+        write_json(stage / "metrics.json", result)
+        (out / "metrics.json").unlink(missing_ok=True)  # the old run's marker goes before its files change
+        for f in sorted(stage.iterdir(), key=lambda p: p.name == "metrics.json"):
+            os.replace(f, out / f.name)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)

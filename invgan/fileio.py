@@ -33,6 +33,16 @@ def remove_stale_temporaries(folder, name: str) -> None:
                 pass
 
 
+def remove_stale_staging(folder) -> None:
+    """Delete the staging folders (``.staging.PID``) that killed runs left in ``folder``."""
+    import shutil
+
+    for d in Path(folder).glob(".staging.*"):
+        pid = d.name.rsplit(".", 1)[-1]
+        if d.is_dir() and pid.isdigit() and not _pid_alive(int(pid)):
+            shutil.rmtree(d, ignore_errors=True)
+
+
 def glob_escape(text: str) -> str:
     """``text`` with glob wildcards escaped."""
     import glob

@@ -33,7 +33,7 @@ def _interrupt(args, delay, sig):
 
 
 def _temporaries(folder: Path):
-    return sorted(str(p) for p in folder.rglob("*") if p.name.endswith(".tmp") or ".partial" in p.name)
+    return sorted(str(p) for p in folder.rglob("*") if p.name.endswith(".tmp") or p.name.startswith(".staging"))
 
 
 def _results(rows):
@@ -54,9 +54,10 @@ def test_cs_interrupted_then_rerun_equals_uninterrupted(tiny_ckpt, tmp_path):
         code = _interrupt([*args, "--out", out], rng.uniform(0.3, 1.1) * took, sig)
         # 130: interrupted (SIGINT); -2: SIGINT during the interpreter's exit, after the run finished
         assert code in (0, -signal.SIGKILL, 130) or (code == -signal.SIGINT and (out / "metrics.json").is_file()), code
-        if (out / "metrics.json").is_file():  # a run got to its end: then the outputs beside it are complete
-            assert {p.name for p in out.iterdir() if not p.name.startswith(".")} >= \
-                {"metrics.json", "results.csv", "images.npz", "grid.png"}
+        files = {p.name for p in out.iterdir() if not p.name.startswith(".")} if out.is_dir() else set()
+        # complete outputs or none: a metrics.json always has the others beside it, and no output
+        # file appears without one (the outputs are staged and renamed into place, metrics.json last)
+        assert files in (set(), {"metrics.json", "results.csv", "images.npz", "grid.png"}), files
     res = run_cli(*args, "--out", out)
     assert res.returncode == 0, res.stderr
     assert _results(json.loads((out / "metrics.json").read_text())["rows"]) == expect
