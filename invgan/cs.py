@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from invgan.errors import InvganError
+from invgan.errors import InvganError, check_int, check_number
 from invgan.experiment import Experiment, run_experiment
 from invgan.metrics import mse_per_image, psnr_from_mse, ssim_per_image
 
@@ -72,21 +72,21 @@ class CSConfig:
             raise InvganError(f"unknown physics {self.physics!r}: use one of {', '.join(available_physics())}")
         if self.input not in ("data", "gen-span"):
             raise InvganError(f"unknown input {self.input!r}: use data or gen-span")
-        _int_at_least("num_images", self.num_images, 1)
-        _int_at_least("grid_images", self.grid_images, 1)
-        _int_at_least("superres_factor", self.superres_factor, 1)
+        check_int("num_images", self.num_images, 1)
+        check_int("grid_images", self.grid_images, 1)
+        check_int("superres_factor", self.superres_factor, 1)
         if self.measurements is not None:
-            _int_at_least("measurements", self.measurements, 1)
+            check_int("measurements", self.measurements, 1)
         if self.image_size is not None:
-            _int_at_least("image_size", self.image_size, 8)
-        _number("noise_std", self.noise_std, 0)
-        _number("lasso_tol", self.lasso_tol, 0, strict=True)
+            check_int("image_size", self.image_size, 8)
+        check_number("noise_std", self.noise_std, 0)
+        check_number("lasso_tol", self.lasso_tol, 0, strict=True)
         for k in ("iters", "restarts"):
             if getattr(self, k) is not None:
-                _int_at_least(k, getattr(self, k), 1)
+                check_int(k, getattr(self, k), 1)
         for k, strict in (("lr", True), ("z_reg", False), ("z_clip", True)):
             if getattr(self, k) is not None:
-                _number(k, getattr(self, k), 0, strict=strict)
+                check_number(k, getattr(self, k), 0, strict=strict)
         if self.budget not in BUDGETS:
             raise InvganError(f"unknown budget {self.budget!r}: use {' or '.join(BUDGETS)}")
 
@@ -101,16 +101,6 @@ class CSConfig:
         if self.physics == "superres" and (img_shape[1] % f or img_shape[2] % f):
             raise InvganError(f"super-resolution factor {f} must be a positive integer dividing the image size "
                               f"{img_shape[1]}x{img_shape[2]}")
-
-
-def _int_at_least(name, v, low):
-    if not isinstance(v, int) or isinstance(v, bool) or v < low:
-        raise InvganError(f"{name} must be an integer >= {low}, got {v!r}")
-
-
-def _number(name, v, low, strict=False):
-    if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v) or v < low or (strict and v == low):
-        raise InvganError(f"{name} must be a finite number {'>' if strict else '>='} {low}, got {v!r}")
 
 
 class CSExperiment(Experiment):

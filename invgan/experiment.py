@@ -13,7 +13,7 @@ grid.png).
 from __future__ import annotations
 
 import time
-from dataclasses import asdict
+from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
@@ -287,7 +287,7 @@ def run_experiment(exp: Experiment, out_dir=None, progress: bool = True, verbose
         mr = [r for r in rows if r["method"] == name]
         summary[name] = {k: summarize([r[k] for r in mr]) for k in exp.metrics}
         summary[name]["seconds_per_image"] = mr[0]["seconds"]
-    conf = {k: _describe(v) for k, v in asdict(cfg).items() if k != "notes"}
+    conf = {f.name: _describe(getattr(cfg, f.name)) for f in fields(cfg) if f.name != "notes"}
     conf.update(exp.config_info())
     conf.update(ids=list(ids), image_source=source, num_images=len(ids), device=str(dev),
                 image_shape=list(x.shape[1:]), generator=gen_name, method_settings=settings)

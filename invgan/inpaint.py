@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from invgan.blend import BLENDS, blend
-from invgan.errors import InvganError
+from invgan.errors import InvganError, check_int, check_number
 from invgan.experiment import Experiment, run_experiment
 from invgan.masks import MASK_KINDS, describe, make_masks
 from invgan.metrics import mse_per_image, psnr_from_mse, ssim_per_image
@@ -65,7 +65,6 @@ class InpaintConfig:
 
     def validate(self):
         """Raise ``InvganError`` naming the first bad setting."""
-        from invgan.cs import _int_at_least, _number
         from invgan.methods import method_spec
 
         if not self.methods:
@@ -80,21 +79,21 @@ class InpaintConfig:
         if self.perceptual not in PERCEPTUAL_LOSSES:
             raise InvganError(f"unknown perceptual loss {self.perceptual!r}: use one of {', '.join(PERCEPTUAL_LOSSES)}")
         for k in ("num_images", "iters", "restarts", "grid_images", "window"):
-            _int_at_least(k, getattr(self, k), 1)
+            check_int(k, getattr(self, k), 1)
         if self.window % 2 == 0:
             raise InvganError(f"window must be odd, got {self.window}")
         if self.image_size is not None:
-            _int_at_least("image_size", self.image_size, 8)
-        _number("lam", self.lam, 0)
-        _number("lr", self.lr, 0, strict=True)
+            check_int("image_size", self.image_size, 8)
+        check_number("lam", self.lam, 0)
+        check_number("lr", self.lr, 0, strict=True)
         if self.z_clip is not None:
-            _number("z_clip", self.z_clip, 0, strict=True)
+            check_number("z_clip", self.z_clip, 0, strict=True)
         if self.fraction is not None:
-            _number("fraction", self.fraction, 0, strict=True)
+            check_number("fraction", self.fraction, 0, strict=True)
             if self.mask not in ("random", "blob"):
                 raise InvganError(f"fraction applies to random and blob masks only, not to {self.mask!r}")
         if self.hole is not None:
-            _int_at_least("hole", self.hole, 1)
+            check_int("hole", self.hole, 1)
 
     def method_names(self) -> list[str]:
         """The reported names: "yeh+poisson" etc. for generator methods, else the method's."""

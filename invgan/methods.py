@@ -33,13 +33,12 @@ for making a registration visible to the command line).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
 
-from invgan.errors import InvganError
+from invgan.errors import InvganError, check_int, check_number
 from invgan.physics import Physics
 
 TASKS = ("cs", "inpaint")
@@ -103,19 +102,6 @@ class Method:
         return f"{type(self).__name__}({getattr(self, 'settings', {})})"
 
 
-def _finite_positive(name, v, allow_zero=False):
-    ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and (v >= 0 if allow_zero else v > 0)
-    if not ok:
-        raise InvganError(f"{name} must be a finite number {'>= 0' if allow_zero else '> 0'}, got {v!r}")
-    return v
-
-
-def _positive_int(name, v):
-    if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-        raise InvganError(f"{name} must be an integer >= 1, got {v!r}")
-    return v
-
-
 # ----------------------------------------------------------------------------- CSGM
 class CSGM(Method):
     """Compressed sensing with a generative model (Bora et al. 2017): argmin_z
@@ -147,12 +133,12 @@ class CSGM(Method):
             raise InvganError(f"{name} needs a generator")
         self.generator = as_generator(generator)
         self.name = name
-        _finite_positive("z_reg", z_reg, allow_zero=True)
-        _positive_int("restarts", restarts)
-        _positive_int("iters", iters)
-        _finite_positive("lr", lr)
+        check_number("z_reg", z_reg)
+        check_int("restarts", restarts)
+        check_int("iters", iters)
+        check_number("lr", lr, strict=True)
         if z_clip is not None:
-            _finite_positive("z_clip", z_clip)
+            check_number("z_clip", z_clip, strict=True)
         self.settings = {"z_reg": z_reg, "restarts": restarts, "iters": iters, "lr": lr}
         self.z_clip, self.seed, self.prune, self.lr_decay = z_clip, seed, tuple(map(tuple, prune)), lr_decay
 
@@ -215,9 +201,9 @@ class Lasso(Method):
         if isinstance(basis, str) and basis not in PAPER_ALPHA:
             raise InvganError(f"unknown basis {basis!r}: use dct, wavelet or a basis object")
         if alpha is not None:
-            _finite_positive("alpha", alpha)
-        _finite_positive("tol", tol)
-        _positive_int("max_iter", max_iter)
+            check_number("alpha", alpha, strict=True)
+        check_number("tol", tol, strict=True)
+        check_int("max_iter", max_iter)
         self.basis, self.tol, self.max_iter, self.clip = basis, tol, max_iter, clip
         self.alpha = PAPER_ALPHA[basis] if alpha is None and isinstance(basis, str) else alpha
         self.name = name or f"lasso-{getattr(basis, 'name', basis)}"
@@ -246,7 +232,7 @@ class LeastSquares(Method):
     name = "least-squares"
 
     def __init__(self, tol: float = 1e-6, max_iter: int = 1000, clip: bool = True):
-        self.tol, self.max_iter, self.clip = _finite_positive("tol", tol), _positive_int("max_iter", max_iter), clip
+        self.tol, self.max_iter, self.clip = check_number("tol", tol, strict=True), check_int("max_iter", max_iter), clip
 
     def reconstruct(self, y, physics, state=None, progress=False):
         def AAt(u):
@@ -315,12 +301,12 @@ class YehInpainting(Method):
             raise InvganError(f"unknown perceptual loss {perceptual!r}: use one of {', '.join(PERCEPTUAL_LOSSES)}")
         if blend not in BLENDS:
             raise InvganError(f"unknown blend {blend!r}: use one of {', '.join(BLENDS)}")
-        _finite_positive("lam", lam, allow_zero=True)
+        check_number("lam", lam)
         if lam and discriminator is None:
             raise InvganError("the perceptual loss needs a discriminator: pass one, or set lam to 0")
         self.generator, self.discriminator = as_generator(generator), discriminator
-        self.settings = {"lam": lam, "perceptual": perceptual, "window": window, "iters": _positive_int("iters", iters),
-                         "restarts": _positive_int("restarts", restarts), "lr": _finite_positive("lr", lr),
+        self.settings = {"lam": lam, "perceptual": perceptual, "window": window, "iters": check_int("iters", iters),
+                         "restarts": check_int("restarts", restarts), "lr": check_number("lr", lr, strict=True),
                          "z_clip": z_clip}
         self.seed, self.blend = seed, blend
 

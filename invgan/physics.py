@@ -27,7 +27,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from invgan.errors import InvganError
+from invgan.errors import InvganError, check_number
 
 
 def _shape(img_shape) -> tuple[int, int, int]:
@@ -93,12 +93,6 @@ class Physics:
         return f"{type(self).__name__}(m={self.m}, img_shape={self.img_shape}, noise_std={self.noise_std})"
 
 
-def _check_noise(noise_std) -> float:
-    if not (isinstance(noise_std, (int, float)) and math.isfinite(noise_std) and noise_std >= 0):
-        raise InvganError(f"noise_std must be a finite number >= 0, got {noise_std!r}")
-    return float(noise_std)
-
-
 class GaussianCS(Physics):
     """Compressed sensing: y = A vec(x) + e, A (m, n) i.i.d. N(0, 1), n = C*H*W (12,288 at 3x64x64).
 
@@ -114,7 +108,7 @@ class GaussianCS(Physics):
         if not isinstance(m, numbers.Integral) or isinstance(m, bool) or not 1 <= m <= n:
             raise InvganError(f"number of measurements m must be an integer between 1 and {n} "
                               f"(the values of a {'x'.join(map(str, self.img_shape))} image), got {m!r}")
-        self.m, self.n, self.noise_std, self.seed = int(m), n, _check_noise(noise_std), seed
+        self.m, self.n, self.noise_std, self.seed = int(m), n, float(check_number("noise_std", noise_std)), seed
         self.matrix = torch.randn(m, n, generator=torch.Generator().manual_seed(seed)).to(device)
 
     def A(self, x):
@@ -135,7 +129,7 @@ class SuperResolution(Physics):
         if not isinstance(factor, int) or factor < 1 or H % factor or W % factor:
             raise InvganError(f"super-resolution factor {factor!r} must be a positive integer dividing the "
                               f"image size {H}x{W}")
-        self.factor, self.noise_std = factor, _check_noise(noise_std)
+        self.factor, self.noise_std = factor, float(check_number("noise_std", noise_std))
         self.m = C * (H // factor) * (W // factor)
 
     def A(self, x):
@@ -170,7 +164,7 @@ class Inpainting(Physics):
         if (self.known == 0).any():
             raise InvganError("the mask has no observed pixels")
         self.m = int(round(self.known.mean().item()))
-        self.img_shape, self.noise_std = img_shape, _check_noise(noise_std)
+        self.img_shape, self.noise_std = img_shape, float(check_number("noise_std", noise_std))
 
     @property
     def shared(self):
@@ -192,7 +186,7 @@ class Identity(Physics):
     name = "identity"
 
     def __init__(self, img_shape, noise_std: float = 0.0):
-        self.img_shape, self.noise_std = _shape(img_shape), _check_noise(noise_std)
+        self.img_shape, self.noise_std = _shape(img_shape), float(check_number("noise_std", noise_std))
         self.m = math.prod(self.img_shape)
 
     def A(self, x):
