@@ -286,8 +286,9 @@ def _cs_parser(sub) -> None:
     c.add_argument("--z-clip", type=_positive_float, help="clip z to [-c, c] after each step")
     c.add_argument("--lasso-tol", type=_positive_float, default=1e-5, help="Lasso relative duality-gap tolerance")
     c.add_argument("--budget", default="paper", choices=list(BUDGETS),
-                   help="CSGM work: paper (default: every restart runs every iteration) or fast "
-                        "(restarts that are behind are dropped early; README: CSGM budgets)")
+                   help="CSGM work: paper (default: Adam, every restart runs every iteration), fast "
+                        "(restarts that are behind are dropped early) or lbfgs (200 passes of per-latent "
+                        "L-BFGS, 0.4 of the work; README: CSGM budgets)")
     c.add_argument("--factor", type=_positive_int, default=4, help="super-resolution factor")
     c.add_argument("--generator", help="checkpoint or run folder (default: the shipped CelebA model)")
     c.add_argument("--seed", type=int, default=0)

@@ -47,7 +47,8 @@ def optimize_latent(G, objective: Callable[[torch.Tensor, torch.Tensor], torch.T
                     num_images: int, restarts: int = 2, iters: int = 500,
                     lr: float = 0.1, z_clip: float | None = None, seed: int = 0,
                     progress: bool = False, desc: str = "latent", state: SolveState | None = None,
-                    state_key: dict | None = None, prune=(), lr_decay: str = "constant") -> LatentResult:
+                    state_key: dict | None = None, prune=(), lr_decay: str = "constant",
+                    optimizer: str = "adam", history: int = 10) -> LatentResult:
     """Minimise ``objective(x_hat, z) -> (R*B,)`` over z for B images and R restarts.
 
     ``G``: a generator (see ``invgan.generators.as_generator``); a frozen eval-mode copy of it is
@@ -62,9 +63,17 @@ def optimize_latent(G, objective: Callable[[torch.Tensor, torch.Tensor], torch.T
     optimised independently, so survivors follow exactly the path they follow without pruning.
     ``objective`` must then accept any number R' of restarts (rows r*B + b, as above).
     ``lr_decay``: "constant" (the papers') or "cosine" (lr * (1 + cos(pi * step / iters)) / 2).
+    ``optimizer``: "adam" (the papers') or "lbfgs": limited-memory BFGS for every latent on its own
+    (``history`` pairs, an Armijo backtracking step per latent; see ``lbfgs_latents``). For
+    "lbfgs", ``iters`` counts generator passes (forward + backward) as it does for Adam, ``lr`` is
+    the length of each latent's first step, and ``prune`` and ``lr_decay`` are not used.
     """
     if lr_decay not in ("constant", "cosine"):
         raise InvganError(f"lr_decay must be 'constant' or 'cosine', got {lr_decay!r}")
+    if optimizer not in ("adam", "lbfgs"):
+        raise InvganError(f"optimizer must be 'adam' or 'lbfgs', got {optimizer!r}")
+    if optimizer == "lbfgs" and (prune or lr_decay != "constant"):
+        raise InvganError("the lbfgs optimizer takes no restart pruning and no lr decay")
     from tqdm import tqdm
 
     if restarts < 1 or iters < 0 or num_images < 1:
@@ -82,10 +91,19 @@ def optimize_latent(G, objective: Callable[[torch.Tensor, torch.Tensor], torch.T
         key["prune"] = sorted(schedule.items())
     if lr_decay != "constant":
         key["lr_decay"] = lr_decay
+    if optimizer == "lbfgs":
+        key.update(optimizer="lbfgs", history=history)
     saved = None
     if state is not None:
         key["generator"] = fingerprint(*net.state_dict().values())
         saved = state.load(key)
+    if optimizer == "lbfgs":
+        z = lbfgs_latents(lambda v: objective(net(v), v), z0.to(device), iters, lr, history,
+                          bound=gen.bound if z_clip is None else z_clip, progress=progress, desc=desc,
+                          state=state, state_key=key, saved=saved)
+        alive = torch.arange(restarts, device=device)[:, None].expand(restarts, num_images)
+        return _keep_best(net, objective, z, alive, torch.full((restarts, num_images), float("inf"), device=device),
+                          num_images, iters * restarts)
     z = (saved["z"] if saved else z0).to(device).requires_grad_(True)
     # alive[r', b]: the original restart that row r'*B + b holds; dropped[r, b]: objective when dropped
     alive = torch.arange(restarts, device=device)[:, None].expand(restarts, num_images)
@@ -127,6 +145,11 @@ def optimize_latent(G, objective: Callable[[torch.Tensor, torch.Tensor], torch.T
         if state is not None and state.due() and step + 1 < iters:
             state.save(key, {"step": step + 1, "z": z, "adam": opt.state_dict()["state"][0], "work": work,
                              "alive": alive, "dropped": dropped})
+    return _keep_best(net, objective, z, alive, dropped, num_images, work)
+
+
+def _keep_best(net, objective, z, alive, dropped, num_images: int, work: int) -> LatentResult:
+    """The result: per image, the latent (of those still running, ``alive``) with the lowest objective."""
     with torch.no_grad():
         x = net(z).contiguous()
         final = objective(x, z).reshape(alive.shape)
@@ -136,3 +159,87 @@ def optimize_latent(G, objective: Callable[[torch.Tensor, torch.Tensor], torch.T
         restart = alive.gather(0, best[None])[0]
         return LatentResult(x[pick].detach(), z[pick].detach(), final.min(0).values, everything, restart,
                             work)
+
+
+def _two_loop(g, S, Y, gamma):
+    """L-BFGS direction -H g for every row at once; pairs with s^T y <= 0 are all-zero and drop out."""
+    q, coef = g.clone(), []
+    for s, y in zip(reversed(S), reversed(Y)):
+        rho = torch.where((s * y).sum(1) > 0, 1.0 / (s * y).sum(1).clamp_min(1e-30), torch.zeros_like(gamma))
+        a = rho * (s * q).sum(1)
+        q -= a[:, None] * y
+        coef.append((a, rho, s, y))
+    r = gamma[:, None] * q
+    for a, rho, s, y in reversed(coef):
+        r += (a - rho * (y * r).sum(1))[:, None] * s
+    return -r
+
+
+def lbfgs_latents(f, z0: torch.Tensor, evals: int, first_step: float = 0.1, history: int = 10,
+                  bound: float | None = None, progress: bool = False, desc: str = "latent",
+                  state: SolveState | None = None, state_key: dict | None = None, saved: dict | None = None):
+    """Minimise a per-row objective ``f(z) -> (N,)`` with L-BFGS run for every row on its own.
+
+    Every row keeps its own ``history`` curvature pairs, its own initial Hessian scale
+    (s^T y / y^T y of its newest pair) and its own step: a trial step is accepted when it meets
+    the Armijo condition (sufficient decrease, c = 1e-4), else that row's step is halved for the
+    next pass; after 8 failures in a row its history is dropped (a scaled gradient step follows).
+    Every pass evaluates all rows once (forward + backward), so ``evals`` passes cost what
+    ``evals`` Adam steps cost. The first step of each row has length ``first_step``. ``bound``:
+    trial points are clamped to [-bound, bound]. Rows never interact, so a row's result does
+    not depend on the other rows. Returns z (N, d).
+    """
+    from tqdm import tqdm
+
+    def value_and_grad(v):
+        v = v.detach().requires_grad_(True)
+        fv = f(v)
+        g, = torch.autograd.grad(fv.sum(), v)
+        return fv.detach(), g
+
+    z = z0.detach().clone()
+    n = z.shape[0]
+    start = 0
+    if saved:
+        z, fz, g, gamma, t, fails = (saved[k] for k in ("z", "f", "g", "gamma", "t", "fails"))
+        S, Y, start = list(saved["S"].unbind(0)), list(saved["Y"].unbind(0)), saved["step"]
+    if start == 0 and evals > 0:
+        fz, g = value_and_grad(z)
+        gamma = first_step / g.norm(dim=1).clamp_min(1e-30)
+        t = torch.ones(n, dtype=z.dtype, device=z.device)
+        fails = torch.zeros(n, dtype=torch.long, device=z.device)
+        S, Y, start = [], [], 1
+    for step in tqdm(range(start, evals), desc=desc, unit="it", disable=not progress, leave=False,
+                     initial=start, total=evals):
+        d = _two_loop(g, S, Y, gamma)
+        slope = (g * d).sum(1)
+        uphill = ~(slope < 0)  # (also NaN) a scaled gradient step instead
+        d = torch.where(uphill[:, None], -g * (first_step / g.norm(dim=1).clamp_min(1e-30))[:, None], d)
+        slope = (g * d).sum(1)
+        trial = z + t[:, None] * d
+        if bound is not None:
+            trial.clamp_(-bound, bound)
+        ft, gt = value_and_grad(trial)
+        ok = torch.isfinite(ft) & (ft <= fz + 1e-4 * t * slope)
+        s, y = trial - z, gt - g
+        pair = ok & ((s * y).sum(1) > 1e-12 * s.norm(dim=1) * y.norm(dim=1))
+        S.append(torch.where(pair[:, None], s, torch.zeros_like(s)))
+        Y.append(torch.where(pair[:, None], y, torch.zeros_like(y)))
+        del S[:-history], Y[:-history]
+        gamma = torch.where(pair, (s * y).sum(1) / y.pow(2).sum(1).clamp_min(1e-30), gamma)
+        z = torch.where(ok[:, None], trial, z)
+        fz, g = torch.where(ok, ft, fz), torch.where(ok[:, None], gt, g)
+        fails = torch.where(ok, torch.zeros_like(fails), fails + 1)
+        t = torch.where(ok, torch.ones_like(t), t / 2)
+        reset = fails >= 8
+        if bool(reset.any()):  # forget this row's curvature: start again from a gradient step
+            S = [torch.where(reset[:, None], torch.zeros_like(v), v) for v in S]
+            Y = [torch.where(reset[:, None], torch.zeros_like(v), v) for v in Y]
+            gamma = torch.where(reset, first_step / g.norm(dim=1).clamp_min(1e-30), gamma)
+            t = torch.where(reset, torch.ones_like(t), t)
+            fails = torch.where(reset, torch.zeros_like(fails), fails)
+        if state is not None and state.due() and step + 1 < evals:
+            state.save(state_key, {"step": step + 1, "z": z, "f": fz, "g": g, "gamma": gamma, "t": t,
+                                   "fails": fails, "S": torch.stack(S) if S else torch.zeros(0, *z.shape),
+                                   "Y": torch.stack(Y) if Y else torch.zeros(0, *z.shape)})
+    return z

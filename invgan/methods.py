@@ -122,11 +122,14 @@ class CSGM(Method):
     prune : sequence of (step, keep)
         Restart pruning (``invgan.csgm.BUDGETS``); empty: the paper's fixed budget.
     lr_decay : {"constant", "cosine"}
+    optimizer : {"adam", "lbfgs"}
+        Adam (the paper) or per-latent L-BFGS (``iters`` generator passes; ``lr`` its first
+        step's length); see ``invgan.latent.lbfgs_latents``.
     """
 
     def __init__(self, generator, z_reg: float = 0.0, restarts: int = 2, iters: int = 500, lr: float = 0.1,
                  z_clip: float | None = None, seed: int = 0, prune=(), lr_decay: str = "constant",
-                 name: str = "csgm"):
+                 name: str = "csgm", optimizer: str = "adam"):
         from invgan.generators import as_generator
 
         if generator is None:
@@ -141,18 +144,23 @@ class CSGM(Method):
             check_number("z_clip", z_clip, strict=True)
         self.settings = {"z_reg": z_reg, "restarts": restarts, "iters": iters, "lr": lr}
         self.z_clip, self.seed, self.prune, self.lr_decay = z_clip, seed, tuple(map(tuple, prune)), lr_decay
+        if optimizer not in ("adam", "lbfgs"):
+            raise InvganError(f"optimizer must be 'adam' or 'lbfgs', got {optimizer!r}")
+        if optimizer == "lbfgs" and (self.prune or lr_decay != "constant"):
+            raise InvganError("the lbfgs optimizer takes no restart pruning and no lr decay")
+        self.optimizer = optimizer
 
     @classmethod
     def preset(cls, preset: str, generator, budget: str = "paper", **overrides) -> "CSGM":
-        """The paper's "dcgan" or "dcgan-reg" settings, with ``budget`` "paper" or "fast" and any
-        setting overridden (None values are ignored)."""
-        from invgan.csgm import BUDGETS, PAPER_SETTINGS
+        """The paper's "dcgan" or "dcgan-reg" settings, with ``budget`` "paper", "fast" or "lbfgs"
+        (``invgan.csgm.BUDGETS``) and any setting overridden (None values are ignored)."""
+        from invgan.csgm import BUDGET_SETTINGS, BUDGETS, PAPER_SETTINGS
 
         if preset not in PAPER_SETTINGS:
             raise InvganError(f"unknown CSGM preset {preset!r}: use one of {', '.join(PAPER_SETTINGS)}")
         if budget not in BUDGETS:
             raise InvganError(f"unknown budget {budget!r}: use {' or '.join(BUDGETS)}")
-        s = dict(PAPER_SETTINGS[preset])
+        s = dict(PAPER_SETTINGS[preset], **BUDGET_SETTINGS[budget])
         s.update({k: v for k, v in overrides.items() if v is not None})
         m = cls(generator, prune=BUDGETS[budget][preset], name=preset, **s)
         m.budget = budget
@@ -170,9 +178,9 @@ class CSGM(Method):
         s = self.settings
         r = csgm_reconstruct(y, physics, self.generator, z_reg=s["z_reg"], restarts=s["restarts"], iters=s["iters"],
                              lr=s["lr"], z_clip=self.z_clip, seed=self.seed, progress=progress, state=state,
-                             prune=self.prune, lr_decay=self.lr_decay)
+                             prune=self.prune, lr_decay=self.lr_decay, optimizer=self.optimizer)
         details = dict(s, budget=getattr(self, "budget", "custom"), prune=[list(p) for p in self.prune],
-                       latent_steps_per_image=r.latent_steps)
+                       latent_steps_per_image=r.latent_steps, optimizer=self.optimizer)
         if self.lr_decay != "constant":
             details["lr_decay"] = self.lr_decay
         return Reconstruction(r.x, details, generated=r.x, raw=r)

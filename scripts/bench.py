@@ -11,7 +11,9 @@ Measured side by side in this run, each against a named baseline:
    (scripts/bench_train.py);
 2. CSGM: all images and restarts in one batch against a per-image, per-restart loop
    (scripts/bench_cs.py);
-3. Lasso: batched FISTA against cvxpy (Clarabel), time and objective gap (scripts/bench_cs.py).
+3. Lasso: batched FISTA against cvxpy (Clarabel), time and objective gap (scripts/bench_cs.py);
+4. CSGM budgets: DCGAN's paper budget (Adam, 500 steps) against the lbfgs budget (per-latent
+   L-BFGS, 200 passes) on the same faces, with the paired error difference (scripts/bench_cs.py).
 The full cs_paper sweep takes hours on a CPU, so it is not rerun here: --sweep DIR reports the
 wall time that sweep's cells recorded when they ran (sum over cells, with how many are done).
 """
@@ -66,7 +68,7 @@ def sweep_time(folder: Path) -> dict:
             "devices": res["devices"], "num_images": res["recipe"]["settings"].get("num_images")}
 
 
-BENCHMARKS = ("train", "csgm", "lasso")
+BENCHMARKS = ("train", "csgm", "lasso", "budget")
 
 
 def carried_over(path: Path, skip: set, r: dict) -> dict:
@@ -99,6 +101,11 @@ def table(r: dict) -> str:
         c = r["csgm"]
         lines.append(f"| CSGM, {c['images']} images x {c['restarts']} restarts x {c['iters']} its | batched: "
                      f"{c['batched_s']:.1f} s | per-image loop: {c['loop_s']:.1f} s | {c['speedup']:.2f}x |")
+    if "budget" in r:
+        b = r["budget"]
+        lines.append(f"| CSGM lbfgs budget, DCGAN, m = {b['m']}, {b['images']} faces | {b['lbfgs_s']:.1f} s "
+                     f"(MSE {b['mse_lbfgs_mean']:.4f}, paired {b['mse_diff_mean']:+.4f} +- {b['mse_diff_ci95']:.4f}) "
+                     f"| paper budget (Adam 500): {b['paper_s']:.1f} s (MSE {b['mse_paper_mean']:.4f}) | {b['speedup']:.2f}x |")
     for row in r.get("lasso", []):
         lines.append(f"| Lasso-{row['basis'].upper() if row['basis'] == 'dct' else row['basis']}, m = {row['m']} | FISTA "
                      f"{row['fista_s_per_image']:.1f} s/image | cvxpy (Clarabel) {row['cvxpy_s_per_image']:.1f} s/image "
@@ -131,8 +138,9 @@ def main():
     ap.add_argument("--csgm-images", type=int, default=8)
     ap.add_argument("--csgm-iters", type=int, default=200)
     ap.add_argument("--lasso-images", type=int, default=4)
+    ap.add_argument("--budget-images", type=int, default=16)
     ap.add_argument("--cvxpy-images", type=int, default=1)
-    ap.add_argument("--skip", default="", help="comma list of train,csgm,lasso")
+    ap.add_argument("--skip", default="", help="comma list of train,csgm,lasso,budget")
     ap.add_argument("--update", action="store_true",
                     help="keep the skipped benchmarks' results (and their machine and command) from --out")
     a = ap.parse_args()
@@ -150,12 +158,16 @@ def main():
     if "csgm" not in skip:
         res, r["csgm_seconds"], r["csgm_command"] = run_script(
             ["scripts/bench_cs.py", "--device", a.device, "--images", str(a.csgm_images), "--iters",
-             str(a.csgm_iters), "--skip", "lasso,memory"])
+             str(a.csgm_iters), "--skip", "lasso,budget,memory"])
         r["csgm"] = res["csgm"]
+    if "budget" not in skip:
+        res, r["budget_seconds"], r["budget_command"] = run_script(
+            ["scripts/bench_cs.py", "--device", a.device, "--images", str(a.budget_images), "--skip", "lasso,csgm,memory"])
+        r["budget"] = res["budget"]
     if "lasso" not in skip:
         res, r["lasso_seconds"], r["lasso_command"] = run_script(
             ["scripts/bench_cs.py", "--device", a.device, "--images", str(a.lasso_images), "--cvxpy-images",
-             str(a.cvxpy_images), "--ms", "500", "--skip", "csgm,memory"])
+             str(a.cvxpy_images), "--ms", "500", "--skip", "csgm,budget,memory"])
         r["lasso"] = res["lasso"]
     if a.sweep:
         r["sweep"] = sweep_time(Path(a.sweep))

@@ -6,6 +6,9 @@
 2. CSGM: all images and restarts in one batch against a per-image, per-restart loop (same
    seeds): time ratio and the largest difference between their reconstructions.
 3. Peak resident memory of CSGM and Lasso-DCT at m = 10,000.
+4. CSGM budgets: DCGAN at m = 500 with the paper's budget (Adam, 500 steps) against the lbfgs
+   budget (per-latent L-BFGS, 200 generator passes), same images, A, noise and starting latents:
+   time ratio, and per image the paired MSE difference and which objective is lower.
 
     python scripts/bench_cs.py [--images 8] [--cvxpy-images 8] [--ms 500,2500] [--iters 500]
         [--device cpu] [--out bench_cs.json]
@@ -96,6 +99,29 @@ def bench_csgm(x, G, cfg, iters, restarts, device):
     return row
 
 
+def bench_budget(x, G, device):
+    from invgan.metrics import summarize
+
+    p = GaussianCS(500, (3, 64, 64), noise_std=0.01, seed=0, device=device)
+    y = p(x, torch.Generator().manual_seed(1))
+    t = time.time()
+    paper = csgm_reconstruct(y, p, G, restarts=2, iters=500, seed=2)
+    t_paper = time.time() - t
+    t = time.time()
+    lb = csgm_reconstruct(y, p, G, restarts=2, iters=200, seed=2, optimizer="lbfgs")
+    t_lb = time.time() - t
+    e_paper = (paper.x - x).pow(2).flatten(1).mean(1)
+    e_lb = (lb.x - x).pow(2).flatten(1).mean(1)
+    d = summarize((e_lb - e_paper).tolist())
+    row = {"m": 500, "images": len(x), "restarts": 2, "paper_s": t_paper, "lbfgs_s": t_lb, "speedup": t_paper / t_lb,
+           "paper_passes_per_image": paper.latent_steps, "lbfgs_passes_per_image": lb.latent_steps,
+           "mse_paper_mean": float(e_paper.mean()), "mse_lbfgs_mean": float(e_lb.mean()),
+           "mse_diff_mean": d["mean"], "mse_diff_ci95": d["ci95"],
+           "lbfgs_objective_lower": int((lb.objective < paper.objective).sum())}
+    print(json.dumps(row), flush=True)
+    return row
+
+
 def bench_memory(x, G, cfg, iters, device):
     before = peak_rss_mb()
     p = GaussianCS(10000, (3, 64, 64), noise_std=0.01, seed=0, device=device)
@@ -120,7 +146,7 @@ def main():
     ap.add_argument("--iters", type=int, default=500)
     ap.add_argument("--restarts", type=int, default=2)
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--skip", default="", help="comma list of lasso,csgm,memory to skip")
+    ap.add_argument("--skip", default="", help="comma list of lasso,csgm,budget,memory to skip")
     ap.add_argument("--out")
     a = ap.parse_args()
     device = torch.device(a.device)
@@ -133,6 +159,8 @@ def main():
         res["lasso"] = bench_lasso(x, [int(m) for m in a.ms.split(",")], min(a.cvxpy_images, a.images), device)
     if "csgm" not in skip:
         res["csgm"] = bench_csgm(x, G, cfg, a.iters, a.restarts, device)
+    if "budget" not in skip:
+        res["budget"] = bench_budget(x, G, device)
     if "memory" not in skip:
         res["memory"] = bench_memory(x, G, cfg, a.iters, device)
     if a.out:

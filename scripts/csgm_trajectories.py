@@ -10,6 +10,7 @@ One paper-budget run therefore scores every schedule exactly, image by image.
     python scripts/csgm_trajectories.py replay runs/traj/*.pt --schedule 100:5,200:2
     python scripts/csgm_trajectories.py compare runs/traj/dcgan-reg_m500.pt --iters 200 \
         --lr-decay cosine --schedule 50:5,100:2      # runs that budget, pairs it with the record
+    python scripts/csgm_trajectories.py compare runs/traj/dcgan_m500.pt --optimizer lbfgs --iters 200
 
 Recording uses the same images, A, noise and seeds as `invgan cs` (64 lowest CelebA val ids).
 """
@@ -113,13 +114,15 @@ def compare(args):
     assert list(ids) == list(r["ids"])
     t0 = time.time()
     fast = csgm_reconstruct(y, p, G, z_reg=s["z_reg"], restarts=R, iters=args.iters, lr=s["lr"],
-                            seed=2, prune=parse_schedule(args.schedule), lr_decay=args.lr_decay, progress=True)
+                            seed=2, prune=parse_schedule(args.schedule), lr_decay=args.lr_decay, progress=True,
+                            optimizer=args.optimizer)
     secs = time.time() - t0
     _, mse_full = paper_pick(r)
     obj_full = r["final"].view(R, B).min(0).values
     mse_fast = (fast.x - x).pow(2).flatten(1).mean(1)
     work = fast.latent_steps / (R * r["losses"].shape[0])
-    print(f"{r['method']:10s} m={r['m']:6d} iters {args.iters} lr-decay {args.lr_decay} schedule {args.schedule or 'none'}: "
+    print(f"{r['method']:10s} m={r['m']:6d} {args.optimizer} iters {args.iters} lr-decay {args.lr_decay} "
+          f"schedule {args.schedule or 'none'}: "
           f"work {work:.3f} of the paper budget ({secs:.0f} s against {r['seconds']:.0f} s recorded); "
           f"{paired(mse_fast, mse_full)}; better on {int((mse_fast < mse_full).sum())}/{B}; "
           f"objective lower on {int((fast.objective < obj_full).sum())}/{B}", flush=True)
@@ -141,6 +144,8 @@ def main(argv=None):
     c.add_argument("--iters", type=int, default=500)
     c.add_argument("--lr-decay", default="constant", choices=["constant", "cosine"])
     c.add_argument("--schedule", default="")
+    c.add_argument("--optimizer", default="adam", choices=["adam", "lbfgs"],
+                   help="lbfgs: per-latent L-BFGS, --iters generator passes (the lbfgs budget: 200)")
     args = ap.parse_args(argv)
     {"record": record, "replay": replay, "compare": compare}[args.cmd](args)
 

@@ -92,7 +92,7 @@ def test_cs_bad_generator(tmp_path):
 def test_cs_budget_is_recorded_with_the_work_done(tiny_ckpt, tmp_path):
     from invgan.csgm import BUDGETS, prune_schedule_work
 
-    for budget in ("paper", "fast"):
+    for budget in ("paper", "fast", "lbfgs"):
         out = tmp_path / budget
         p = run_cli("cs", "--input", "gen-span", "--generator", tiny_ckpt, "--num-images", 1, "-m", 50,
                     "--iters", 360, "--methods", "dcgan-reg", "--budget", budget, "--out", out, "--quiet")
@@ -100,4 +100,12 @@ def test_cs_budget_is_recorded_with_the_work_done(tiny_ckpt, tmp_path):
         s = json.loads((out / "metrics.json").read_text())["config"]["method_settings"]["dcgan-reg"]
         assert s["budget"] == budget and s["prune"] == [list(v) for v in BUDGETS[budget]["dcgan-reg"]]
         assert s["latent_steps_per_image"] == prune_schedule_work(10, 360, BUDGETS[budget]["dcgan-reg"])
+        assert s["optimizer"] == ("lbfgs" if budget == "lbfgs" else "adam")
     assert prune_schedule_work(10, 360, BUDGETS["fast"]["dcgan-reg"]) < 0.8 * 10 * 360
+    # without --iters, the lbfgs budget runs its own 200 generator passes (0.4 of the paper's 500)
+    out = tmp_path / "lbfgs-default"
+    p = run_cli("cs", "--input", "gen-span", "--generator", tiny_ckpt, "--num-images", 1, "-m", 50,
+                "--methods", "dcgan", "--budget", "lbfgs", "--out", out, "--quiet")
+    assert p.returncode == 0, p.stderr
+    s = json.loads((out / "metrics.json").read_text())["config"]["method_settings"]["dcgan"]
+    assert s["iters"] == 200 and s["latent_steps_per_image"] == 2 * 200

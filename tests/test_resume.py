@@ -47,7 +47,9 @@ def tiny_generator():
 
 @pytest.mark.parametrize("kw", [dict(restarts=2, iters=12, seed=3),
                                 # killed after restarts were dropped, with a decaying step
-                                dict(restarts=4, iters=12, seed=3, prune=((2, 2), (5, 1)), lr_decay="cosine")])
+                                dict(restarts=4, iters=12, seed=3, prune=((2, 2), (5, 1)), lr_decay="cosine"),
+                                # per-latent L-BFGS: its curvature pairs and steps are saved too
+                                dict(restarts=2, iters=12, seed=3, optimizer="lbfgs")])
 def test_csgm_resumes_exactly(tmp_path, save_every_check, kw):
     cfg, G = tiny_generator()
     x = torch.rand(2, 3, 64, 64) * 2 - 1
