@@ -268,7 +268,7 @@ def _check_inputs(y, physics, basis, alpha, tol):
     return basis, alpha, tuple(img_shape)
 
 
-def _newton_rows(w, Bt, y, lam, budget: float = 1.25e8, passes: int = 4):
+def _newton_rows(w, Bt, y, lam, budget: float = 1.25e8, passes: int = 2):
     """``support_newton`` over row chunks small enough that B_J and its Gram hold ``budget`` floats.
 
     After each pass but the last, the coordinates off the support that violate the optimality

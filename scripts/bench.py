@@ -85,6 +85,8 @@ def carried_over(path: Path, skip: set, r: dict) -> dict:
         for key in (name, f"{name}_seconds", f"{name}_command"):
             if key in prev:
                 r[key] = prev[key]
+    if "sweep" in prev:  # replaced when --sweep names a folder
+        r["sweep"] = prev["sweep"]
     if skip >= set(BENCHMARKS):
         r = {"command": prev["command"], "machine": prev["machine"], "updated_by": r["command"],
              **{k: v for k, v in r.items() if k not in ("command", "machine")}}
@@ -107,9 +109,16 @@ def table(r: dict) -> str:
                      f"(MSE {b['mse_lbfgs_mean']:.4f}, paired {b['mse_diff_mean']:+.4f} +- {b['mse_diff_ci95']:.4f}) "
                      f"| paper budget (Adam 500): {b['paper_s']:.1f} s (MSE {b['mse_paper_mean']:.4f}) | {b['speedup']:.2f}x |")
     for row in r.get("lasso", []):
-        lines.append(f"| Lasso-{row['basis'].upper() if row['basis'] == 'dct' else row['basis']}, m = {row['m']} | FISTA "
-                     f"{row['fista_s_per_image']:.1f} s/image | cvxpy (Clarabel) {row['cvxpy_s_per_image']:.1f} s/image "
-                     f"| {row['speedup']:.1f}x (objective gap {row['rel_objective_gap_max']:+.1e}) |")
+        name = f"Lasso-{row['basis'].upper() if row['basis'] == 'dct' else row['basis']}, m = {row['m']}"
+        if "previous_s_per_image" in row:
+            imgs, tol = row.get("images", row.get("images_fista")), row.get("tol", 1e-4)
+            lines.append(f"| {name}, {imgs} faces, tol {tol:g} | {row['fista_s_per_image']:.2f} s/image, "
+                         f"{row['certified']}/{imgs} certified | previous solver (FISTA through the operator): "
+                         f"{row['previous_s_per_image']:.2f} s/image, {row['previous_certified']}/{imgs} certified "
+                         f"| {row['speedup_vs_previous']:.2f}x (objective {row['rel_objective_vs_previous_min']:+.1e} to "
+                         f"{row['rel_objective_vs_previous_max']:+.1e}) |")
+        lines.append(f"| {name} | {row['fista_s_per_image']:.2f} s/image | cvxpy (Clarabel) {row['cvxpy_s_per_image']:.1f} "
+                     f"s/image | {row['speedup']:.1f}x (objective gap {row['rel_objective_gap_max']:+.1e}) |")
     if "sweep" in r:
         s = r["sweep"]
         lines.append(f"| sweep {s['recipe']} ({s['cells_done']}/{s['cells_total']} cells, {s['num_images']} images, "
@@ -137,7 +146,7 @@ def main():
     ap.add_argument("--train-steps", type=int, default=8)
     ap.add_argument("--csgm-images", type=int, default=8)
     ap.add_argument("--csgm-iters", type=int, default=200)
-    ap.add_argument("--lasso-images", type=int, default=4)
+    ap.add_argument("--lasso-images", type=int, default=64)
     ap.add_argument("--budget-images", type=int, default=16)
     ap.add_argument("--cvxpy-images", type=int, default=1)
     ap.add_argument("--skip", default="", help="comma list of train,csgm,lasso,budget")
