@@ -15,12 +15,13 @@ problem's structure (``dense="auto"``, the default, for operators with an explic
 
 - B = A Psi is formed once (m x n, one fast transform of A's rows), so an iteration is two
   matrix products with no transforms;
-- support Newton steps: every few iterations, on each image's support J (|J| < m), the Lasso
-  restricted to J's sign pattern is solved exactly (Cholesky of B_J^T B_J in float64), with an
-  exact line search on the true objective and coordinates that change sign dropped
-  (feature-sign search, Lee et al. 2007). A step is kept only where it lowers the objective;
-  FISTA then continues from it (momentum reset). Once the support is found the iterate is
-  the exact minimiser and the certificate closes (gap ~1e-12).
+- support Newton steps: every few iterations, for each image whose relative gap is below
+  ``NEWTON_GAP``, the Lasso restricted to its support J (|J| < m) and J's signs is solved exactly
+  (Cholesky of B_J^T B_J in float64), with an exact line search on the true objective;
+  coordinates that reach zero leave J, violators of the optimality condition enter, and the solve
+  is repeated (feature-sign search, Lee et al. 2007). A step is kept only where it lowers the
+  objective; FISTA then continues from it (momentum reset). Once the support is found the
+  iterate is the exact minimiser and the certificate closes to rounding.
 
 ``lasso_cvxpy``: the exact reference formulation in cvxpy (dense A Psi; for tests and
 benchmarks on small or few problems).
@@ -113,10 +114,15 @@ NEWTON_GAP = 2e-3  # support Newton steps for images whose relative gap is below
 
 
 def dense_matrix(physics: Physics, basis, img_shape) -> torch.Tensor | None:
-    """B = A Psi (m, n) for an operator that is an explicit matrix (``physics.matrix``, y = x A^T,
-    e.g. ``GaussianCS``), or None. Row i is Psi^T a_i: one fast transform of A's rows."""
+    """B = A Psi (m, n) for an operator that is an explicit matrix applied as y = x A^T
+    (``GaussianCS`` and subclasses that keep its ``A`` and ``A_adjoint``), or None.
+    Row i is Psi^T a_i: one fast transform of A's rows."""
+    from invgan.physics import GaussianCS
+
     M = getattr(physics, "matrix", None)
     n = math.prod(img_shape)
+    if type(physics).A is not GaussianCS.A or type(physics).A_adjoint is not GaussianCS.A_adjoint:
+        return None  # a subclass that applies A its own way: keep applying it
     if not torch.is_tensor(M) or M.dim() != 2 or tuple(M.shape) != (physics.m, n) or M.numel() > DENSE_LIMIT:
         return None
     return basis.analysis(M.reshape(physics.m, *img_shape)).reshape(physics.m, n).contiguous()
@@ -149,9 +155,10 @@ def support_newton(w: torch.Tensor, Bt: torch.Tensor, y: torch.Tensor, lam: floa
     J = supp(w) with signs s = sign(w_J), the minimiser of 1/2||y - B_J v||^2 + lam s'v is
     v = (B_J'B_J)^-1 (B_J'y - lam s); the step goes from w towards v with an exact line search on
     the true objective; coordinates that end at zero leave J, those that crossed zero change sign,
-    and the solve is repeated (``rounds`` times at most). Rows with |J| >= m or a failed factorisation are returned as they
-    are. Returns (w_new (b, n) float64, tried (b,) bool); the objective at w_new is never above
-    w's, up to rounding.
+    and the solve is repeated (``rounds`` times at most). A row with |J| >= m starts from its
+    m - 1 - m/32 largest coefficients (B_J must have full column rank); a row whose factorisation
+    fails is returned as it is. Returns (w_new (b, n) float64, tried (b,) bool); the objective at
+    w_new is never above that of the point it started from, up to rounding.
     """
     b, n = w.shape
     m = Bt.shape[1]
