@@ -319,15 +319,15 @@ def _lasso_fista(y, physics, basis, alpha, tol, max_iter, stall_tol, continuatio
     if dense is True and Bm is None:
         raise InvganError(f"dense=True needs an operator that is an explicit matrix shared by all images, with "
                           f"m * n <= {DENSE_LIMIT:.0e}; {type(physics).__name__} is not")
+    # support Newton steps every `newton_every` iterations: their cost (Gram + Cholesky, ~4.7 m^3 flops
+    # per image at |J| ~ m) kept to about a quarter of the FISTA iterations' (4 m n per image)
+    newton_every = max(50, 50 * math.ceil(4.67 * m * m / n / 50))
     Bt = None
     if Bm is not None:
         Bm = Bm.to(y.dtype)
         BmT = Bm.T.contiguous()  # (n, m): w @ BmT is faster than w @ Bm.T
-        if newton:
+        if newton and newton_every < max_iter:  # (at m ~ n the steps would never come: no float64 copy)
             Bt = BmT.double()
-    # support Newton steps every `newton_every` iterations: their cost (Gram + Cholesky, ~4.7 m^3 flops
-    # per image at |J| ~ m) kept to about a quarter of the FISTA iterations' (4 m n per image)
-    newton_every = max(50, 50 * math.ceil(4.67 * m * m / n / 50))
 
     def fwd(w):  # A Psi w
         if Bm is None:
