@@ -38,7 +38,7 @@ import torch
 
 from invgan.errors import InvganError
 from invgan.bases import make_basis
-from invgan.physics import Physics
+from invgan.physics import GaussianCS, Physics
 from invgan.resume import SolveState, fingerprint
 
 PAPER_ALPHA = {"dct": 0.1, "wavelet": 1e-5}
@@ -117,8 +117,6 @@ def dense_matrix(physics: Physics, basis, img_shape) -> torch.Tensor | None:
     """B = A Psi (m, n) for an operator that is an explicit matrix applied as y = x A^T
     (``GaussianCS`` and subclasses that keep its ``A`` and ``A_adjoint``), or None.
     Row i is Psi^T a_i: one fast transform of A's rows."""
-    from invgan.physics import GaussianCS
-
     M = getattr(physics, "matrix", None)
     n = math.prod(img_shape)
     if type(physics).A is not GaussianCS.A or type(physics).A_adjoint is not GaussianCS.A_adjoint:
@@ -380,7 +378,8 @@ def _lasso_fista(y, physics, basis, alpha, tol, max_iter, stall_tol, continuatio
     total, first_stage, saved, key = 0, 0, None, None
     ran = torch.zeros(nb, dtype=torch.long, device=device)  # iterations per image
     if state is not None:
-        key = {"solver": "lasso-fista-3", "dense": Bm is not None, "newton": Bt is not None, "basis": getattr(basis, "name", type(basis).__name__), "alpha": alpha,
+        key = {"solver": "lasso-fista-3", "dense": Bm is not None, "newton": Bt is not None,
+               "basis": getattr(basis, "name", type(basis).__name__), "alpha": alpha,
                "tol": tol, "max_iter": max_iter, "stall_tol": stall_tol, "continuation": continuation,
                "physics": type(physics).__name__, "m": m, "y": fingerprint(y)}
         saved = state.load(key, device)

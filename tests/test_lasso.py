@@ -1,9 +1,9 @@
 import pytest
 import torch
 
-from invgan.bases import DCTBasis, HaarBasis
+from invgan.bases import DCTBasis, HaarBasis, make_basis
 from invgan.errors import InvganError
-from invgan.lasso import dense_matrix, lasso_cvxpy, lasso_fista, lasso_objective, support_newton
+from invgan.lasso import dense_matrix, lasso_cvxpy, lasso_fista, support_newton
 from invgan.physics import GaussianCS
 
 SHAPE = (3, 16, 16)
@@ -122,7 +122,7 @@ def test_newton_steps_certify_in_far_fewer_iterations_and_agree_with_cvxpy(basis
 
 def test_support_newton_never_raises_the_objective_and_solves_a_planted_support():
     x, p, y = _faces_like(150, n_img=4)
-    basis = make_basis_for_test("dct")
+    basis = make_basis("dct", SHAPE)
     B = dense_matrix(p, basis, SHAPE)
     Bt = B.T.double()
     lam = 150 * 0.05
@@ -147,11 +147,6 @@ def test_support_newton_never_raises_the_objective_and_solves_a_planted_support(
     new, tried = support_newton(start, Bt, y, lam)
     assert tried.all()
     assert torch.allclose(new, w_opt, atol=1e-9 * float(w_opt.abs().max()))
-
-
-def make_basis_for_test(name):
-    from invgan.bases import make_basis
-    return make_basis(name, SHAPE)
 
 
 def test_dense_true_needs_an_explicit_matrix():
