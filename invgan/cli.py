@@ -146,7 +146,8 @@ def cmd_cs(args):
     cfg = CSConfig(measurements=args.measurements, physics=args.physics, methods=methods,
                    images=args.images, input=args.input, num_images=args.num_images,
                    noise_std=args.noise_std, iters=args.iters, restarts=args.restarts, lr=args.lr,
-                   z_reg=args.z_reg, z_clip=args.z_clip, lasso_tol=args.lasso_tol, budget=args.budget,
+                   z_reg=args.z_reg, z_clip=args.z_clip, lasso_tol=args.lasso_tol, lasso_solver=args.lasso_solver,
+                   budget=args.budget,
                    image_size=args.image_size,
                    superres_factor=args.factor, generator=resolve_checkpoint(args.generator),
                    seed=args.seed, device=args.device, grid_images=args.grid_images)
@@ -285,6 +286,9 @@ def _cs_parser(sub) -> None:
     c.add_argument("--z-reg", type=_nonneg_float, help="lambda of lambda ||z||^2 (paper: 0; dcgan-reg 0.001)")
     c.add_argument("--z-clip", type=_positive_float, help="clip z to [-c, c] after each step")
     c.add_argument("--lasso-tol", type=_positive_float, default=1e-5, help="Lasso relative duality-gap tolerance")
+    c.add_argument("--lasso-solver", default="auto", choices=["auto", "fista", "homotopy"],
+                   help="auto (default): the exact homotopy path for a Gaussian A up to m = 1000, FISTA above; "
+                        "fista; homotopy (README: Lasso solvers)")
     c.add_argument("--budget", default="paper", choices=list(BUDGETS),
                    help="CSGM work: paper (default: Adam, every restart runs every iteration), fast "
                         "(restarts that are behind are dropped early) or lbfgs (200 passes of per-latent "

@@ -33,7 +33,7 @@ class CSConfig:
     ``input`` "gen-span": generator samples instead; ``image_size``: None follows the generator
     (64 without one). ``iters``, ``restarts``, ``lr``, ``z_reg``, ``z_clip`` override the CSGM
     presets (None: the paper's); ``budget`` "paper" or "fast"; ``lasso_tol`` the Lasso's
-    relative duality-gap tolerance.
+    relative duality-gap tolerance; ``lasso_solver`` "auto", "fista" or "homotopy" (``invgan.methods.Lasso``).
     """
 
     measurements: int | None = 500
@@ -50,6 +50,7 @@ class CSConfig:
     z_reg: float | None = None
     z_clip: float | None = None
     lasso_tol: float = 1e-5
+    lasso_solver: str = "auto"       # "auto": the exact homotopy for a Gaussian A up to m = 1000, else FISTA
     budget: str = "paper"            # CSGM work: "paper" (fixed budget) or "fast" (restart pruning)
     superres_factor: int = 4
     generator: str | None = None
@@ -81,6 +82,10 @@ class CSConfig:
             check_int("image_size", self.image_size, 8)
         check_number("noise_std", self.noise_std, 0)
         check_number("lasso_tol", self.lasso_tol, 0, strict=True)
+        from invgan.lasso import SOLVERS
+
+        if self.lasso_solver not in SOLVERS:
+            raise InvganError(f"unknown lasso_solver {self.lasso_solver!r}: use {', '.join(SOLVERS)}")
         for k in ("iters", "restarts"):
             if getattr(self, k) is not None:
                 check_int(k, getattr(self, k), 1)
@@ -130,7 +135,8 @@ class CSExperiment(Experiment):
 
     def method_context(self):
         c = self.cfg
-        return {k: getattr(c, k) for k in ("iters", "restarts", "lr", "z_reg", "z_clip", "budget", "lasso_tol")}
+        return {k: getattr(c, k) for k in ("iters", "restarts", "lr", "z_reg", "z_clip", "budget", "lasso_tol",
+                                           "lasso_solver")}
 
     def table(self, result):
         return format_table(result)

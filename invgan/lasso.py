@@ -23,6 +23,10 @@ problem's structure (``dense="auto"``, the default, for operators with an explic
   objective; FISTA then continues from it (momentum reset). Once the support is found the
   iterate is the exact minimiser and the certificate closes to rounding.
 
+``lasso_homotopy``: the exact solution by the homotopy (LARS-Lasso) path, batched over images,
+for explicit-matrix operators; the fast and certified choice up to m ~ ``HOMOTOPY_MAX_M``
+(``Lasso(solver="auto")`` takes it there, FISTA elsewhere).
+
 ``lasso_cvxpy``: the exact reference formulation in cvxpy (dense A Psi; for tests and
 benchmarks on small or few problems).
 """
@@ -491,6 +495,297 @@ def _lasso_fista(y, physics, basis, alpha, tol, max_iter, stall_tol, continuatio
     if clip:
         x = x.clamp(-1, 1)
     return LassoResult(x, w, lasso_objective(y, physics, basis, w, alpha), gap, total, ran)
+
+
+HOMOTOPY_MAX_M = 1000  # solver="auto": the homotopy up to this m (its work grows like m^3 per image)
+HOMOTOPY_REFRESH = 200  # steps between exact re-factorisations (and the points a run can resume from)
+HOMOTOPY_DRIFT = 1e-6  # largest estimated drift of the correlations, relative to lam, between re-anchorings
+HOMOTOPY_BYTES = 1.0e9  # largest (B, m, m) float64 inverse held at once: larger batches run in chunks
+
+
+def homotopy_applies(physics: Physics, max_m: int | None = HOMOTOPY_MAX_M) -> bool:
+    """Whether the homotopy runs on this operator: an explicit matrix shared by all images that B
+    can be formed from (``dense_matrix``), with m <= ``max_m`` (None: any m). With the default
+    ``max_m``, whether ``solver="auto"`` takes it."""
+    M = getattr(physics, "matrix", None)
+    img_shape = getattr(physics, "img_shape", None)
+    return (bool(getattr(physics, "shared", False)) and img_shape is not None and torch.is_tensor(M)
+            and type(physics).A is GaussianCS.A and type(physics).A_adjoint is GaussianCS.A_adjoint
+            and M.dim() == 2 and tuple(M.shape) == (physics.m, math.prod(img_shape))
+            and M.numel() <= DENSE_LIMIT and (max_m is None or physics.m <= max_m))
+
+
+SOLVERS = ("auto", "fista", "homotopy")
+
+
+def lasso_homotopy(y: torch.Tensor, physics: Physics, basis="dct", alpha: float | None = None,
+                   clip: bool = True, progress: bool = False, state: SolveState | None = None,
+                   max_steps: int | None = None) -> LassoResult:
+    """The exact Lasso solution by the homotopy (LARS-Lasso) path, batched over images.
+
+    Each image's solution path w(lam) is piecewise linear in lam (Osborne, Presnell & Turlach
+    2000; Efron et al. 2004): it starts at w = 0 for lam >= lam_max = ||B^T y||_inf and changes
+    direction only where a coefficient enters or leaves the support. The solver follows it from
+    lam_max down to the target lam = m alpha one such event per step: on the support J with signs
+    s the direction is (B_J^T B_J)^-1 s, whose inverse is updated by one rank-one term per event
+    (float64, re-factorised exactly every ``HOMOTOPY_REFRESH`` steps); a step costs two products
+    with B and a scan of the n correlations, all in float64. At the end the solution on each final
+    support is computed exactly (Cholesky with iterative refinement) and certified by the float64
+    duality gap (1e-8 or less where measured). A support holds at most m coefficients (at m, B_J
+    is square and no further coefficient can enter).
+
+    It needs B = A Psi formed once (``dense_matrix``: an explicit matrix shared by all images) and
+    holds its Gram B^T B (n x n, float64) and one (m, m) inverse per image: it is the fast choice
+    for m up to about ``HOMOTOPY_MAX_M``; the steps number about 1.5 m per image.
+
+    Parameters
+    ----------
+    y : torch.Tensor
+        (B, m) measurements under ``physics``.
+    physics : invgan.physics.Physics
+        An explicit-matrix operator such as ``GaussianCS``, shared by all images.
+    basis : {"dct", "wavelet"} or basis object
+    alpha : float, optional
+        The l1 weight; default the paper's for a named basis.
+    clip : bool
+        Clip x = Psi w to [-1, 1].
+    state : invgan.resume.SolveState, optional
+        Save the path as it goes (at re-factorisation points) and resume from it.
+    max_steps : int, optional
+        Stop every image after this many steps (its point is then certified as it is).
+
+    Returns
+    -------
+    LassoResult
+        ``iterations``: steps in all; ``image_iterations``: (B,) steps per image; ``gap``: the
+        certified relative duality gaps.
+    """
+    with flush_denormal():
+        return _lasso_homotopy(y, physics, basis, alpha, clip, progress, state, max_steps)
+
+
+def _support_solution(G, c0, idx, used, sgn, lamb):
+    """Per row, the inverse of B_J^T B_J on the support slots (zero elsewhere) and the exact
+    solution w_J = (B_J^T B_J)^-1 (B_J^T y - lam s) at its lam, scattered to (b, n); float64.
+    ``ok``: the factorisation succeeded (else a 1e-12 ridge was added to it)."""
+    f64 = G.dtype
+    uf = used.to(f64)
+    mask = uf[:, :, None] * uf[:, None, :]
+    GJ = G[idx[:, :, None], idx[:, None, :]] * mask + torch.diag_embed(1 - uf)
+    L, info = torch.linalg.cholesky_ex(GJ)
+    ok = info == 0
+    if not bool(ok.all()):
+        ridge = 1e-12 * GJ.diagonal(dim1=1, dim2=2).amax(1)
+        L2, _ = torch.linalg.cholesky_ex(GJ + ridge[:, None, None] * torch.eye(GJ.shape[1], dtype=f64, device=G.device))
+        L = torch.where(ok[:, None, None], L, L2)
+    Gi = torch.cholesky_inverse(L) * mask
+    rhs = ((c0.gather(1, idx) - lamb[:, None] * sgn) * uf)[..., None]
+    wJ = torch.cholesky_solve(rhs, L)
+    for _ in range(2):  # iterative refinement: B_J is close to square near basis pursuit
+        wJ = wJ + torch.cholesky_solve(rhs - GJ @ wJ, L)
+    wJ = wJ.squeeze(-1)
+    w = torch.zeros(c0.shape, dtype=f64, device=G.device).scatter_add_(1, idx, wJ * uf)
+    return Gi, w, ok
+
+
+def _homotopy_chunk(B, Bt, G, Y, lam, bar=None, saved=None, save=None, max_steps=None):
+    """Follow the path of every row of Y (b, m) from its lam_max down to ``lam``.
+
+    B (m, n) and Bt (n, m) for the products (float64, or float32 with more frequent re-anchoring),
+    G (n, n) the float64 Gram. ``saved``: a state from ``save`` to resume from (it holds the path at a
+    re-anchoring point, so the resumed run repeats the uninterrupted one step for step). Returns w (b, n) float64 (the exact solution on each row's
+    final support and signs), steps (b,), ok (b,) (False: a factorisation needed a ridge)."""
+    m, n = B.shape
+    b, K, dev, f64 = Y.shape[0], m, Y.device, G.dtype
+    Bd, Btd = B.to(f64), Bt.to(f64)
+    c0 = Y.to(f64) @ Bd  # B^T y
+    diagG = G.diagonal()
+    eps_prod = 1e-6 if B.dtype == torch.float32 else 1e-14  # error of a product, relative to its entries' size
+    if saved is None:  # full-size path state; the running rows' is copied back at each refresh
+        lam0 = c0.abs().amax(1)
+        st = {"idx": torch.zeros(b, K, dtype=torch.long, device=dev),
+              "used": torch.zeros(b, K, dtype=torch.bool, device=dev),
+              "sgn": torch.zeros(b, K, dtype=f64, device=dev),
+              "last": torch.full((b,), -1, dtype=torch.long, device=dev),
+              "steps": torch.zeros(b, dtype=torch.long, device=dev),
+              "done": lam0 <= lam, "lamb": lam0.clamp_min(lam), "Kc": torch.tensor(min(K, 64))}
+        j0 = c0.abs().argmax(1)
+        st["idx"][:, 0] = j0
+        st["used"][:, 0] = ~st["done"]
+        st["sgn"][:, 0] = torch.where(st["done"], 0.0, torch.sign(c0.gather(1, j0[:, None]).squeeze(1)))
+    else:
+        st = saved
+    rows = (~st["done"]).nonzero().squeeze(1)
+    # the working arrays hold Kc slots (grown by doubling as supports grow): the (b, Kc, Kc) inverse
+    # is what a step reads and writes, so it is kept no larger than the supports need
+    Kc = int(st["Kc"])
+    idx, used, sgn = (st[k][rows, :Kc] for k in ("idx", "used", "sgn"))
+    last, steps, lamb = (st[k][rows] for k in ("last", "steps", "lamb"))
+    ok_all = torch.ones(b, dtype=torch.bool, device=dev)
+    inf = float("inf")
+    while len(rows):
+        # re-anchor exactly (also where a resumed run starts): inverse on the support, w, correlations
+        Gi, w, ok = _support_solution(G, c0[rows], idx, used, sgn, lamb)
+        ok_all[rows] &= ok
+        # a coefficient that has just entered is zero on the path: rounding must not give it the
+        # wrong sign (it would leave again at once)
+        S = torch.zeros_like(w).scatter_add_(1, idx, sgn * used)
+        w = torch.where(w * S < 0, 0.0, w)
+        c = c0[rows] - (w @ Btd) @ Bd
+        # (scatter_add: free slots hold index 0 too, and must not overwrite a used slot's mark)
+        active = torch.zeros(len(rows), n, dtype=torch.int32, device=dev).scatter_add_(1, idx, used.int()) > 0
+        d = (Gi @ sgn[..., None]).squeeze(-1)  # direction of w_J as lam decreases
+        drift = torch.zeros(len(rows), dtype=f64, device=dev)
+        for _ in range(HOMOTOPY_REFRESH):
+            # the products leave an error of about eps * |a| * g in c per step: re-anchor before it
+            # reaches HOMOTOPY_DRIFT * lam in any row (with float64 products: every HOMOTOPY_REFRESH steps)
+            if bool((drift > HOMOTOPY_DRIFT * lamb).any()):
+                break
+            if Kc < K and bool(used.all(1).any()):  # a support fills the slots: double them
+                grow = min(K, 2 * Kc) - Kc
+                idx, used, sgn, d = (torch.nn.functional.pad(t, (0, grow)) for t in (idx, used, sgn, d))
+                Gi = torch.nn.functional.pad(Gi, (0, grow, 0, grow))
+                Kc += grow
+            rr = torch.arange(len(rows), device=dev)
+            D = torch.zeros(len(rows), n, dtype=f64, device=dev).scatter_add_(1, idx, d * used)
+            a = (D.to(B.dtype) @ Bt) @ B  # B^T B_J d_J; a_J = s
+            # the next coefficient to enter: |c_j - g a_j| = lam - g, scanned ...
+            cf, lf = c.to(a.dtype), lamb.to(a.dtype)[:, None]
+            gin = torch.minimum(torch.where(a < 1, (lf - cf) / (1 - a), inf),
+                                torch.where(a > -1, (lf + cf) / (1 + a), inf)).masked_fill_(active, inf)
+            back = (last >= 0).nonzero().squeeze(1)
+            gin[back, last[back]] = inf  # the coefficient that just left does not re-enter at once
+            j_in = gin.argmin(1)
+            cj, aj = c[rr, j_in], a[rr, j_in].to(f64)  # ... and its step computed again in float64
+            g_in = torch.minimum(torch.where(aj < 1, (lamb - cj) / (1 - aj), inf),
+                                 torch.where(aj > -1, (lamb + cj) / (1 + aj), inf)).clamp_min(0)
+            # with m coefficients in the support no further one enters (B_J is square: c_j = lam a_j)
+            g_in = torch.where(torch.isfinite(gin[rr, j_in]) & ~(used.all(1) & (Kc == K)), g_in, inf)
+            # the next coefficient to leave: w_j + g d_j = 0
+            wJ = w.gather(1, idx)
+            g_out, p_out = torch.where(used & (wJ * d < 0), -wJ / d, inf).min(1)
+            g_end = lamb - lam
+            gam = torch.minimum(torch.minimum(g_in, g_out), g_end)
+            end = g_end <= gam
+            leave = ~end & (g_out <= g_in)
+            p_in = (~used).to(torch.int8).argmax(1)
+            enter = ~end & ~leave
+            w.add_(gam[:, None] * D)
+            drift += eps_prod * gam * a.abs().amax(1).to(f64)
+            c.sub_(gam[:, None] * a.to(f64))
+            lamb = torch.where(end, torch.full_like(lamb, lam), lamb - gam)
+            # rank-one update of the inverse: entering v = Gi g - e_p (g = B_J^T b_j), 1 / Schur
+            # complement; leaving v = Gi e_p, -1 / Gi_pp
+            g = G[j_in].gather(1, idx) * (used & enter[:, None])
+            q = (Gi @ g[..., None]).squeeze(-1)
+            schur = diagG[j_in] - (g * q).sum(1)
+            q[rr, p_in] -= 1
+            col = Gi[rr, :, p_out]
+            v = torch.where(enter[:, None], q, col)
+            coef = torch.where(enter, 1 / schur, torch.where(leave, -1 / col[rr, p_out], 0.0))
+            coef = torch.where(torch.isfinite(coef), coef, 0.0)
+            Gi.baddbmm_((v * coef[:, None])[:, :, None], v[:, None, :])
+            s_old = sgn.clone()
+            sgn[enter, p_in[enter]] = torch.sign(c[enter, j_in[enter]])
+            sgn[leave, p_out[leave]] = 0
+            d += coef[:, None] * v * (v * torch.where(enter[:, None], sgn, s_old)).sum(1, keepdim=True)
+            ei, li = enter.nonzero().squeeze(1), leave.nonzero().squeeze(1)
+            idx[ei, p_in[ei]] = j_in[ei]
+            used[ei, p_in[ei]] = True
+            active[ei, j_in[ei]] = True
+            last[ei] = -1
+            jl, pl = idx[li, p_out[li]], p_out[li]
+            used[li, pl] = False
+            active[li, jl] = False
+            w[li, jl] = 0
+            d[li, pl] = 0
+            Gi[li, pl, :] = 0
+            Gi[li, :, pl] = 0
+            last[li] = jl
+            steps += 1
+            if bar is not None:
+                bar.update(1)
+            if max_steps is not None:
+                end = end | (steps >= max_steps)
+            if bool(end.any()):  # finished rows leave the batch
+                fin, keep = end.nonzero().squeeze(1), (~end).nonzero().squeeze(1)
+                for k, v_ in (("idx", idx), ("used", used), ("sgn", sgn)):
+                    st[k][rows[fin], :Kc] = v_[fin]
+                for k, v_ in (("last", last), ("steps", steps), ("lamb", lamb)):
+                    st[k][rows[fin]] = v_[fin]
+                st["done"][rows[fin]] = True
+                rows, idx, used, sgn, last, steps, lamb = (t[keep] for t in (rows, idx, used, sgn, last, steps, lamb))
+                Gi, w, c, d, active, drift = Gi[keep], w[keep], c[keep], d[keep], active[keep], drift[keep]
+                if not len(rows):
+                    break
+        for k, v_ in (("idx", idx), ("used", used), ("sgn", sgn)):
+            st[k][rows, :Kc] = v_
+        for k, v_ in (("last", last), ("steps", steps), ("lamb", lamb)):
+            st[k][rows] = v_
+        st["Kc"] = torch.tensor(Kc)
+        if save is not None and len(rows):
+            save(st)
+    # every row: the exact solution on its final support and signs, at its final lam
+    out = torch.zeros(b, n, dtype=f64, device=dev)
+    chunk = max(1, int(HOMOTOPY_BYTES // (8 * K * K)))
+    for i in range(0, b, chunk):
+        sl = slice(i, i + chunk)
+        _, out[sl], ok = _support_solution(G, c0[sl], st["idx"][sl], st["used"][sl], st["sgn"][sl], st["lamb"][sl])
+        ok_all[sl] &= ok
+    return out, st["steps"], ok_all
+
+
+def _lasso_homotopy(y, physics, basis, alpha, clip, progress, state, max_steps):
+    from tqdm import tqdm
+
+    basis, alpha, img_shape = _check_inputs(y, physics, basis, alpha, 1.0)
+    Bm = dense_matrix(physics, basis, img_shape) if physics.shared else None
+    if Bm is None:
+        raise InvganError(f"the homotopy solver needs an operator that is an explicit matrix shared by all images, "
+                          f"with m * n <= {DENSE_LIMIT:.0e}; {type(physics).__name__} is not: use solver='fista'")
+    if max_steps is not None and (not isinstance(max_steps, int) or max_steps < 1):
+        raise InvganError(f"max_steps must be a whole number >= 1, got {max_steps!r}")
+    m, nb, dev = physics.m, y.shape[0], y.device
+    lam = m * alpha
+    Bd = Bm.to(y.dtype).double()  # the problem's B, held in float64: float32 products drift by more than
+    Btd = Bd.T.contiguous()        # the wavelet's small lam allows (measured), and cost no less once refreshed
+    G = Bd.T @ Bd  # Gram B^T B (n, n), float64
+    Y = y.reshape(nb, -1)
+    key = None
+    if state is not None:
+        key = {"solver": "lasso-homotopy-1", "basis": getattr(basis, "name", type(basis).__name__), "alpha": alpha,
+               "max_steps": max_steps, "refresh": HOMOTOPY_REFRESH, "physics": type(physics).__name__, "m": m,
+               "y": fingerprint(y)}
+    saved = state.load(key, dev) if state is not None else None
+    chunk = max(1, int(HOMOTOPY_BYTES // (8 * m * m)))
+    bar = tqdm(desc=f"lasso-{getattr(basis, 'name', 'basis')} homotopy", unit="step", disable=not progress,
+               leave=False)
+    outs, steps, oks = [], [], []
+    states = list(saved["chunks"]) if saved else []
+    for ci, i in enumerate(range(0, nb, chunk)):
+        def save(st, ci=ci):
+            if state.due():
+                state.save(key, {"chunks": states[:ci] + [st]})
+
+        prior = states[ci] if ci < len(states) else None
+        w, s, ok = _homotopy_chunk(Bd, Btd, G, Y[i:i + chunk], lam, bar, prior, save if state is not None else None,
+                                   max_steps)
+        outs.append(w)
+        steps.append(s)
+        oks.append(ok)
+    bar.close()
+    w = torch.cat(outs)
+    r = Y.double() - w @ Bd.T
+    g = r @ Bd
+    primal = 0.5 * r.pow(2).sum(1) + lam * w.abs().sum(1)
+    dual = _dual_value(r, g, Y.double(), lam)
+    gap = ((primal - dual).clamp_min(0) / primal.clamp_min(1e-300)).to(y.dtype)
+    w = w.to(y.dtype).reshape(nb, *img_shape)
+    x = basis.synthesis(w)
+    if clip:
+        x = x.clamp(-1, 1)
+    steps = torch.cat(steps)
+    return LassoResult(x, w, lasso_objective(y, physics, basis, w, alpha), gap, int(steps.max()) if nb else 0, steps)
 
 
 def explicit_matrix(physics: Physics, basis, y_shape, device="cpu", dtype=torch.float32) -> np.ndarray:

@@ -198,16 +198,24 @@ class Lasso(Method):
     alpha : float, optional
         Default: the paper's for the basis (0.1 DCT, 1e-5 wavelet).
     tol : float, default 1e-5
-        Relative duality-gap tolerance.
+        Relative duality-gap tolerance (FISTA; the homotopy ends at the exact solution).
     max_iter : int, default 10000
+        FISTA iterations.
+    solver : {"auto", "fista", "homotopy"}, default "auto"
+        "homotopy": ``invgan.lasso.lasso_homotopy``, the exact solution path (explicit-matrix
+        operators only); "fista": ``lasso_fista``; "auto": the homotopy where
+        ``invgan.lasso.homotopy_applies`` (a shared explicit matrix, m <= ``HOMOTOPY_MAX_M``), else FISTA.
     """
 
     def __init__(self, basis="dct", alpha: float | None = None, tol: float = 1e-5, max_iter: int = 10000,
-                 clip: bool = True, name: str | None = None):
-        from invgan.lasso import PAPER_ALPHA
+                 clip: bool = True, name: str | None = None, solver: str = "auto"):
+        from invgan.lasso import PAPER_ALPHA, SOLVERS
 
         if isinstance(basis, str) and basis not in PAPER_ALPHA:
             raise InvganError(f"unknown basis {basis!r}: use dct, wavelet or a basis object")
+        if solver not in SOLVERS:
+            raise InvganError(f"unknown Lasso solver {solver!r}: use {', '.join(SOLVERS)}")
+        self.solver = solver
         if alpha is not None:
             check_number("alpha", alpha, strict=True)
         check_number("tol", tol, strict=True)
@@ -217,18 +225,35 @@ class Lasso(Method):
         self.name = name or f"lasso-{getattr(basis, 'name', basis)}"
 
     def check(self, y, physics):
-        from invgan.lasso import _check_inputs
+        from invgan.lasso import _check_inputs, homotopy_applies
 
         _check_inputs(y[:1], physics, self.basis, self.alpha, self.tol)
+        if self.solver == "homotopy" and not homotopy_applies(physics, max_m=None):
+            raise InvganError(f"the homotopy Lasso solver needs an explicit-matrix operator shared by all images "
+                              f"(such as gaussian); {type(physics).__name__} is not: use solver fista or auto")
+
+    def solver_for(self, physics) -> str:
+        """The solver this method runs on ``physics``: "homotopy" or "fista"."""
+        from invgan.lasso import homotopy_applies
+
+        if self.solver == "auto":
+            return "homotopy" if homotopy_applies(physics) else "fista"
+        return self.solver
 
     def reconstruct(self, y, physics, state=None, progress=False):
-        from invgan.lasso import lasso_fista
+        from invgan.lasso import lasso_fista, lasso_homotopy
 
-        r = lasso_fista(y, physics, self.basis, self.alpha, tol=self.tol, max_iter=self.max_iter, clip=self.clip,
-                        progress=progress, state=state)
-        return Reconstruction(r.x, {"alpha": self.alpha, "tol": self.tol, "iterations": r.iterations,
+        solver = self.solver_for(physics)
+        if solver == "homotopy":
+            r = lasso_homotopy(y, physics, self.basis, self.alpha, clip=self.clip, progress=progress, state=state)
+        else:
+            r = lasso_fista(y, physics, self.basis, self.alpha, tol=self.tol, max_iter=self.max_iter, clip=self.clip,
+                            progress=progress, state=state)
+        return Reconstruction(r.x, {"alpha": self.alpha, "tol": self.tol, "solver": solver,
+                                    "iterations": r.iterations,
                                     "image_iterations_mean": float(r.image_iterations.float().mean()),
                                     "max_rel_gap": float(r.gap.max())}, raw=r)
+
 
 
 # ----------------------------------------------------------------------------- least squares
@@ -446,8 +471,8 @@ def _csgm_builder(preset):
 
 
 def _lasso_builder(basis):
-    def build(lasso_tol=1e-5, **_):
-        return Lasso(basis, tol=lasso_tol)
+    def build(lasso_tol=1e-5, lasso_solver="auto", **_):
+        return Lasso(basis, tol=lasso_tol, solver=lasso_solver)
     return build
 
 

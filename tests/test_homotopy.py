@@ -1,0 +1,139 @@
+"""The homotopy (LARS-Lasso) solver: exact against cvxpy, far fewer steps than FISTA's iterations,
+honest certificates, resumable, and chosen by ``Lasso(solver="auto")`` where it applies."""
+
+import pytest
+import torch
+
+import invgan.lasso as lasso_module
+from invgan.errors import InvganError
+from invgan.lasso import homotopy_applies, lasso_cvxpy, lasso_fista, lasso_homotopy
+from invgan.methods import Lasso
+from invgan.physics import GaussianCS, make_physics
+from invgan.resume import SolveState
+
+SHAPE = (3, 16, 16)
+
+
+def _problem(m, seed=0, n_images=3, dtype=torch.float64, noise=0.01):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(n_images, *SHAPE, generator=g, dtype=dtype) * 2 - 1
+    x = torch.nn.functional.avg_pool2d(x, 3, 1, 1)  # smooth-ish images, like faces: a few large coefficients
+    p = GaussianCS(m, SHAPE, noise_std=noise, seed=seed)
+    p.matrix = p.matrix.to(dtype)
+    return x, p, p(x, torch.Generator().manual_seed(seed + 1))
+
+
+@pytest.mark.parametrize("basis,alpha", [("dct", 0.1), ("dct", 1e-3), ("wavelet", 1e-5), ("wavelet", 1e-2)])
+def test_homotopy_is_exact_and_agrees_with_cvxpy(basis, alpha):
+    x, p, y = _problem(150)
+    r = lasso_homotopy(y, p, basis, alpha=alpha)
+    ref = lasso_cvxpy(y, p, basis, alpha=alpha)
+    assert r.gap.max() < 1e-8, r.gap
+    rel = (r.objective - ref.objective) / ref.objective
+    assert rel.max() < 1e-6 and rel.min() > -1e-4, rel  # never worse than cvxpy's; cvxpy is not exact
+    assert (r.w.flatten(1) != 0).sum(1).max() <= p.m  # at most m coefficients
+
+
+def test_homotopy_takes_far_fewer_steps_than_fista_iterations():
+    """Counts, not seconds: the homotopy's steps (one pair of products with B each) against the
+    FISTA iterations (one pair each) needed for the same certified gap, near basis pursuit."""
+    x, p, y = _problem(150, seed=2)
+    h = lasso_homotopy(y, p, "wavelet")
+    f = lasso_fista(y, p, "wavelet", tol=1e-6, max_iter=20000)
+    assert h.gap.max() < 1e-8
+    assert (f.gap > 1e-6).any() or f.image_iterations.min() > 5 * h.image_iterations.max(), (
+        f.image_iterations, h.image_iterations)
+    assert (f.objective - h.objective).min() > -1e-7 * h.objective.max()  # FISTA never below the exact optimum
+    # coefficients also leave the support on the way (the path is not monotone): steps > final support
+    assert (h.image_iterations > (h.w.flatten(1) != 0).sum(1)).any()
+
+
+def test_homotopy_float32_problem_and_trivial_rows():
+    x, p, y = _problem(120, seed=3, dtype=torch.float32)
+    y = torch.cat([y, torch.zeros_like(y[:1]), 1e-9 * y[:1]])  # y = 0, and lam >= lam_max
+    r = lasso_homotopy(y, p, "dct")
+    assert r.x.dtype == torch.float32 and r.w.dtype == torch.float32
+    assert r.gap[:-2].max() < 1e-6  # the float32 rounding of w bounds the certificate
+    assert torch.equal(r.w[-2:], torch.zeros_like(r.w[-2:])) and int(r.image_iterations[-2:].max()) == 0
+    ref = lasso_fista(y[:-2], p, "dct", tol=1e-7, max_iter=20000)
+    assert ((r.objective[:-2] - ref.objective) / ref.objective).max() < 1e-5
+
+
+def test_homotopy_chunks_and_max_steps(monkeypatch):
+    x, p, y = _problem(100, seed=4, n_images=4)
+    whole = lasso_homotopy(y, p, "dct")
+    monkeypatch.setattr(lasso_module, "HOMOTOPY_BYTES", 8 * 100 * 100)  # one image per chunk
+    chunked = lasso_homotopy(y, p, "dct")
+    assert torch.allclose(whole.w, chunked.w, atol=1e-9) and torch.equal(whole.image_iterations,
+                                                                         chunked.image_iterations)
+    short = lasso_homotopy(y, p, "dct", max_steps=10)
+    assert int(short.image_iterations.max()) == 10
+    assert (short.gap > 1e-3).all()  # stopped early: the certificate says so
+    assert (short.objective > whole.objective).all()
+    with pytest.raises(InvganError, match="max_steps"):
+        lasso_homotopy(y, p, "dct", max_steps=0)
+
+
+def test_homotopy_resumes_step_for_step(tmp_path, monkeypatch):
+    x, p, y = _problem(150, seed=5, n_images=4)
+    monkeypatch.setattr(lasso_module, "HOMOTOPY_REFRESH", 20)
+    ref = lasso_homotopy(y, p, "wavelet")
+    saves = []
+    real_save = SolveState.save
+
+    def save_then_die(self, key, state):
+        real_save(self, key, state)
+        saves.append(1)
+        if len(saves) == 3:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(SolveState, "save", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        lasso_homotopy(y, p, "wavelet", state=SolveState(tmp_path / "h.pt", every=0))
+    monkeypatch.setattr(SolveState, "save", real_save)
+    res = lasso_homotopy(y, p, "wavelet", state=SolveState(tmp_path / "h.pt", every=0))
+    assert torch.equal(res.w, ref.w) and torch.equal(res.image_iterations, ref.image_iterations)
+    # a changed problem does not resume from the old file
+    other = lasso_homotopy(y * 0.5, p, "wavelet", state=SolveState(tmp_path / "h.pt", every=0))
+    assert torch.allclose(other.w, lasso_homotopy(y * 0.5, p, "wavelet").w, atol=1e-12)
+
+
+def test_homotopy_needs_an_explicit_matrix():
+    x = torch.rand(2, *SHAPE) * 2 - 1
+    p = make_physics("superres", SHAPE, None, 0.0, 0, 4, "cpu")
+    y = p(x)
+    with pytest.raises(InvganError, match="explicit matrix"):
+        lasso_homotopy(y, p, "dct")
+    assert not homotopy_applies(p)
+    m = Lasso("dct", solver="homotopy")
+    with pytest.raises(InvganError, match="homotopy"):
+        m.check(y, p)
+    assert Lasso("dct").solver_for(p) == "fista"
+    with pytest.raises(InvganError, match="solver"):
+        Lasso("dct", solver="lars")
+
+
+def test_auto_takes_the_homotopy_up_to_its_m_and_fista_above():
+    small = GaussianCS(200, SHAPE, noise_std=0.0, seed=0)
+    big = GaussianCS(lasso_module.HOMOTOPY_MAX_M + 1, (3, 32, 32), noise_std=0.0, seed=0)
+    assert Lasso("wavelet").solver_for(small) == "homotopy"
+    assert Lasso("wavelet").solver_for(big) == "fista"
+    assert Lasso("wavelet", solver="homotopy").solver_for(big) == "homotopy"
+    assert Lasso("wavelet", solver="fista").solver_for(small) == "fista"
+    x, p, y = _problem(120, seed=6, n_images=2)
+    rec = Lasso("dct")(y, p)
+    assert rec.details["solver"] == "homotopy" and rec.details["max_rel_gap"] < 1e-8
+
+
+def test_lasso_solver_setting_is_checked_before_any_work(tmp_path):
+    import subprocess
+    import sys
+
+    from invgan.cs import CSConfig
+
+    with pytest.raises(InvganError, match="lasso_solver"):
+        CSConfig(lasso_solver="lars").validate()
+    CSConfig(lasso_solver="homotopy").validate()
+    p = subprocess.run([sys.executable, "-m", "invgan", "cs", "--lasso-solver", "lars", "--out", str(tmp_path / "o")],
+                       capture_output=True, text=True)
+    assert p.returncode == 2 and "lasso-solver" in p.stderr and not (tmp_path / "o").exists()
