@@ -500,6 +500,7 @@ def _lasso_fista(y, physics, basis, alpha, tol, max_iter, stall_tol, continuatio
 HOMOTOPY_MAX_M = 1000  # solver="auto": the homotopy up to this m (its work grows like m^3 per image)
 HOMOTOPY_REFRESH = 200  # steps between exact re-factorisations (and the points a run can resume from)
 HOMOTOPY_DRIFT = 1e-6  # largest estimated drift of the correlations, relative to lam, between re-anchorings
+GRAM_BYTES = 2.0e9  # largest B^T B (float64) the homotopy forms; above, its entries are computed as needed
 HOMOTOPY_BYTES = 1.0e9  # largest (B, m, m) float64 inverse held at once: larger batches run in chunks
 
 
@@ -535,7 +536,8 @@ def lasso_homotopy(y: torch.Tensor, physics: Physics, basis="dct", alpha: float 
     is square and no further coefficient can enter).
 
     It needs B = A Psi formed once (``dense_matrix``: an explicit matrix shared by all images) and
-    holds its Gram B^T B (n x n, float64) and one (m, m) inverse per image: it is the fast choice
+    holds its Gram B^T B (n x n, float64; where that exceeds ``GRAM_BYTES`` its entries are computed
+    as needed, one more product per step) and one (m, m) inverse per image: it is the fast choice
     for m up to about ``HOMOTOPY_MAX_M``; the steps number about 1.5 m per image.
 
     Parameters
@@ -564,6 +566,27 @@ def lasso_homotopy(y: torch.Tensor, physics: Physics, basis="dct", alpha: float 
         return _lasso_homotopy(y, physics, basis, alpha, clip, progress, state, max_steps)
 
 
+class _Gram:
+    """Entries of B^T B (float64): from the formed Gram where it fits in ``GRAM_BYTES``, else
+    computed from B when asked (one more product per step)."""
+
+    def __init__(self, Bd, Btd):
+        n = Bd.shape[1]
+        self.Bd, self.Btd = Bd, Btd
+        self.G = Btd @ Bd if 8 * n * n <= GRAM_BYTES else None
+        self.diag = self.G.diagonal() if self.G is not None else Bd.pow(2).sum(0)
+        self.dtype, self.device = Bd.dtype, Bd.device
+
+    def rows(self, j):  # (b,) -> (b, n): rows j of B^T B
+        return self.G[j] if self.G is not None else self.Btd[j] @ self.Bd
+
+    def sub(self, idx):  # (b, K) -> (b, K, K): B_J^T B_J on the slots
+        if self.G is not None:
+            return self.G[idx[:, :, None], idx[:, None, :]]
+        BJ = self.Btd[idx]  # (b, K, m)
+        return BJ @ BJ.transpose(1, 2)
+
+
 def _support_solution(G, c0, idx, used, sgn, lamb):
     """Per row, the inverse of B_J^T B_J on the support slots (zero elsewhere) and the exact
     solution w_J = (B_J^T B_J)^-1 (B_J^T y - lam s) at its lam, scattered to (b, n); float64.
@@ -571,7 +594,7 @@ def _support_solution(G, c0, idx, used, sgn, lamb):
     f64 = G.dtype
     uf = used.to(f64)
     mask = uf[:, :, None] * uf[:, None, :]
-    GJ = G[idx[:, :, None], idx[:, None, :]] * mask + torch.diag_embed(1 - uf)
+    GJ = G.sub(idx) * mask + torch.diag_embed(1 - uf)
     L, info = torch.linalg.cholesky_ex(GJ)
     ok = info == 0
     if not bool(ok.all()):
@@ -599,7 +622,7 @@ def _homotopy_chunk(B, Bt, G, Y, lam, bar=None, saved=None, save=None, max_steps
     b, K, dev, f64 = Y.shape[0], m, Y.device, G.dtype
     Bd, Btd = B.to(f64), Bt.to(f64)
     c0 = Y.to(f64) @ Bd  # B^T y
-    diagG = G.diagonal()
+    diagG = G.diag
     eps_prod = 1e-6 if B.dtype == torch.float32 else 1e-14  # error of a product, relative to its entries' size
     if saved is None:  # full-size path state; the running rows' is copied back at each refresh
         lam0 = c0.abs().amax(1)
@@ -676,7 +699,7 @@ def _homotopy_chunk(B, Bt, G, Y, lam, bar=None, saved=None, save=None, max_steps
             lamb = torch.where(end, torch.full_like(lamb, lam), lamb - gam)
             # rank-one update of the inverse: entering v = Gi g - e_p (g = B_J^T b_j), 1 / Schur
             # complement; leaving v = Gi e_p, -1 / Gi_pp
-            g = G[j_in].gather(1, idx) * (used & enter[:, None])
+            g = G.rows(j_in).gather(1, idx) * (used & enter[:, None])
             q = (Gi @ g[..., None]).squeeze(-1)
             schur = diagG[j_in] - (g * q).sum(1)
             q[rr, p_in] -= 1
@@ -749,7 +772,7 @@ def _lasso_homotopy(y, physics, basis, alpha, clip, progress, state, max_steps):
     lam = m * alpha
     Bd = Bm.to(y.dtype).double()  # the problem's B, held in float64: float32 products drift by more than
     Btd = Bd.T.contiguous()        # the wavelet's small lam allows (measured), and cost no less once refreshed
-    G = Bd.T @ Bd  # Gram B^T B (n, n), float64
+    G = _Gram(Bd, Btd)  # B^T B (n, n), float64, formed if it fits in GRAM_BYTES
     Y = y.reshape(nb, -1)
     key = None
     if state is not None:

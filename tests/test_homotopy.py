@@ -137,3 +137,12 @@ def test_lasso_solver_setting_is_checked_before_any_work(tmp_path):
     p = subprocess.run([sys.executable, "-m", "invgan", "cs", "--lasso-solver", "lars", "--out", str(tmp_path / "o")],
                        capture_output=True, text=True)
     assert p.returncode == 2 and "lasso-solver" in p.stderr and not (tmp_path / "o").exists()
+
+
+def test_homotopy_without_a_formed_gram_gives_the_same_path(monkeypatch):
+    x, p, y = _problem(120, seed=7, n_images=2)
+    ref = lasso_homotopy(y, p, "wavelet")
+    monkeypatch.setattr(lasso_module, "GRAM_BYTES", 0)  # large images: B^T B entries computed from B
+    res = lasso_homotopy(y, p, "wavelet")
+    assert torch.equal(res.image_iterations, ref.image_iterations)
+    assert torch.allclose(res.w, ref.w, atol=1e-10, rtol=0) and res.gap.max() < 1e-8
