@@ -499,7 +499,6 @@ def _lasso_fista(y, physics, basis, alpha, tol, max_iter, stall_tol, continuatio
 
 HOMOTOPY_MAX_M = 1000  # solver="auto": the homotopy up to this m (its work grows like m^3 per image)
 HOMOTOPY_REFRESH = 200  # steps between exact re-factorisations (and the points a run can resume from)
-HOMOTOPY_DRIFT = 1e-6  # largest estimated drift of the correlations, relative to lam, between re-anchorings
 GRAM_BYTES = 2.0e9  # largest B^T B (float64) the homotopy forms; above, its entries are computed as needed
 HOMOTOPY_BYTES = 1.0e9  # largest (B, m, m) float64 inverse held at once: larger batches run in chunks
 
@@ -614,8 +613,8 @@ def _support_solution(G, c0, idx, used, sgn, lamb):
 def _homotopy_chunk(B, Bt, G, Y, lam, bar=None, saved=None, save=None, max_steps=None):
     """Follow the path of every row of Y (b, m) from its lam_max down to ``lam``.
 
-    B (m, n) and Bt (n, m) for the products (float64, or float32 with more frequent re-anchoring),
-    G (n, n) the float64 Gram. ``saved``: a state from ``save`` to resume from (it holds the path at a
+    B (m, n) and Bt (n, m) in float64 (float32 products drift the correlations by more than the
+    wavelet's small lam allows), G the float64 ``_Gram``. ``saved``: a state from ``save`` to resume from (it holds the path at a
     re-anchoring point, so the resumed run repeats the uninterrupted one step for step). Returns w (b, n) float64 (the exact solution on each row's
     final support and signs), steps (b,), ok (b,) (False: a factorisation needed a ridge)."""
     m, n = B.shape
@@ -623,7 +622,6 @@ def _homotopy_chunk(B, Bt, G, Y, lam, bar=None, saved=None, save=None, max_steps
     Bd, Btd = B.to(f64), Bt.to(f64)
     c0 = Y.to(f64) @ Bd  # B^T y
     diagG = G.diag
-    eps_prod = 1e-6 if B.dtype == torch.float32 else 1e-14  # error of a product, relative to its entries' size
     if saved is None:  # full-size path state; the running rows' is copied back at each refresh
         lam0 = c0.abs().amax(1)
         st = {"idx": torch.zeros(b, K, dtype=torch.long, device=dev),
@@ -658,12 +656,7 @@ def _homotopy_chunk(B, Bt, G, Y, lam, bar=None, saved=None, save=None, max_steps
         # (scatter_add: free slots hold index 0 too, and must not overwrite a used slot's mark)
         active = torch.zeros(len(rows), n, dtype=torch.int32, device=dev).scatter_add_(1, idx, used.int()) > 0
         d = (Gi @ sgn[..., None]).squeeze(-1)  # direction of w_J as lam decreases
-        drift = torch.zeros(len(rows), dtype=f64, device=dev)
         for _ in range(HOMOTOPY_REFRESH):
-            # the products leave an error of about eps * |a| * g in c per step: re-anchor before it
-            # reaches HOMOTOPY_DRIFT * lam in any row (with float64 products: every HOMOTOPY_REFRESH steps)
-            if bool((drift > HOMOTOPY_DRIFT * lamb).any()):
-                break
             if Kc < K and bool(used.all(1).any()):  # a support fills the slots: double them
                 grow = min(K, 2 * Kc) - Kc
                 idx, used, sgn, d = (torch.nn.functional.pad(t, (0, grow)) for t in (idx, used, sgn, d))
@@ -671,15 +664,15 @@ def _homotopy_chunk(B, Bt, G, Y, lam, bar=None, saved=None, save=None, max_steps
                 Kc += grow
             rr = torch.arange(len(rows), device=dev)
             D = torch.zeros(len(rows), n, dtype=f64, device=dev).scatter_add_(1, idx, d * used)
-            a = (D.to(B.dtype) @ Bt) @ B  # B^T B_J d_J; a_J = s
-            # the next coefficient to enter: |c_j - g a_j| = lam - g, scanned ...
-            cf, lf = c.to(a.dtype), lamb.to(a.dtype)[:, None]
+            a = (D @ Bt) @ B  # B^T B_J d_J; a_J = s
+            # the next coefficient to enter: |c_j - g a_j| = lam - g over the inactive j ...
+            cf, lf = c, lamb[:, None]
             gin = torch.minimum(torch.where(a < 1, (lf - cf) / (1 - a), inf),
                                 torch.where(a > -1, (lf + cf) / (1 + a), inf)).masked_fill_(active, inf)
             back = (last >= 0).nonzero().squeeze(1)
             gin[back, last[back]] = inf  # the coefficient that just left does not re-enter at once
             j_in = gin.argmin(1)
-            cj, aj = c[rr, j_in], a[rr, j_in].to(f64)  # ... and its step computed again in float64
+            cj, aj = c[rr, j_in], a[rr, j_in]  # ... and its step, clamped at 0
             g_in = torch.minimum(torch.where(aj < 1, (lamb - cj) / (1 - aj), inf),
                                  torch.where(aj > -1, (lamb + cj) / (1 + aj), inf)).clamp_min(0)
             # with m coefficients in the support no further one enters (B_J is square: c_j = lam a_j)
@@ -694,7 +687,6 @@ def _homotopy_chunk(B, Bt, G, Y, lam, bar=None, saved=None, save=None, max_steps
             p_in = (~used).to(torch.int8).argmax(1)
             enter = ~end & ~leave
             w.add_(gam[:, None] * D)
-            drift += eps_prod * gam * a.abs().amax(1).to(f64)
             c.sub_(gam[:, None] * a.to(f64))
             lamb = torch.where(end, torch.full_like(lamb, lam), lamb - gam)
             # rank-one update of the inverse: entering v = Gi g - e_p (g = B_J^T b_j), 1 / Schur
@@ -738,7 +730,7 @@ def _homotopy_chunk(B, Bt, G, Y, lam, bar=None, saved=None, save=None, max_steps
                     st[k][rows[fin]] = v_[fin]
                 st["done"][rows[fin]] = True
                 rows, idx, used, sgn, last, steps, lamb = (t[keep] for t in (rows, idx, used, sgn, last, steps, lamb))
-                Gi, w, c, d, active, drift = Gi[keep], w[keep], c[keep], d[keep], active[keep], drift[keep]
+                Gi, w, c, d, active = Gi[keep], w[keep], c[keep], d[keep], active[keep]
                 if not len(rows):
                     break
         for k, v_ in (("idx", idx), ("used", used), ("sgn", sgn)):
