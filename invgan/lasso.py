@@ -503,16 +503,17 @@ GRAM_BYTES = 2.0e9  # largest B^T B (float64) the homotopy forms; above, its ent
 HOMOTOPY_BYTES = 1.0e9  # largest (B, m, m) float64 inverse held at once: larger batches run in chunks
 
 
-def homotopy_applies(physics: Physics, max_m: int | None = HOMOTOPY_MAX_M) -> bool:
+def homotopy_applies(physics: Physics, max_m: float | None = None) -> bool:
     """Whether the homotopy runs on this operator: an explicit matrix shared by all images that B
-    can be formed from (``dense_matrix``), with m <= ``max_m`` (None: any m). With the default
-    ``max_m``, whether ``solver="auto"`` takes it."""
+    can be formed from (``dense_matrix``), with m <= ``max_m`` (None: ``HOMOTOPY_MAX_M`` as it is
+    set when called, i.e. whether ``solver="auto"`` takes it; ``math.inf``: any m)."""
+    max_m = HOMOTOPY_MAX_M if max_m is None else max_m
     M = getattr(physics, "matrix", None)
     img_shape = getattr(physics, "img_shape", None)
     return (bool(getattr(physics, "shared", False)) and img_shape is not None and torch.is_tensor(M)
             and type(physics).A is GaussianCS.A and type(physics).A_adjoint is GaussianCS.A_adjoint
             and M.dim() == 2 and tuple(M.shape) == (physics.m, math.prod(img_shape))
-            and M.numel() <= DENSE_LIMIT and (max_m is None or physics.m <= max_m))
+            and M.numel() <= DENSE_LIMIT and physics.m <= max_m)
 
 
 SOLVERS = ("auto", "fista", "homotopy")

@@ -33,6 +33,7 @@ for making a registration visible to the command line).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -228,7 +229,7 @@ class Lasso(Method):
         from invgan.lasso import _check_inputs, homotopy_applies
 
         _check_inputs(y[:1], physics, self.basis, self.alpha, self.tol)
-        if self.solver == "homotopy" and not homotopy_applies(physics, max_m=None):
+        if self.solver == "homotopy" and not homotopy_applies(physics, max_m=math.inf):
             raise InvganError(f"the homotopy Lasso solver needs an explicit-matrix operator shared by all images "
                               f"(such as gaussian); {type(physics).__name__} is not: use solver fista or auto")
 

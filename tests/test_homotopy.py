@@ -120,6 +120,12 @@ def test_auto_takes_the_homotopy_up_to_its_m_and_fista_above():
     assert Lasso("wavelet").solver_for(big) == "fista"
     assert Lasso("wavelet", solver="homotopy").solver_for(big) == "homotopy"
     assert Lasso("wavelet", solver="fista").solver_for(small) == "fista"
+    saved = lasso_module.HOMOTOPY_MAX_M
+    try:  # the limit is read when the choice is made
+        lasso_module.HOMOTOPY_MAX_M = 100
+        assert Lasso("wavelet").solver_for(small) == "fista"
+    finally:
+        lasso_module.HOMOTOPY_MAX_M = saved
     x, p, y = _problem(120, seed=6, n_images=2)
     rec = Lasso("dct")(y, p)
     assert rec.details["solver"] == "homotopy" and rec.details["max_rel_gap"] < 1e-8
