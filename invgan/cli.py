@@ -261,6 +261,7 @@ def _sample_parser(sub) -> None:
 def _cs_parser(sub) -> None:
     """`invgan cs`."""
     from invgan.csgm import BUDGETS
+    from invgan.lasso import SOLVERS
     from invgan.methods import available_methods
     from invgan.physics import available_physics
 
@@ -286,7 +287,7 @@ def _cs_parser(sub) -> None:
     c.add_argument("--z-reg", type=_nonneg_float, help="lambda of lambda ||z||^2 (paper: 0; dcgan-reg 0.001)")
     c.add_argument("--z-clip", type=_positive_float, help="clip z to [-c, c] after each step")
     c.add_argument("--lasso-tol", type=_positive_float, default=1e-5, help="Lasso relative duality-gap tolerance")
-    c.add_argument("--lasso-solver", default="auto", choices=["auto", "fista", "homotopy"],
+    c.add_argument("--lasso-solver", default="auto", choices=list(SOLVERS),
                    help="auto (default): the exact homotopy path for a Gaussian A up to m = 1000, FISTA above; "
                         "fista; homotopy (README: Lasso solvers)")
     c.add_argument("--budget", default="paper", choices=list(BUDGETS),

@@ -117,17 +117,25 @@ DENSE_LIMIT = 2.5e8  # largest m * n for which B = A Psi is formed (1 GB in floa
 NEWTON_GAP = 2e-3  # support Newton steps for images whose relative gap is below this
 
 
-def dense_matrix(physics: Physics, basis, img_shape) -> torch.Tensor | None:
-    """B = A Psi (m, n) for an operator that is an explicit matrix applied as y = x A^T
-    (``GaussianCS`` and subclasses that keep its ``A`` and ``A_adjoint``), or None.
-    Row i is Psi^T a_i: one fast transform of A's rows."""
+def _explicit_matrix(physics: Physics, img_shape) -> torch.Tensor | None:
+    """``physics.matrix`` (m, n) if the operator applies it as y = x A^T (``GaussianCS`` and
+    subclasses that keep its ``A`` and ``A_adjoint``) and m * n <= ``DENSE_LIMIT``; else None."""
     M = getattr(physics, "matrix", None)
-    n = math.prod(img_shape)
     if type(physics).A is not GaussianCS.A or type(physics).A_adjoint is not GaussianCS.A_adjoint:
         return None  # a subclass that applies A its own way: keep applying it
-    if not torch.is_tensor(M) or M.dim() != 2 or tuple(M.shape) != (physics.m, n) or M.numel() > DENSE_LIMIT:
+    if not torch.is_tensor(M) or M.dim() != 2 or tuple(M.shape) != (physics.m, math.prod(img_shape)) \
+            or M.numel() > DENSE_LIMIT:
         return None
-    return basis.analysis(M.reshape(physics.m, *img_shape)).reshape(physics.m, n).contiguous()
+    return M
+
+
+def dense_matrix(physics: Physics, basis, img_shape) -> torch.Tensor | None:
+    """B = A Psi (m, n) for an operator that is an explicit matrix (``_explicit_matrix``), or None.
+    Row i is Psi^T a_i: one fast transform of A's rows."""
+    M = _explicit_matrix(physics, img_shape)
+    if M is None:
+        return None
+    return basis.analysis(M.reshape(physics.m, *img_shape)).reshape(physics.m, -1).contiguous()
 
 
 def _line_search(z, d, G, c, lam, steps: int = 50):
@@ -508,12 +516,9 @@ def homotopy_applies(physics: Physics, max_m: float | None = None) -> bool:
     can be formed from (``dense_matrix``), with m <= ``max_m`` (None: ``HOMOTOPY_MAX_M`` as it is
     set when called, i.e. whether ``solver="auto"`` takes it; ``math.inf``: any m)."""
     max_m = HOMOTOPY_MAX_M if max_m is None else max_m
-    M = getattr(physics, "matrix", None)
     img_shape = getattr(physics, "img_shape", None)
-    return (bool(getattr(physics, "shared", False)) and img_shape is not None and torch.is_tensor(M)
-            and type(physics).A is GaussianCS.A and type(physics).A_adjoint is GaussianCS.A_adjoint
-            and M.dim() == 2 and tuple(M.shape) == (physics.m, math.prod(img_shape))
-            and M.numel() <= DENSE_LIMIT and physics.m <= max_m)
+    return (bool(getattr(physics, "shared", False)) and img_shape is not None and physics.m <= max_m
+            and _explicit_matrix(physics, tuple(img_shape)) is not None)
 
 
 SOLVERS = ("auto", "fista", "homotopy")
@@ -587,10 +592,11 @@ class _Gram:
         return BJ @ BJ.transpose(1, 2)
 
 
-def _support_solution(G, c0, idx, used, sgn, lamb):
-    """Per row, the inverse of B_J^T B_J on the support slots (zero elsewhere) and the exact
-    solution w_J = (B_J^T B_J)^-1 (B_J^T y - lam s) at its lam, scattered to (b, n); float64.
-    ``ok``: the factorisation succeeded (else a 1e-12 ridge was added to it)."""
+def _support_solution(G, c0, idx, used, sgn, lamb, inverse: bool = True):
+    """Per row, the inverse of B_J^T B_J on the support slots (zero elsewhere; None unless
+    ``inverse``) and the exact solution w_J = (B_J^T B_J)^-1 (B_J^T y - lam s) at its lam,
+    scattered to (b, n); float64. ``ok``: the factorisation succeeded (else a 1e-12 ridge was
+    added to it)."""
     f64 = G.dtype
     uf = used.to(f64)
     mask = uf[:, :, None] * uf[:, None, :]
@@ -601,7 +607,7 @@ def _support_solution(G, c0, idx, used, sgn, lamb):
         ridge = 1e-12 * GJ.diagonal(dim1=1, dim2=2).amax(1)
         L2, _ = torch.linalg.cholesky_ex(GJ + ridge[:, None, None] * torch.eye(GJ.shape[1], dtype=f64, device=G.device))
         L = torch.where(ok[:, None, None], L, L2)
-    Gi = torch.cholesky_inverse(L) * mask
+    Gi = torch.cholesky_inverse(L) * mask if inverse else None
     rhs = ((c0.gather(1, idx) - lamb[:, None] * sgn) * uf)[..., None]
     wJ = torch.cholesky_solve(rhs, L)
     for _ in range(2):  # iterative refinement: B_J is close to square near basis pursuit
@@ -666,18 +672,16 @@ def _homotopy_chunk(B, Bt, G, Y, lam, bar=None, saved=None, save=None, max_steps
             rr = torch.arange(len(rows), device=dev)
             D = torch.zeros(len(rows), n, dtype=f64, device=dev).scatter_add_(1, idx, d * used)
             a = (D @ Bt) @ B  # B^T B_J d_J; a_J = s
-            # the next coefficient to enter: |c_j - g a_j| = lam - g over the inactive j ...
-            cf, lf = c, lamb[:, None]
-            gin = torch.minimum(torch.where(a < 1, (lf - cf) / (1 - a), inf),
-                                torch.where(a > -1, (lf + cf) / (1 + a), inf)).masked_fill_(active, inf)
+            # the next coefficient to enter: |c_j - g a_j| = lam - g over the inactive j
+            lb = lamb[:, None]
+            gin = torch.minimum(torch.where(a < 1, (lb - c) / (1 - a), inf),
+                                torch.where(a > -1, (lb + c) / (1 + a), inf)).masked_fill_(active, inf)
             back = (last >= 0).nonzero().squeeze(1)
             gin[back, last[back]] = inf  # the coefficient that just left does not re-enter at once
-            j_in = gin.argmin(1)
-            cj, aj = c[rr, j_in], a[rr, j_in]  # ... and its step, clamped at 0
-            g_in = torch.minimum(torch.where(aj < 1, (lamb - cj) / (1 - aj), inf),
-                                 torch.where(aj > -1, (lamb + cj) / (1 + aj), inf)).clamp_min(0)
+            g_in, j_in = gin.min(1)
+            g_in = g_in.clamp_min(0)
             # with m coefficients in the support no further one enters (B_J is square: c_j = lam a_j)
-            g_in = torch.where(torch.isfinite(gin[rr, j_in]) & ~(used.all(1) & (Kc == K)), g_in, inf)
+            g_in = torch.where(used.all(1) & (Kc == K), inf, g_in)
             # the next coefficient to leave: w_j + g d_j = 0
             wJ = w.gather(1, idx)
             g_out, p_out = torch.where(used & (wJ * d < 0), -wJ / d, inf).min(1)
@@ -688,7 +692,7 @@ def _homotopy_chunk(B, Bt, G, Y, lam, bar=None, saved=None, save=None, max_steps
             p_in = (~used).to(torch.int8).argmax(1)
             enter = ~end & ~leave
             w.add_(gam[:, None] * D)
-            c.sub_(gam[:, None] * a.to(f64))
+            c.sub_(gam[:, None] * a)
             lamb = torch.where(end, torch.full_like(lamb, lam), lamb - gam)
             # rank-one update of the inverse: entering v = Gi g - e_p (g = B_J^T b_j), 1 / Schur
             # complement; leaving v = Gi e_p, -1 / Gi_pp
@@ -742,25 +746,20 @@ def _homotopy_chunk(B, Bt, G, Y, lam, bar=None, saved=None, save=None, max_steps
         if save is not None and len(rows):
             save(st)
     # every row: the exact solution on its final support and signs, at its final lam
-    out = torch.zeros(b, n, dtype=f64, device=dev)
-    chunk = max(1, int(HOMOTOPY_BYTES // (8 * K * K)))
-    for i in range(0, b, chunk):
-        sl = slice(i, i + chunk)
-        _, out[sl], ok = _support_solution(G, c0[sl], st["idx"][sl], st["used"][sl], st["sgn"][sl], st["lamb"][sl])
-        ok_all[sl] &= ok
-    return out, st["steps"], ok_all
+    _, out, ok = _support_solution(G, c0, st["idx"], st["used"], st["sgn"], st["lamb"], inverse=False)
+    return out, st["steps"], ok_all & ok
 
 
 def _lasso_homotopy(y, physics, basis, alpha, clip, progress, state, max_steps):
     from tqdm import tqdm
 
     basis, alpha, img_shape = _check_inputs(y, physics, basis, alpha, 1.0)
-    Bm = dense_matrix(physics, basis, img_shape) if physics.shared else None
-    if Bm is None:
+    if not homotopy_applies(physics, max_m=math.inf):
         raise InvganError(f"the homotopy solver needs an operator that is an explicit matrix shared by all images, "
                           f"with m * n <= {DENSE_LIMIT:.0e}; {type(physics).__name__} is not: use solver='fista'")
     if max_steps is not None and (not isinstance(max_steps, int) or max_steps < 1):
         raise InvganError(f"max_steps must be a whole number >= 1, got {max_steps!r}")
+    Bm = dense_matrix(physics, basis, img_shape)
     m, nb, dev = physics.m, y.shape[0], y.device
     lam = m * alpha
     Bd = Bm.to(y.dtype).double()  # the problem's B, held in float64: float32 products drift by more than

@@ -256,7 +256,6 @@ class Lasso(Method):
                                     "max_rel_gap": float(r.gap.max())}, raw=r)
 
 
-
 # ----------------------------------------------------------------------------- least squares
 class LeastSquares(Method):
     """The minimum-norm least-squares solution x = A^+ y = A^T (A A^T)^+ y (pseudo-inverse),
