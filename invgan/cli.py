@@ -179,7 +179,7 @@ def cmd_inpaint(args):
 
 # ----------------------------------------------------------------------------- sweep / plot
 def cmd_sweep(args):
-    from invgan.sweep import merge, parse_shard, read_sweep_recipe, run_sweep
+    from invgan.sweep import merge, parse_shard, read_sweep_recipe, run_sweep, run_sweep_jobs
 
     recipe = read_sweep_recipe(args.recipe, {"num_images": args.num_images, "images": args.images,
                                              "budget": args.budget})
@@ -188,6 +188,9 @@ def cmd_sweep(args):
         if not (out / "sweep.json").is_file():
             raise InvganError(f"{str(out)!r} holds no sweep to merge")
         res = merge(out)
+    elif args.jobs > 1:
+        res = run_sweep_jobs(recipe, out, args.jobs, parse_shard(args.shard), args.device, progress=not args.quiet,
+                             methods=_comma_list(args.methods) if args.methods else None)
     else:
         res = run_sweep(recipe, out, parse_shard(args.shard), args.device, progress=not args.quiet,
                         methods=_comma_list(args.methods) if args.methods else None)
@@ -354,6 +357,9 @@ def _sweep_parser(sub) -> None:
     w.add_argument("--recipe", required=True, help="sweep recipe (TOML), e.g. recipes/cs_paper.toml")
     w.add_argument("--out", help="sweep folder (default runs/sweeps/<recipe name>)")
     w.add_argument("--shard", help="i/n: run cells i, i+n, ... (default under torchrun: RANK/WORLD_SIZE)")
+    w.add_argument("--jobs", type=_positive_int, default=1,
+                   help="worker processes on this machine, sharing the cells as each frees up, with the "
+                        "threads divided among them (default 1; README: Scaling)")
     w.add_argument("--num-images", type=_positive_int, help="override the recipe's number of images")
     w.add_argument("--images", help="override the recipe's images")
     w.add_argument("--budget", choices=list(BUDGETS),

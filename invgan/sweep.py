@@ -20,7 +20,9 @@ rather than from the start; a cell's recorded time includes its interrupted runs
 shard is the process's RANK / WORLD_SIZE and each process takes GPU LOCAL_RANK. Every process
 merges the cell files present into OUT/results.csv and OUT/results.json (one row per image x
 method x cell); the last to finish writes the complete set. A process locks a cell while it runs
-it (``cell_lock``), so processes whose cells overlap skip each other's running cells.
+it (``cell_lock``), so processes whose cells overlap skip each other's running cells;
+``run_sweep_jobs`` (``invgan sweep --jobs N``) starts N such processes on one machine, which
+share the cells as each frees up.
 """
 
 from __future__ import annotations
@@ -197,11 +199,23 @@ def cell_done(out: Path, name: str) -> bool:
     return False
 
 
+def _plan(recipe: dict, out: Path, shard, methods) -> tuple[list, list]:
+    """This shard's cells (of ``methods`` only, if given) and those of them not yet finished."""
+    if methods:
+        bad = [m for m in methods if m not in recipe["methods"]]
+        if bad:
+            raise InvganError(f"method {bad[0]!r} is not in the recipe ({', '.join(recipe['methods'])})")
+    todo = [c for c in cells(recipe) if not methods or c["method"] in methods][shard[0]::shard[1]]
+    return todo, [c for c in todo if not cell_done(out, cell_name(c))]
+
+
 def run_sweep(recipe: dict, out, shard=(0, 1), device: str | None = None, progress: bool = True,
-              methods=None) -> dict:
+              methods=None, merged: bool = True) -> dict | None:
     """Run this shard's unfinished cells, then merge; returns the merged results dict.
 
-    ``methods``: run only these of the recipe's methods now (the others stay to do).
+    ``methods``: run only these of the recipe's methods now (the others stay to do). ``merged``:
+    False skips the merge and returns None (``run_sweep_jobs``' workers: their parent merges).
+    Several processes on one folder share its cells (``cell_lock``); ``run_sweep_jobs`` starts them.
     """
     from tqdm import tqdm
 
@@ -216,12 +230,7 @@ def run_sweep(recipe: dict, out, shard=(0, 1), device: str | None = None, progre
 
         if torch.cuda.is_available():
             device = f"cuda:{int(os.environ['LOCAL_RANK']) % torch.cuda.device_count()}"
-    if methods:
-        bad = [m for m in methods if m not in recipe["methods"]]
-        if bad:
-            raise InvganError(f"method {bad[0]!r} is not in the recipe ({', '.join(recipe['methods'])})")
-    todo = [c for c in cells(recipe) if not methods or c["method"] in methods][shard[0]::shard[1]]
-    pending = [c for c in todo if not cell_done(out, cell_name(c))]
+    todo, pending = _plan(recipe, out, shard, methods)
     if progress:
         print(f"sweep {recipe['name']}: {len(todo)} cells in shard {shard[0]}/{shard[1]}, "
               f"{len(todo) - len(pending)} already done")
@@ -235,6 +244,85 @@ def run_sweep(recipe: dict, out, shard=(0, 1), device: str | None = None, progre
                 run_cell(recipe, cell, out, device, progress)
     if busy and progress:
         print(f"skipped, as another process is running them: {', '.join(busy)}")
+    return merge(out) if merged else None
+
+
+def _job_worker(recipe: dict, out: str, shard, device, methods, threads: int) -> None:
+    """One process of ``run_sweep_jobs``: ``threads`` threads, this shard's cells claimed one by one."""
+    import sys
+
+    import torch
+
+    torch.set_num_threads(threads)
+    try:
+        run_sweep(recipe, out, shard, device, progress=False, methods=methods, merged=False)
+    except InvganError as exc:
+        print(f"invgan: error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:  # Ctrl-C reaches the workers too: the parent reports it
+        sys.exit(130)
+
+
+def run_sweep_jobs(recipe: dict, out, jobs: int, shard=(0, 1), device: str | None = None, progress: bool = True,
+                   methods=None, threads: int | None = None) -> dict:
+    """Run this shard's unfinished cells in ``jobs`` worker processes on this machine, then merge.
+
+    The workers share the cells dynamically: each walks the shard's cells in recipe order and runs
+    the next one no other worker holds (``cell_lock``) or has finished, so a worker that drew short
+    cells takes more of them; the wall time is about the cell time divided by ``jobs``, plus at
+    most the longest cell. Each worker uses ``threads`` threads (default: this process's torch
+    threads divided among the workers, at least 1). Results equal ``run_sweep``'s up to the
+    thread count's effect on float rounding (the Lasso's are exact; README: Scaling). A worker that
+    fails is reported after the others end; finished cells are kept, so a rerun resumes.
+    """
+    import multiprocessing as mp
+    import signal
+    import threading
+
+    import torch
+    from tqdm import tqdm
+
+    from invgan.fileio import check_output_dir
+
+    if not isinstance(jobs, int) or jobs < 1:
+        raise InvganError(f"jobs must be a whole number >= 1, got {jobs!r}")
+    out = Path(out)
+    check_output_dir(out)
+    out.mkdir(parents=True, exist_ok=True)
+    _check_out(out, recipe)
+    todo, pending = _plan(recipe, out, shard, methods)
+    pending = [cell_name(c) for c in pending]
+    threads = threads or max(1, torch.get_num_threads() // jobs)
+    if progress:
+        print(f"sweep {recipe['name']}: {len(todo)} cells in shard {shard[0]}/{shard[1]}, "
+              f"{len(todo) - len(pending)} already done; {jobs} workers of {threads} thread(s)")
+    ctx = mp.get_context("spawn")  # a fresh interpreter per worker: no forked thread pools
+    procs = [ctx.Process(target=_job_worker, args=(recipe, str(out), shard, device, methods, threads), daemon=True)
+             for _ in range(min(jobs, max(1, len(pending))))]
+    def stop(signum, frame):  # `kill PID` of this process: stop the workers as Ctrl-C does
+        raise KeyboardInterrupt
+
+    old = signal.signal(signal.SIGTERM, stop) if threading.current_thread() is threading.main_thread() else None
+    try:
+        for p in procs:
+            p.start()
+        with tqdm(total=len(pending), desc="cells", unit="cell", disable=not progress) as bar:
+            while any(p.is_alive() for p in procs):
+                for p in procs:
+                    p.join(timeout=1.0 / len(procs))
+                bar.update(sum(cell_done(out, n) for n in pending) - bar.n)
+            bar.update(sum(cell_done(out, n) for n in pending) - bar.n)
+    finally:
+        for p in procs:  # interrupted (Ctrl-C, SIGTERM): the workers stop too; their cells resume later
+            if p.is_alive():
+                p.terminate()
+                p.join()
+        if old is not None:
+            signal.signal(signal.SIGTERM, old)
+    failed = [p.exitcode for p in procs if p.exitcode]
+    if failed:
+        raise InvganError(f"{len(failed)} of {len(procs)} sweep workers failed (exit code {failed[0]}); "
+                          f"the finished cells are kept in {str(out)!r}: rerun the same command to resume")
     return merge(out)
 
 
@@ -280,7 +368,12 @@ def run_cell(recipe: dict, cell: dict, out: Path, device, progress: bool) -> Non
             row.setdefault(k, v)
         row["cell"] = name
     write_images_npz(out / "cells" / f"{name}.npz", {k: v[:SAVED_IMAGES] for k, v in images.items()})
-    res.update(cell=cell, name=name, seconds=seconds)
+    import socket
+
+    import torch
+
+    res.update(cell=cell, name=name, seconds=seconds,
+               process={"pid": os.getpid(), "host": socket.gethostname(), "threads": torch.get_num_threads()})
     write_json(out / "cells" / f"{name}.json", res)  # written last: its presence means "done"
     shutil.rmtree(state_dir, ignore_errors=True)
     if progress:

@@ -35,3 +35,14 @@ def test_update_refreshes_the_sweep_row_and_keeps_measured_rows(tmp_path):
     assert p.returncode == 1 and p.stderr.strip().startswith("bench: --update needs an earlier result")
     p = run_bench("--skip", "gpu", "--out", out)
     assert p.returncode == 1 and p.stderr.strip() == "bench: --skip takes train,csgm,lasso,budget, got 'gpu'"
+
+
+def test_scaling_simulation_shares_cells_dynamically():
+    sys.path.insert(0, str(REPO / "scripts"))
+    from bench_scaling import simulate
+
+    # recipe order 3, 1, 1, 1 on 2 workers: shared cells end at 3 (one worker takes all three
+    # short ones); striding gives worker 0 cells 0 and 2 (3 + 1) and worker 1 cells 1 and 3
+    assert simulate([3.0, 1.0, 1.0, 1.0], 2) == (3.0, 4.0)
+    assert simulate([1.0, 1.0, 1.0, 1.0], 4) == (1.0, 1.0)
+    assert simulate([5.0, 2.0], 1) == (7.0, 7.0)

@@ -225,3 +225,129 @@ def test_paired_difference_pairs_images_by_id():
     assert abs(d["ci95"] - 1.96 * np.std(diffs, ddof=1) / np.sqrt(3)) < 1e-12
     with pytest.raises(InvganError, match="no images with both"):
         paired_difference(rows, "a", "c")
+
+
+def test_sweep_jobs_share_the_cells(tiny_ckpt, celeba_root, tmp_path):
+    recipe = write_recipe(tmp_path / "r.toml", tiny_ckpt, celeba_root)
+    one, two = tmp_path / "one", tmp_path / "two"
+    env = dict(os.environ, OMP_NUM_THREADS="2")
+    p = run_cli("sweep", "--recipe", recipe, "--out", one, "--quiet", env=env)
+    assert p.returncode == 0, p.stderr
+    p = run_cli("sweep", "--recipe", recipe, "--out", two, "--jobs", "2", env=env)
+    assert p.returncode == 0, p.stderr
+    assert "2 workers of 1 thread(s)" in p.stdout and "4 of 4 cells done" in p.stdout
+    res = json.loads((two / "results.json").read_text())
+    assert res["complete"] and len(res["rows"]) == 8
+    cells_two = [json.loads(f.read_text()) for f in (two / "cells").glob("*.json")]
+    # every cell ran in one of the two workers, each of one thread
+    assert {c["process"]["threads"] for c in cells_two} == {1}
+    assert len({c["process"]["pid"] for c in cells_two}) <= 2
+    # the same results as one process of two threads: the Lasso's to rounding, CSGM's to float noise
+    ref = {(r["cell"], r["method"], r["id"]): r for r in json.loads((one / "results.json").read_text())["rows"]}
+    got = {(r["cell"], r["method"], r["id"]): r for r in res["rows"]}
+    assert got.keys() == ref.keys()
+    for k, r in got.items():
+        tol = 1e-6 if r["method"].startswith("lasso") else 1e-3
+        assert abs(r["mse"] - ref[k]["mse"]) <= tol * max(1.0, ref[k]["mse"]), (k, r["mse"], ref[k]["mse"])
+    # a rerun has nothing left to do and starts no worker
+    p = run_cli("sweep", "--recipe", recipe, "--out", two, "--jobs", "2")
+    assert p.returncode == 0 and "4 already done" in p.stdout
+
+
+FAILING_PLUGIN = """
+import os
+import time
+from pathlib import Path
+import invgan
+
+
+class Fails(invgan.Method):
+    name = "fails-at-1000"
+
+    def reconstruct(self, y, physics, state=None, progress=False):
+        if physics.m == 1000:  # once the other worker has finished the other cell (so the test is
+            done = Path(os.environ["WAIT_FOR"])  # deterministic), die as if killed mid-cell
+            for _ in range(600):
+                if done.exists():
+                    break
+                time.sleep(0.2)
+            os._exit(9)
+        return invgan.Reconstruction(physics.A_adjoint(y).clamp(-1, 1), {})
+
+
+invgan.register_method("fails-at-1000", lambda **_: Fails(), tasks=("cs",), description="test")
+"""
+
+
+def test_sweep_jobs_report_a_failing_worker(tiny_ckpt, tmp_path):
+    (tmp_path / "failing_plugin.py").write_text(FAILING_PLUGIN)
+    env = {"PYTHONPATH": f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}", "INVGAN_PLUGINS": "failing_plugin"}
+    recipe = tmp_path / "r.toml"
+    recipe.write_text('[sweep]\nexperiment = "cs"\nmethods = ["fails-at-1000"]\nnum_images = 2\n'
+                      f'[settings]\ninput = "gen-span"\ngenerator = "{tiny_ckpt}"\n'
+                      '[grid]\nmeasurements = [1000, 4000]\n')
+    out = tmp_path / "o"
+    env["WAIT_FOR"] = str(out / "cells" / "method=fails-at-1000__measurements=4000.json")
+    p = run_cli("sweep", "--recipe", recipe, "--out", out, "--jobs", "2", env=env)
+    assert p.returncode == 2, (p.returncode, p.stderr[-2000:])
+    assert "1 of 2 sweep workers failed (exit code 9)" in p.stderr and "rerun the same command to resume" in p.stderr
+    assert "Traceback" not in p.stderr
+    # the other worker's cell is kept; the failed one is still to do
+    assert [f.name for f in (out / "cells").glob("*.json")] == ["method=fails-at-1000__measurements=4000.json"]
+    assert_user_error(run_main("sweep", "--recipe", recipe, "--jobs", "0", "--out", tmp_path / "o0"), "--jobs")
+
+
+SLEEPING_PLUGIN = """
+import time
+import invgan
+
+
+class Sleeps(invgan.Method):
+    name = "sleeps"
+
+    def reconstruct(self, y, physics, state=None, progress=False):
+        time.sleep(600)
+
+
+invgan.register_method("sleeps", lambda **_: Sleeps(), tasks=("cs",), description="test")
+"""
+
+
+def test_sweep_jobs_stop_their_workers_when_killed(tiny_ckpt, tmp_path):
+    import signal
+    import time
+
+    from invgan.sweep import cell_lock
+
+    (tmp_path / "sleeping_plugin.py").write_text(SLEEPING_PLUGIN)
+    env = dict(os.environ, PYTHONPATH=f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+               INVGAN_PLUGINS="sleeping_plugin")
+    recipe = tmp_path / "r.toml"
+    recipe.write_text('[sweep]\nexperiment = "cs"\nmethods = ["sleeps"]\nnum_images = 2\n'
+                      f'[settings]\ninput = "gen-span"\ngenerator = "{tiny_ckpt}"\n'
+                      '[grid]\nmeasurements = [1000, 4000]\n')
+    out = tmp_path / "o"
+    p = subprocess.Popen([sys.executable, "-m", "invgan", "sweep", "--recipe", str(recipe), "--out", str(out),
+                          "--jobs", "2", "--quiet"], cwd=REPO, env=env, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    names = ["method=sleeps__measurements=1000", "method=sleeps__measurements=4000"]
+    deadline = time.time() + 120
+    while not all((out / "locks" / f"{n}.lock").exists() for n in names):
+        assert time.time() < deadline and p.poll() is None, "the workers did not start"
+        time.sleep(0.2)
+    while True:  # until both workers are inside their cells (each sleeps for 10 minutes)
+        held = []
+        for n in names:
+            with cell_lock(out, n) as mine:
+                held.append(not mine)
+        if all(held):
+            break
+        assert time.time() < deadline and p.poll() is None, "the workers did not take both cells"
+        time.sleep(0.2)
+    p.send_signal(signal.SIGTERM)
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == 130, err[-2000:]
+    for n in names:  # no worker survives its parent: every cell lock is free again
+        with cell_lock(out, n) as mine:
+            assert mine
+    assert not list((out / "cells").glob("*.json"))
