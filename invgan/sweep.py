@@ -199,6 +199,17 @@ def cell_done(out: Path, name: str) -> bool:
     return False
 
 
+def _open_out(out, recipe: dict) -> Path:
+    """The sweep folder, created if needed and checked to hold this recipe's sweep (``_check_out``)."""
+    from invgan.fileio import check_output_dir
+
+    out = Path(out)
+    check_output_dir(out)
+    out.mkdir(parents=True, exist_ok=True)
+    _check_out(out, recipe)
+    return out
+
+
 def _plan(recipe: dict, out: Path, shard, methods) -> tuple[list, list]:
     """This shard's cells (of ``methods`` only, if given) and those of them not yet finished."""
     if methods:
@@ -219,12 +230,7 @@ def run_sweep(recipe: dict, out, shard=(0, 1), device: str | None = None, progre
     """
     from tqdm import tqdm
 
-    from invgan.fileio import check_output_dir
-
-    out = Path(out)
-    check_output_dir(out)
-    out.mkdir(parents=True, exist_ok=True)
-    _check_out(out, recipe)
+    out = _open_out(out, recipe)
     if device is None and "LOCAL_RANK" in os.environ:
         import torch
 
@@ -282,14 +288,9 @@ def run_sweep_jobs(recipe: dict, out, jobs: int, shard=(0, 1), device: str | Non
     import torch
     from tqdm import tqdm
 
-    from invgan.fileio import check_output_dir
-
     if not isinstance(jobs, int) or jobs < 1:
         raise InvganError(f"jobs must be a whole number >= 1, got {jobs!r}")
-    out = Path(out)
-    check_output_dir(out)
-    out.mkdir(parents=True, exist_ok=True)
-    _check_out(out, recipe)
+    out = _open_out(out, recipe)
     todo, pending = _plan(recipe, out, shard, methods)
     pending = [cell_name(c) for c in pending]
     threads = threads or max(1, torch.get_num_threads() // jobs)
@@ -298,7 +299,8 @@ def run_sweep_jobs(recipe: dict, out, jobs: int, shard=(0, 1), device: str | Non
               f"{len(todo) - len(pending)} already done; {jobs} workers of {threads} thread(s)")
     ctx = mp.get_context("spawn")  # a fresh interpreter per worker: no forked thread pools
     procs = [ctx.Process(target=_job_worker, args=(recipe, str(out), shard, device, methods, threads), daemon=True)
-             for _ in range(min(jobs, max(1, len(pending))))]
+             for _ in range(min(jobs, len(pending)))]  # none if nothing is left to do
+
     def stop(signum, frame):  # `kill PID` of this process: stop the workers as Ctrl-C does
         raise KeyboardInterrupt
 
@@ -307,11 +309,18 @@ def run_sweep_jobs(recipe: dict, out, jobs: int, shard=(0, 1), device: str | Non
         for p in procs:
             p.start()
         with tqdm(total=len(pending), desc="cells", unit="cell", disable=not progress) as bar:
-            while any(p.is_alive() for p in procs):
+            left = set(pending)
+            while left:
                 for p in procs:
                     p.join(timeout=1.0 / len(procs))
-                bar.update(sum(cell_done(out, n) for n in pending) - bar.n)
-            bar.update(sum(cell_done(out, n) for n in pending) - bar.n)
+                alive = any(p.is_alive() for p in procs)
+                done = {n for n in left if cell_done(out, n)}  # each file read once, when it appears
+                left -= done
+                bar.update(len(done))
+                if not alive:
+                    break
+        for p in procs:  # every cell is done (or a worker ended): the workers end by themselves
+            p.join()
     finally:
         for p in procs:  # interrupted (Ctrl-C, SIGTERM): the workers stop too; their cells resume later
             if p.is_alive():
