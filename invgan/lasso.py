@@ -524,6 +524,14 @@ def homotopy_applies(physics: Physics, max_m: float | None = None) -> bool:
 SOLVERS = ("auto", "fista", "homotopy")
 
 
+def check_homotopy(physics: Physics) -> None:
+    """Raise the one error for ``solver="homotopy"`` on an operator it cannot run on (any m)."""
+    if not homotopy_applies(physics, max_m=math.inf):
+        raise InvganError(f"the homotopy Lasso solver needs an operator that is an explicit matrix shared by all "
+                          f"images (such as gaussian), with m * n <= {DENSE_LIMIT:.0e}; {type(physics).__name__} "
+                          f"is not: use solver fista or auto")
+
+
 def lasso_homotopy(y: torch.Tensor, physics: Physics, basis="dct", alpha: float | None = None,
                    clip: bool = True, progress: bool = False, state: SolveState | None = None,
                    max_steps: int | None = None) -> LassoResult:
@@ -754,9 +762,7 @@ def _lasso_homotopy(y, physics, basis, alpha, clip, progress, state, max_steps):
     from tqdm import tqdm
 
     basis, alpha, img_shape = _check_inputs(y, physics, basis, alpha, 1.0)
-    if not homotopy_applies(physics, max_m=math.inf):
-        raise InvganError(f"the homotopy solver needs an operator that is an explicit matrix shared by all images, "
-                          f"with m * n <= {DENSE_LIMIT:.0e}; {type(physics).__name__} is not: use solver='fista'")
+    check_homotopy(physics)
     if max_steps is not None and (not isinstance(max_steps, int) or max_steps < 1):
         raise InvganError(f"max_steps must be a whole number >= 1, got {max_steps!r}")
     Bm = dense_matrix(physics, basis, img_shape)
@@ -790,7 +796,7 @@ def _lasso_homotopy(y, physics, basis, alpha, clip, progress, state, max_steps):
         oks.append(ok)
     bar.close()
     w = torch.cat(outs)
-    r = Y.double() - w @ Bd.T
+    r = Y.double() - w @ Btd
     g = r @ Bd
     primal = 0.5 * r.pow(2).sum(1) + lam * w.abs().sum(1)
     dual = _dual_value(r, g, Y.double(), lam)

@@ -33,7 +33,6 @@ for making a registration visible to the command line).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -226,12 +225,11 @@ class Lasso(Method):
         self.name = name or f"lasso-{getattr(basis, 'name', basis)}"
 
     def check(self, y, physics):
-        from invgan.lasso import _check_inputs, homotopy_applies
+        from invgan.lasso import _check_inputs, check_homotopy
 
         _check_inputs(y[:1], physics, self.basis, self.alpha, self.tol)
-        if self.solver == "homotopy" and not homotopy_applies(physics, max_m=math.inf):
-            raise InvganError(f"the homotopy Lasso solver needs an explicit-matrix operator shared by all images "
-                              f"(such as gaussian); {type(physics).__name__} is not: use solver fista or auto")
+        if self.solver == "homotopy":
+            check_homotopy(physics)
 
     def solver_for(self, physics) -> str:
         """The solver this method runs on ``physics``: "homotopy" or "fista"."""

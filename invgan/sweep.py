@@ -35,6 +35,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import time
 import tomllib
 from pathlib import Path
@@ -377,8 +378,6 @@ def run_cell(recipe: dict, cell: dict, out: Path, device, progress: bool) -> Non
             row.setdefault(k, v)
         row["cell"] = name
     write_images_npz(out / "cells" / f"{name}.npz", {k: v[:SAVED_IMAGES] for k, v in images.items()})
-    import socket
-
     import torch
 
     res.update(cell=cell, name=name, seconds=seconds,
