@@ -188,12 +188,14 @@ def cmd_sweep(args):
         if not (out / "sweep.json").is_file():
             raise InvganError(f"{str(out)!r} holds no sweep to merge")
         res = merge(out)
-    elif args.jobs > 1:
-        res = run_sweep_jobs(recipe, out, args.jobs, parse_shard(args.shard), args.device, progress=not args.quiet,
-                             methods=_comma_list(args.methods) if args.methods else None)
     else:
-        res = run_sweep(recipe, out, parse_shard(args.shard), args.device, progress=not args.quiet,
-                        methods=_comma_list(args.methods) if args.methods else None)
+        methods = _comma_list(args.methods) if args.methods else None
+        if args.jobs > 1:
+            res = run_sweep_jobs(recipe, out, args.jobs, parse_shard(args.shard), args.device,
+                                 progress=not args.quiet, methods=methods)
+        else:
+            res = run_sweep(recipe, out, parse_shard(args.shard), args.device, progress=not args.quiet,
+                            methods=methods)
     print(f"{res['cells_done']} of {res['cells_done'] + len(res['cells_missing'])} cells done "
           f"({res['cell_seconds_total']:.0f} s of cell time); results: {out}/results.csv, results.json")
 
