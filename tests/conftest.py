@@ -41,6 +41,20 @@ def tiny_ckpt(tmp_path_factory):
     return path
 
 
+@pytest.fixture(scope="session")
+def tiny32_ckpt(tmp_path_factory):
+    """Like ``tiny_ckpt`` at 32x32 (a quarter of the pixels): for tests of bookkeeping that run many steps."""
+    from invgan.checkpoint import save_checkpoint
+    from invgan.models import ModelConfig, build_models
+
+    cfg = ModelConfig(image_size=32, nz=16, ngf=8, ndf=8)
+    torch.manual_seed(0)
+    G, D = build_models(cfg)
+    path = tmp_path_factory.mktemp("ckpt32") / "tiny32.pt"
+    save_checkpoint(path, cfg, G, D, meta={"note": "test"})
+    return path
+
+
 def default_sigint():
     """Popen preexec_fn: the child takes SIGINT as a keyboard interrupt even when this test run was
     started in the background (a shell then starts jobs with SIGINT ignored, and Python keeps that)."""

@@ -6,7 +6,7 @@ import pytest
 
 from invgan.fileio import npz_key
 
-from conftest import assert_user_error, run_cli
+from conftest import assert_user_error, run_cli, run_main
 
 
 def test_help_lists_subcommands():
@@ -18,13 +18,13 @@ def test_help_lists_subcommands():
 
 def test_cs_end_to_end_on_shared_val_images(celeba_root, tmp_path):
     out = tmp_path / "cs"
-    p = run_cli("cs", "--measurements", 300, "--num-images", 3, "--iters", 30,
+    p = run_cli("cs", "--measurements", 100, "--num-images", 3, "--iters", 30,
                 "--methods", "dcgan,dcgan-reg,lasso-dct,lasso-wavelet", "--out", out, "--quiet",
                 "--images", celeba_root)
     assert p.returncode == 0, p.stderr
     assert "lasso-wavelet" in p.stdout and "CelebA val" in p.stdout
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["config"]["m"] == 300 and metrics["config"]["noise_std"] == 0.01
+    assert metrics["config"]["m"] == 100 and metrics["config"]["noise_std"] == 0.01
     assert metrics["config"]["method_settings"]["dcgan-reg"]["restarts"] == 10
     assert metrics["config"]["method_settings"]["dcgan-reg"]["z_reg"] == 0.001
     rows = list(csv.DictReader(open(out / "results.csv")))
@@ -89,13 +89,13 @@ def test_cs_bad_generator(tmp_path):
                       "does not exist")
 
 
-def test_cs_budget_is_recorded_with_the_work_done(tiny_ckpt, tmp_path):
+def test_cs_budget_is_recorded_with_the_work_done(tiny32_ckpt, tmp_path):
     from invgan.csgm import BUDGETS, prune_schedule_work
 
     for budget in ("paper", "fast", "lbfgs"):
         out = tmp_path / budget
-        p = run_cli("cs", "--input", "gen-span", "--generator", tiny_ckpt, "--num-images", 1, "-m", 50,
-                    "--iters", 360, "--methods", "dcgan-reg", "--budget", budget, "--out", out, "--quiet")
+        p = run_main("cs", "--input", "gen-span", "--generator", tiny32_ckpt, "--num-images", 1, "-m", 50,
+                     "--iters", 360, "--methods", "dcgan-reg", "--budget", budget, "--out", out, "--quiet")
         assert p.returncode == 0, p.stderr
         s = json.loads((out / "metrics.json").read_text())["config"]["method_settings"]["dcgan-reg"]
         assert s["budget"] == budget and s["prune"] == [list(v) for v in BUDGETS[budget]["dcgan-reg"]]
@@ -104,8 +104,8 @@ def test_cs_budget_is_recorded_with_the_work_done(tiny_ckpt, tmp_path):
     assert prune_schedule_work(10, 360, BUDGETS["fast"]["dcgan-reg"]) < 0.8 * 10 * 360
     # without --iters, the lbfgs budget runs its own 200 generator passes (0.4 of the paper's 500)
     out = tmp_path / "lbfgs-default"
-    p = run_cli("cs", "--input", "gen-span", "--generator", tiny_ckpt, "--num-images", 1, "-m", 50,
-                "--methods", "dcgan", "--budget", "lbfgs", "--out", out, "--quiet")
+    p = run_main("cs", "--input", "gen-span", "--generator", tiny32_ckpt, "--num-images", 1, "-m", 50,
+                 "--methods", "dcgan", "--budget", "lbfgs", "--out", out, "--quiet")
     assert p.returncode == 0, p.stderr
     s = json.loads((out / "metrics.json").read_text())["config"]["method_settings"]["dcgan"]
     assert s["iters"] == 200 and s["latent_steps_per_image"] == 2 * 200

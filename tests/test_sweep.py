@@ -22,7 +22,7 @@ generator = "{ckpt}"
 iters = 3
 lasso_tol = 0.05
 [grid]
-measurements = [20, 200]
+measurements = [20, 100]
 {extra_grid}
 """)
     return path
@@ -55,7 +55,7 @@ def test_sweep_shards_resume_merge_and_plot(tiny_ckpt, celeba_root, tmp_path):
     rows = list(csv.DictReader(open(out / "results.csv")))
     assert len(rows) == 16
     assert {(r["method"], r["m"], r["noise_std"]) for r in rows} == {
-        (meth, m, n) for meth in ("dcgan", "lasso-dct") for m in ("20", "200") for n in ("0.01", "1.0")}
+        (meth, m, n) for meth in ("dcgan", "lasso-dct") for m in ("20", "100") for n in ("0.01", "1.0")}
     assert all(int(r["id"][:6]) >= 162771 for r in rows)
     # every cell keeps a few reconstructions for image grids
     npz = np.load(next((out / "cells").glob("method=dcgan*.npz")))
@@ -70,7 +70,7 @@ def test_sweep_shards_resume_merge_and_plot(tiny_ckpt, celeba_root, tmp_path):
     assert len(data) == 4
     key = "lasso-dct, noise_std=0.01"
     lasso_20 = [float(r["mse"]) for r in rows if r["method"] == "lasso-dct" and r["m"] == "20" and r["noise_std"] == "0.01"]
-    assert data[key][0].tolist() == [20, 200]
+    assert data[key][0].tolist() == [20, 100]
     assert abs(data[key][1][0] - np.mean(lasso_20)) < 1e-12 and data[key][3][0] == 2
     for args, kind in [([], "curve m"), (["--x", "noise_std"], "curve noise_std"), (["--kind", "grid"], "grid")]:
         fig = tmp_path / f"{kind.replace(' ', '_')}.png"
@@ -101,7 +101,7 @@ def test_sweep_skips_a_cell_another_process_is_running(tiny_ckpt, celeba_root, t
 
     recipe = write_recipe(tmp_path / "r.toml", tiny_ckpt, celeba_root)
     out = tmp_path / "sw"
-    busy = "method=dcgan__measurements=200"
+    busy = "method=dcgan__measurements=100"
     with cell_lock(out, busy) as mine:  # as if a second `invgan sweep` were running this cell
         assert mine
         p = run_cli("sweep", "--recipe", recipe, "--out", out)
