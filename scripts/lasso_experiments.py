@@ -1,0 +1,251 @@
+"""Lasso solvers tried for issue 15 and not adopted: the measurements behind the README's notes.
+
+Same problem as ``invgan cs`` (CelebA val faces, Gaussian A seed 0, noise seed 1, paper alpha),
+objective 1/2 ||y - B w||^2 + lam ||w||_1 with B = A Psi and lam = m alpha (the scaled form the
+solvers use). Reference: invgan's exact homotopy path.
+
+    python scripts/lasso_experiments.py support -m 500 --basis dct --images 16
+        how far FISTA's support is from the exact one after k iterations (what a warm start gets)
+    python scripts/lasso_experiments.py warm -m 500 --basis dct --images 16 --fista 200
+        the eps-homotopy from a FISTA point (the point made exact for a perturbed problem,
+        then the perturbation removed along a piecewise-linear path): steps and certificate
+    python scripts/lasso_experiments.py admm -m 2500 --basis wavelet --images 16 --rho 0.1
+        ADMM with one cached factorisation of B B^T + rho I (= A A^T + rho I), over-relaxed,
+        then support Newton steps on its support: certified gap against iterations
+
+These are experiments, not library code: they print, they are not tested.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import time
+
+import torch
+
+from invgan.bases import make_basis
+from invgan.data import load_images
+from invgan.lasso import (PAPER_ALPHA, _dual_value, _Gram, _support_solution, dense_matrix, lasso_homotopy,
+                          support_newton)
+from invgan.physics import GaussianCS
+
+INF = float("inf")
+
+
+def problem(m, basis_name, nimg):
+    x = load_images(None, partition="val", limit=nimg, progress=False).tensor()
+    p = GaussianCS(m, (3, 64, 64), noise_std=0.01, seed=0)
+    y = p(x, torch.Generator().manual_seed(1))
+    B = dense_matrix(p, make_basis(basis_name, 64), (3, 64, 64)).double()
+    return p, y, B, B.T.contiguous(), y.reshape(nimg, -1).double(), m * PAPER_ALPHA[basis_name]
+
+
+def certificate(Y, B, Bt, lam, w, w_dual=None):
+    """Relative duality gap (float64) at primal w; dual from the better of w's and w_dual's residual."""
+    r = Y - w @ Bt
+    primal = 0.5 * r.pow(2).sum(1) + lam * w.abs().sum(1)
+    dual = _dual_value(r, r @ B, Y, lam)
+    if w_dual is not None:
+        rd = Y - w_dual @ Bt
+        dual = torch.maximum(dual, _dual_value(rd, rd @ B, Y, lam))
+    return (primal - dual) / primal, primal
+
+
+def fista(B, Bt, Y, lam, iters):
+    """Plain batched FISTA in float32, step 1/L."""
+    Bf, Btf, Yf = B.float(), Bt.float(), Y.float()
+    v = torch.randn(B.shape[1], generator=torch.Generator().manual_seed(0))
+    for _ in range(50):
+        v = Btf @ (Bf @ v)
+        v = v / v.norm()
+    L = float((Bf @ v).norm() ** 2) * 1.01
+    w = torch.zeros(Y.shape[0], B.shape[1])
+    z, t, c0 = w.clone(), 1.0, Yf @ Bf
+    for _ in range(iters):
+        wn = z + (c0 - (z @ Btf) @ Bf) / L
+        wn = torch.sign(wn) * (wn.abs() - lam / L).clamp_min(0)
+        tn = (1 + math.sqrt(1 + 4 * t * t)) / 2
+        z, w, t = wn + ((t - 1) / tn) * (wn - w), wn, tn
+    return w.double()
+
+
+def warm_path(B, Bt, G, Y, lam, w0, max_steps):
+    """eps-homotopy: w0 is the exact solution of the Lasso plus (1 - eps) u^T w for the u that makes
+    it so; follow the solution as eps goes 0 -> 1 (one support event per step, rank-one inverse
+    updates as in invgan's lambda-path). Returns w (b, n) and steps (b,)."""
+    m, n = B.shape
+    b, f64 = Y.shape[0], torch.float64
+    c0 = Y @ B
+    cnt = (w0 != 0).sum(1)
+    cap = m - 1 - m // 32
+    if bool((cnt > cap).any()):  # B_J must have full column rank: keep the largest
+        thr = w0.abs().topk(cap, 1).values[:, -1:]
+        w0 = torch.where((cnt <= cap)[:, None] | (w0.abs() >= thr), w0, 0.0)
+        cnt = (w0 != 0).sum(1)
+    act0 = w0 != 0
+    Kc = min(m, max(64, int(cnt.max()) + 32))
+    idx = torch.argsort(act0.to(torch.int8), dim=1, descending=True, stable=True)[:, :Kc]
+    used = act0.gather(1, idx)
+    sgn = torch.sign(w0.gather(1, idx)) * used
+    c = c0 - (w0 @ Bt) @ B
+    S = torch.zeros_like(w0).scatter_add_(1, idx, sgn * used)
+    u = torch.where(act0, c - lam * S, torch.sign(c) * (c.abs() - lam).clamp_min(0))
+    uf = used.to(f64)
+    mask = uf[:, :, None] * uf[:, None, :]
+    L, _ = torch.linalg.cholesky_ex(G.sub(idx) * mask + torch.diag_embed(1 - uf))
+    Gi = torch.cholesky_inverse(L) * mask
+    w, h, active = w0.clone(), c - u, act0.clone()
+    eps = torch.zeros(b, dtype=f64)
+    last = torch.full((b,), -1, dtype=torch.long)
+    steps = torch.zeros(b, dtype=torch.long)
+    uJ = u.gather(1, idx) * used
+    d = (Gi @ uJ[..., None]).squeeze(-1)
+    rows, out = torch.arange(b), w0.clone()
+    for it in range(max_steps + 1):
+        if Kc < m and bool(used.all(1).any()):
+            grow = min(m, 2 * Kc) - Kc
+            idx, used, sgn, d, uJ = (torch.nn.functional.pad(t, (0, grow)) for t in (idx, used, sgn, d, uJ))
+            Gi = torch.nn.functional.pad(Gi, (0, grow, 0, grow))
+            Kc += grow
+        rr = torch.arange(len(rows))
+        D = torch.zeros(len(rows), n, dtype=f64).scatter_add_(1, idx, d * used)
+        e = u[rows] - (D @ Bt) @ B  # d h / d eps
+        gin = torch.minimum(torch.where(e > 0, (lam - h) / e, INF), torch.where(e < 0, (-lam - h) / e, INF))
+        gin = gin.masked_fill_(active, INF)
+        back = (last >= 0).nonzero().squeeze(1)
+        gin[back, last[back]] = INF
+        g_in, j_in = gin.min(1)
+        g_in = torch.where(used.all(1) & (Kc == m), INF, g_in.clamp_min(0))
+        wJ = w.gather(1, idx)
+        g_out, p_out = torch.where(used & (wJ * d < 0), -wJ / d, INF).min(1)
+        gam = torch.minimum(torch.minimum(g_in, g_out), 1 - eps)
+        end = (1 - eps <= gam) | torch.tensor(it == max_steps)
+        leave, p_in = ~end & (g_out <= g_in), (~used).to(torch.int8).argmax(1)
+        enter = ~end & ~leave
+        w.add_(gam[:, None] * D)
+        h.add_(gam[:, None] * e)
+        eps = eps + gam
+        g = G.rows(j_in).gather(1, idx) * (used & enter[:, None])
+        q = (Gi @ g[..., None]).squeeze(-1)
+        schur = G.diag[j_in] - (g * q).sum(1)
+        q[rr, p_in] -= 1
+        col = Gi[rr, :, p_out]
+        v = torch.where(enter[:, None], q, col)
+        coef = torch.where(enter, 1 / schur, torch.where(leave, -1 / col[rr, p_out], 0.0))
+        coef = torch.where(torch.isfinite(coef), coef, 0.0)
+        Gi.baddbmm_((v * coef[:, None])[:, :, None], v[:, None, :])
+        u_old = uJ.clone()
+        ei, li = enter.nonzero().squeeze(1), leave.nonzero().squeeze(1)
+        sgn[ei, p_in[ei]] = torch.sign(h[ei, j_in[ei]])
+        uJ[ei, p_in[ei]] = u[rows[ei], j_in[ei]]
+        sgn[li, p_out[li]] = 0
+        uJ[li, p_out[li]] = 0
+        d += coef[:, None] * v * (v * torch.where(enter[:, None], uJ, u_old)).sum(1, keepdim=True)
+        idx[ei, p_in[ei]] = j_in[ei]
+        used[ei, p_in[ei]] = True
+        active[ei, j_in[ei]] = True
+        last[ei] = -1
+        jl, pl = idx[li, p_out[li]], p_out[li]
+        used[li, pl] = False
+        active[li, jl] = False
+        w[li, jl] = 0
+        d[li, pl] = 0
+        Gi[li, pl, :] = 0
+        Gi[li, :, pl] = 0
+        last[li] = jl
+        steps[rows[~end]] += 1
+        if bool(end.any()):
+            fin, keep = end.nonzero().squeeze(1), (~end).nonzero().squeeze(1)
+            lamb = torch.full((len(fin),), lam, dtype=f64)
+            out[rows[fin]] = _support_solution(G, c0[rows[fin]], idx[fin], used[fin], sgn[fin], lamb, inverse=False)[1]
+            rows = rows[keep]
+            idx, used, sgn, last, eps, d, uJ, Gi, w, h, active = (
+                t[keep] for t in (idx, used, sgn, last, eps, d, uJ, Gi, w, h, active))
+            if not len(rows):
+                break
+    return out, steps
+
+
+def cmd_support(a):
+    p, y, B, Bt, Y, lam = problem(a.m, a.basis, a.images)
+    wh = lasso_homotopy(y, p, a.basis).w.reshape(a.images, -1).double()
+    S = wh != 0
+    print(f"m={a.m} {a.basis}: exact support {S.sum(1).float().mean():.0f} of m={a.m} (mean over {a.images} faces)")
+    for it in (100, 300, 1000, 3000):
+        t = time.time()
+        S0 = fista(B, Bt, Y, lam, it) != 0
+        print(f"  FISTA {it:5d} its ({time.time() - t:.1f} s): support {S0.sum(1).float().mean():.0f}, "
+              f"missed {(S & ~S0).sum(1).float().mean():.1f}, extra {(S0 & ~S).sum(1).float().mean():.1f}")
+
+
+def cmd_warm(a):
+    p, y, B, Bt, Y, lam = problem(a.m, a.basis, a.images)
+    t = time.time()
+    G = _Gram(B, Bt)
+    t_gram = time.time() - t
+    t = time.time()
+    w0 = fista(B, Bt, Y, lam, a.fista)
+    t_fista = time.time() - t
+    t = time.time()
+    w, steps = warm_path(B, Bt, G, Y, lam, w0, a.max_steps)
+    t_path = time.time() - t
+    gap, primal = certificate(Y, B, Bt, lam, w)
+    t = time.time()
+    h = lasso_homotopy(y, p, a.basis)
+    t_h = time.time() - t
+    ph = certificate(Y, B, Bt, lam, h.w.reshape(a.images, -1).double())[1]
+    print(f"m={a.m} {a.basis}, {a.images} faces: Gram {t_gram:.1f} s, FISTA {a.fista} its {t_fista:.1f} s, "
+          f"eps-path {t_path:.1f} s, steps max {int(steps.max())} (cap {a.max_steps}), largest gap {gap.max():.1e}, "
+          f"objective vs homotopy {((primal - ph) / ph).max():+.1e}; homotopy {t_h:.1f} s, "
+          f"{int(h.iterations)} steps")
+
+
+def cmd_admm(a):
+    p, y, B, Bt, Y, lam = problem(a.m, a.basis, a.images)
+    t = time.time()
+    eye = torch.eye(a.m, dtype=torch.float64)
+    Minv = torch.cholesky_inverse(torch.linalg.cholesky(B @ Bt + a.rho * eye))  # (A A^T + rho I)^-1
+    c0 = Y @ B
+    z = torch.zeros_like(c0)
+    u = torch.zeros_like(c0)
+    for k in range(1, a.iters + 1):
+        v = c0 + a.rho * (z - u)
+        w = (v - ((v @ Bt) @ Minv) @ B) / a.rho  # (B^T B + rho I)^-1 v by Woodbury
+        wr = a.relax * w + (1 - a.relax) * z
+        z_new = wr + u
+        z_new = torch.sign(z_new) * (z_new.abs() - lam / a.rho).clamp_min(0)
+        u = u + wr - z_new
+        z = z_new
+        if k % 100 == 0 or k == a.iters:
+            gap = certificate(Y, B, Bt, lam, z, w)[0]
+            print(f"  ADMM it {k}: largest gap {gap.max():.1e}, median {gap.median():.1e}, "
+                  f"support {(z != 0).sum(1).float().mean():.0f}, {time.time() - t:.0f} s", flush=True)
+    zn, _ = support_newton(z, Bt, Y, lam)
+    gap = certificate(Y, B, Bt, lam, zn)[0]
+    r = Y - zn @ Bt
+    print(f"  then support Newton: largest gap {gap.max():.1e}, largest |B^T r| / lam off the support "
+          f"{((r @ B).abs().amax(1) / lam).max():.0f}")
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    for name in ("support", "warm", "admm"):
+        s = sub.add_parser(name)
+        s.add_argument("-m", type=int, default=500)
+        s.add_argument("--basis", default="dct")
+        s.add_argument("--images", type=int, default=16)
+        if name == "warm":
+            s.add_argument("--fista", type=int, default=200)
+            s.add_argument("--max-steps", type=int, default=400)
+        if name == "admm":
+            s.add_argument("--rho", type=float, default=0.1)
+            s.add_argument("--relax", type=float, default=1.7)
+            s.add_argument("--iters", type=int, default=600)
+    a = ap.parse_args(argv)
+    {"support": cmd_support, "warm": cmd_warm, "admm": cmd_admm}[a.cmd](a)
+
+
+if __name__ == "__main__":
+    main()
