@@ -625,6 +625,41 @@ def _support_solution(G, c0, idx, used, sgn, lamb, inverse: bool = True):
     return Gi, w, ok
 
 
+def _rank_one_update(G, Gi, idx, used, enter, leave, j_in, p_in, p_out):
+    """In place, the inverse of B_J^T B_J after one event per row: entering (coefficient j_in
+    into slot p_in) v = Gi g - e_p with g = B_J^T b_j and coefficient 1 / Schur complement;
+    leaving (slot p_out) v = Gi e_p with -1 / Gi_pp; Gi += coef v v^T. Returns (v, coef)."""
+    rr = torch.arange(len(idx), device=idx.device)
+    g = G.rows(j_in).gather(1, idx) * (used & enter[:, None])
+    q = (Gi @ g[..., None]).squeeze(-1)
+    schur = G.diag[j_in] - (g * q).sum(1)
+    q[rr, p_in] -= 1
+    col = Gi[rr, :, p_out]
+    v = torch.where(enter[:, None], q, col)
+    coef = torch.where(enter, 1 / schur, torch.where(leave, -1 / col[rr, p_out], 0.0))
+    coef = torch.where(torch.isfinite(coef), coef, 0.0)
+    Gi.baddbmm_((v * coef[:, None])[:, :, None], v[:, None, :])
+    return v, coef
+
+
+def _move_support(idx, used, active, last, w, d, Gi, ei, li, p_in, j_in, p_out):
+    """In place, one path event per row: rows ``ei`` take coefficient j_in into free slot p_in;
+    rows ``li`` drop the coefficient in slot p_out (its w, direction and inverse row and column
+    zeroed; ``last`` remembers it so it does not re-enter at once)."""
+    idx[ei, p_in[ei]] = j_in[ei]
+    used[ei, p_in[ei]] = True
+    active[ei, j_in[ei]] = True
+    last[ei] = -1
+    jl, pl = idx[li, p_out[li]], p_out[li]
+    used[li, pl] = False
+    active[li, jl] = False
+    w[li, jl] = 0
+    d[li, pl] = 0
+    Gi[li, pl, :] = 0
+    Gi[li, :, pl] = 0
+    last[li] = jl
+
+
 def _homotopy_chunk(B, Bt, G, Y, lam, bar=None, saved=None, save=None, max_steps=None):
     """Follow the path of every row of Y (b, m) from its lam_max down to ``lam``.
 
@@ -636,7 +671,6 @@ def _homotopy_chunk(B, Bt, G, Y, lam, bar=None, saved=None, save=None, max_steps
     b, K, dev, f64 = Y.shape[0], m, Y.device, G.dtype
     Bd, Btd = B.to(f64), Bt.to(f64)
     c0 = Y.to(f64) @ Bd  # B^T y
-    diagG = G.diag
     if saved is None:  # full-size path state; the running rows' is copied back at each refresh
         lam0 = c0.abs().amax(1)
         st = {"idx": torch.zeros(b, K, dtype=torch.long, device=dev),
@@ -677,7 +711,6 @@ def _homotopy_chunk(B, Bt, G, Y, lam, bar=None, saved=None, save=None, max_steps
                 idx, used, sgn, d = (torch.nn.functional.pad(t, (0, grow)) for t in (idx, used, sgn, d))
                 Gi = torch.nn.functional.pad(Gi, (0, grow, 0, grow))
                 Kc += grow
-            rr = torch.arange(len(rows), device=dev)
             D = torch.zeros(len(rows), n, dtype=f64, device=dev).scatter_add_(1, idx, d * used)
             a = (D @ Bt) @ B  # B^T B_J d_J; a_J = s
             # the next coefficient to enter: |c_j - g a_j| = lam - g over the inactive j
@@ -702,34 +735,13 @@ def _homotopy_chunk(B, Bt, G, Y, lam, bar=None, saved=None, save=None, max_steps
             w.add_(gam[:, None] * D)
             c.sub_(gam[:, None] * a)
             lamb = torch.where(end, torch.full_like(lamb, lam), lamb - gam)
-            # rank-one update of the inverse: entering v = Gi g - e_p (g = B_J^T b_j), 1 / Schur
-            # complement; leaving v = Gi e_p, -1 / Gi_pp
-            g = G.rows(j_in).gather(1, idx) * (used & enter[:, None])
-            q = (Gi @ g[..., None]).squeeze(-1)
-            schur = diagG[j_in] - (g * q).sum(1)
-            q[rr, p_in] -= 1
-            col = Gi[rr, :, p_out]
-            v = torch.where(enter[:, None], q, col)
-            coef = torch.where(enter, 1 / schur, torch.where(leave, -1 / col[rr, p_out], 0.0))
-            coef = torch.where(torch.isfinite(coef), coef, 0.0)
-            Gi.baddbmm_((v * coef[:, None])[:, :, None], v[:, None, :])
+            v, coef = _rank_one_update(G, Gi, idx, used, enter, leave, j_in, p_in, p_out)
             s_old = sgn.clone()
             sgn[enter, p_in[enter]] = torch.sign(c[enter, j_in[enter]])
             sgn[leave, p_out[leave]] = 0
             d += coef[:, None] * v * (v * torch.where(enter[:, None], sgn, s_old)).sum(1, keepdim=True)
             ei, li = enter.nonzero().squeeze(1), leave.nonzero().squeeze(1)
-            idx[ei, p_in[ei]] = j_in[ei]
-            used[ei, p_in[ei]] = True
-            active[ei, j_in[ei]] = True
-            last[ei] = -1
-            jl, pl = idx[li, p_out[li]], p_out[li]
-            used[li, pl] = False
-            active[li, jl] = False
-            w[li, jl] = 0
-            d[li, pl] = 0
-            Gi[li, pl, :] = 0
-            Gi[li, :, pl] = 0
-            last[li] = jl
+            _move_support(idx, used, active, last, w, d, Gi, ei, li, p_in, j_in, p_out)
             steps += 1
             if bar is not None:
                 bar.update(1)

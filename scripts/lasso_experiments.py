@@ -26,8 +26,8 @@ import torch
 
 from invgan.bases import make_basis
 from invgan.data import load_images
-from invgan.lasso import (PAPER_ALPHA, _dual_value, _Gram, _support_solution, dense_matrix, lasso_homotopy,
-                          support_newton)
+from invgan.lasso import (PAPER_ALPHA, _dual_value, _Gram, _move_support, _rank_one_update,
+                          _support_solution, dense_matrix, lasso_homotopy, support_newton)
 from invgan.physics import GaussianCS
 
 INF = float("inf")
@@ -108,7 +108,6 @@ def warm_path(B, Bt, G, Y, lam, w0, max_steps):
             idx, used, sgn, d, uJ = (torch.nn.functional.pad(t, (0, grow)) for t in (idx, used, sgn, d, uJ))
             Gi = torch.nn.functional.pad(Gi, (0, grow, 0, grow))
             Kc += grow
-        rr = torch.arange(len(rows))
         D = torch.zeros(len(rows), n, dtype=f64).scatter_add_(1, idx, d * used)
         e = u[rows] - (D @ Bt) @ B  # d h / d eps
         gin = torch.minimum(torch.where(e > 0, (lam - h) / e, INF), torch.where(e < 0, (-lam - h) / e, INF))
@@ -126,15 +125,7 @@ def warm_path(B, Bt, G, Y, lam, w0, max_steps):
         w.add_(gam[:, None] * D)
         h.add_(gam[:, None] * e)
         eps = eps + gam
-        g = G.rows(j_in).gather(1, idx) * (used & enter[:, None])
-        q = (Gi @ g[..., None]).squeeze(-1)
-        schur = G.diag[j_in] - (g * q).sum(1)
-        q[rr, p_in] -= 1
-        col = Gi[rr, :, p_out]
-        v = torch.where(enter[:, None], q, col)
-        coef = torch.where(enter, 1 / schur, torch.where(leave, -1 / col[rr, p_out], 0.0))
-        coef = torch.where(torch.isfinite(coef), coef, 0.0)
-        Gi.baddbmm_((v * coef[:, None])[:, :, None], v[:, None, :])
+        v, coef = _rank_one_update(G, Gi, idx, used, enter, leave, j_in, p_in, p_out)
         u_old = uJ.clone()
         ei, li = enter.nonzero().squeeze(1), leave.nonzero().squeeze(1)
         sgn[ei, p_in[ei]] = torch.sign(h[ei, j_in[ei]])
@@ -142,18 +133,7 @@ def warm_path(B, Bt, G, Y, lam, w0, max_steps):
         sgn[li, p_out[li]] = 0
         uJ[li, p_out[li]] = 0
         d += coef[:, None] * v * (v * torch.where(enter[:, None], uJ, u_old)).sum(1, keepdim=True)
-        idx[ei, p_in[ei]] = j_in[ei]
-        used[ei, p_in[ei]] = True
-        active[ei, j_in[ei]] = True
-        last[ei] = -1
-        jl, pl = idx[li, p_out[li]], p_out[li]
-        used[li, pl] = False
-        active[li, jl] = False
-        w[li, jl] = 0
-        d[li, pl] = 0
-        Gi[li, pl, :] = 0
-        Gi[li, :, pl] = 0
-        last[li] = jl
+        _move_support(idx, used, active, last, w, d, Gi, ei, li, p_in, j_in, p_out)
         steps[rows[~end]] += 1
         if bool(end.any()):
             fin, keep = end.nonzero().squeeze(1), (~end).nonzero().squeeze(1)
