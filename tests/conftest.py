@@ -27,32 +27,28 @@ def celeba_root():
     return root
 
 
-@pytest.fixture(scope="session")
-def tiny_ckpt(tmp_path_factory):
-    """A tiny trained-for-a-few-steps checkpoint (random data, 64x64, ngf=ndf=8, nz=16)."""
+def _tiny_checkpoint(folder, **size):
     from invgan.checkpoint import save_checkpoint
     from invgan.models import ModelConfig, build_models
 
-    cfg = ModelConfig(nz=16, ngf=8, ndf=8)
+    cfg = ModelConfig(nz=16, ngf=8, ndf=8, **size)
     torch.manual_seed(0)
     G, D = build_models(cfg)
-    path = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
+    path = folder / "tiny.pt"
     save_checkpoint(path, cfg, G, D, meta={"note": "test"})
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_ckpt(tmp_path_factory):
+    """A tiny trained-for-a-few-steps checkpoint (random data, 64x64, ngf=ndf=8, nz=16)."""
+    return _tiny_checkpoint(tmp_path_factory.mktemp("ckpt"))
 
 
 @pytest.fixture(scope="session")
 def tiny32_ckpt(tmp_path_factory):
     """Like ``tiny_ckpt`` at 32x32 (a quarter of the pixels): for tests of bookkeeping that run many steps."""
-    from invgan.checkpoint import save_checkpoint
-    from invgan.models import ModelConfig, build_models
-
-    cfg = ModelConfig(image_size=32, nz=16, ngf=8, ndf=8)
-    torch.manual_seed(0)
-    G, D = build_models(cfg)
-    path = tmp_path_factory.mktemp("ckpt32") / "tiny32.pt"
-    save_checkpoint(path, cfg, G, D, meta={"note": "test"})
-    return path
+    return _tiny_checkpoint(tmp_path_factory.mktemp("ckpt32"), image_size=32)
 
 
 def default_sigint():
