@@ -509,6 +509,8 @@ HOMOTOPY_MAX_M = 1000  # solver="auto": the homotopy up to this m (its work grow
 HOMOTOPY_REFRESH = 200  # steps between exact re-factorisations (and the points a run can resume from)
 GRAM_BYTES = 2.0e9  # largest B^T B (float64) the homotopy forms; above, its entries are computed as needed
 HOMOTOPY_BYTES = 1.0e9  # largest (B, m, m) float64 inverse held at once: larger batches run in chunks
+HOMOTOPY_GATHER = 1.0  # B_J d_J from the gathered rows B^T[J] while rows x slots < this x n (they read less
+# than all of B); above, as one product with all of B^T (0: always the product)
 
 
 def homotopy_applies(physics: Physics, max_m: float | None = None) -> bool:
@@ -711,8 +713,12 @@ def _homotopy_chunk(B, Bt, G, Y, lam, bar=None, saved=None, save=None, max_steps
                 idx, used, sgn, d = (torch.nn.functional.pad(t, (0, grow)) for t in (idx, used, sgn, d))
                 Gi = torch.nn.functional.pad(Gi, (0, grow, 0, grow))
                 Kc += grow
-            D = torch.zeros(len(rows), n, dtype=f64, device=dev).scatter_add_(1, idx, d * used)
-            a = (D @ Bt) @ B  # B^T B_J d_J; a_J = s
+            dJ = d * used
+            if len(rows) * Kc < HOMOTOPY_GATHER * n:  # few rows: B_J d_J from the support's rows of B^T
+                u = torch.bmm(dJ[:, None, :], Bt[idx]).squeeze(1)
+            else:
+                u = torch.zeros(len(rows), n, dtype=f64, device=dev).scatter_add_(1, idx, dJ) @ Bt
+            a = u @ B  # B^T B_J d_J; a_J = s
             # the next coefficient to enter: |c_j - g a_j| = lam - g over the inactive j
             lb = lamb[:, None]
             gin = torch.minimum(torch.where(a < 1, (lb - c) / (1 - a), inf),
@@ -732,7 +738,7 @@ def _homotopy_chunk(B, Bt, G, Y, lam, bar=None, saved=None, save=None, max_steps
             leave = ~end & (g_out <= g_in)
             p_in = (~used).to(torch.int8).argmax(1)
             enter = ~end & ~leave
-            w.add_(gam[:, None] * D)
+            w.scatter_add_(1, idx, gam[:, None] * dJ)
             c.sub_(gam[:, None] * a)
             lamb = torch.where(end, torch.full_like(lamb, lam), lamb - gam)
             v, coef = _rank_one_update(G, Gi, idx, used, enter, leave, j_in, p_in, p_out)

@@ -3,6 +3,9 @@ problem (the lowest CelebA val ids, Gaussian A seed 0, noise seed 1), and print 
 largest certified relative duality gap, the summed objective and the MSE of each.
 
     python scripts/compare_lasso_versions.py --rev c02679f --images 16 -m 500 --basis wavelet --tol 1e-4
+    python scripts/compare_lasso_versions.py --rev a13059e --solver homotopy --images 3 -m 300
+
+The last line pairs the two revisions image by image: the largest relative objective difference.
 """
 
 import argparse
@@ -41,16 +44,26 @@ def main(argv=None):
     ap.add_argument("-m", type=int, default=500)
     ap.add_argument("--basis", default="dct", choices=["dct", "wavelet"])
     ap.add_argument("--tol", type=float, default=1e-4)
+    ap.add_argument("--solver", default="fista", choices=["fista", "homotopy"])
     args = ap.parse_args(argv)
     x = load_images(None, partition="val", limit=args.images, progress=False).tensor()
     p = GaussianCS(args.m, (3, 64, 64), noise_std=0.01, seed=0)
     y = p(x, torch.Generator().manual_seed(1))
+    objectives, seconds = [], []
     for name, mod in (("now", lasso_now), (args.rev, old_module(args.rev))):
         t = time.time()
-        r = mod.lasso_fista(y, p, args.basis, tol=args.tol)
+        if args.solver == "homotopy":
+            r = mod.lasso_homotopy(y, p, args.basis)
+        else:
+            r = mod.lasso_fista(y, p, args.basis, tol=args.tol)
+        seconds.append(time.time() - t)
+        objectives.append(r.objective.double())
         print(f"{name:8s} {time.time() - t:6.1f} s  iterations {r.iterations}  largest certified gap "
               f"{float(r.gap.max()):.2e}  objective (sum) {float(r.objective.double().sum()):.6f}  "
               f"mse {float((r.x - x).pow(2).mean()):.5f}", flush=True)
+    rel = (objectives[0] - objectives[1]) / objectives[1]
+    print(f"now / {args.rev}: time ratio {seconds[1] / seconds[0]:.2f}x; per image, relative objective difference "
+          f"{float(rel.min()):+.1e} to {float(rel.max()):+.1e}")
 
 
 if __name__ == "__main__":

@@ -152,3 +152,15 @@ def test_homotopy_without_a_formed_gram_gives_the_same_path(monkeypatch):
     res = lasso_homotopy(y, p, "wavelet")
     assert torch.equal(res.image_iterations, ref.image_iterations)
     assert torch.allclose(res.w, ref.w, atol=1e-10, rtol=0) and res.gap.max() < 1e-8
+
+
+@pytest.mark.parametrize("basis", ["dct", "wavelet"])
+def test_homotopy_gathered_rows_and_full_product_give_the_same_path(monkeypatch, basis):
+    """B_J d_J from the gathered rows of B^T (few rows) or as one product with all of B^T."""
+    x, p, y = _problem(130, seed=5, n_images=4)
+    monkeypatch.setattr(lasso_module, "HOMOTOPY_GATHER", 0.0)  # always the full product
+    ref = lasso_homotopy(y, p, basis)
+    monkeypatch.setattr(lasso_module, "HOMOTOPY_GATHER", 1e9)  # always the gathered rows
+    res = lasso_homotopy(y, p, basis)
+    assert torch.equal(res.image_iterations, ref.image_iterations)
+    assert torch.allclose(res.w, ref.w, atol=1e-10, rtol=0) and res.gap.max() < 1e-8
