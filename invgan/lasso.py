@@ -95,6 +95,13 @@ def _dual_value(r: torch.Tensor, g: torch.Tensor, y: torch.Tensor, lam: float) -
     return s * (r * y).sum(1) - 0.5 * s * s * r.pow(2).sum(1)
 
 
+def _primal_dual(Y: torch.Tensor, w: torch.Tensor, B: torch.Tensor, Bt: torch.Tensor, lam: float):
+    """Primal and dual values (b,) of 1/2 ||y - B w||^2 + lam ||w||_1 at w (b, n), the dual at the
+    scaled residual (``_dual_value``); Y (b, m), B (m, n), Bt = B^T, all float64."""
+    r = Y - w @ Bt
+    return 0.5 * r.pow(2).sum(1) + lam * w.abs().sum(1), _dual_value(r, r @ B, Y, lam)
+
+
 def _extrapolate(history: list[torch.Tensor]) -> torch.Tensor:
     """Extrapolated residual from the last K+1 residuals (Anderson-type; celer's dual extrapolation)."""
     U = torch.stack([b - a for a, b in zip(history[:-1], history[1:])], 2)  # (B, m, K)
@@ -814,10 +821,7 @@ def _lasso_homotopy(y, physics, basis, alpha, clip, progress, state, max_steps):
         oks.append(ok)
     bar.close()
     w = torch.cat(outs)
-    r = Y.double() - w @ Btd
-    g = r @ Bd
-    primal = 0.5 * r.pow(2).sum(1) + lam * w.abs().sum(1)
-    dual = _dual_value(r, g, Y.double(), lam)
+    primal, dual = _primal_dual(Y.double(), w, Bd, Btd, lam)
     gap = ((primal - dual).clamp_min(0) / primal.clamp_min(1e-300)).to(y.dtype)
     w = w.to(y.dtype).reshape(nb, *img_shape)
     x = basis.synthesis(w)

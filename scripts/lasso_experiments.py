@@ -26,8 +26,8 @@ import torch
 
 from invgan.bases import make_basis
 from invgan.data import load_images
-from invgan.lasso import (PAPER_ALPHA, _dual_value, _Gram, _move_support, _rank_one_update,
-                          _support_solution, dense_matrix, lasso_homotopy, support_newton)
+from invgan.lasso import (PAPER_ALPHA, _Gram, _move_support, _primal_dual, _rank_one_update, _support_solution,
+                          dense_matrix, lasso_homotopy, operator_norm_sq, support_newton)
 from invgan.physics import GaussianCS
 
 INF = float("inf")
@@ -43,23 +43,16 @@ def problem(m, basis_name, nimg):
 
 def certificate(Y, B, Bt, lam, w, w_dual=None):
     """Relative duality gap (float64) at primal w; dual from the better of w's and w_dual's residual."""
-    r = Y - w @ Bt
-    primal = 0.5 * r.pow(2).sum(1) + lam * w.abs().sum(1)
-    dual = _dual_value(r, r @ B, Y, lam)
+    primal, dual = _primal_dual(Y, w, B, Bt, lam)
     if w_dual is not None:
-        rd = Y - w_dual @ Bt
-        dual = torch.maximum(dual, _dual_value(rd, rd @ B, Y, lam))
+        dual = torch.maximum(dual, _primal_dual(Y, w_dual, B, Bt, lam)[1])
     return (primal - dual) / primal, primal
 
 
-def fista(B, Bt, Y, lam, iters):
-    """Plain batched FISTA in float32, step 1/L."""
+def fista(p, B, Bt, Y, lam, iters):
+    """Plain batched FISTA in float32, step 1/L (||A Psi||^2 = ||A||^2: Psi is orthonormal)."""
     Bf, Btf, Yf = B.float(), Bt.float(), Y.float()
-    v = torch.randn(B.shape[1], generator=torch.Generator().manual_seed(0))
-    for _ in range(50):
-        v = Btf @ (Bf @ v)
-        v = v / v.norm()
-    L = float((Bf @ v).norm() ** 2) * 1.01
+    L = operator_norm_sq(p, tuple(p.img_shape), "cpu") * 1.01
     w = torch.zeros(Y.shape[0], B.shape[1])
     z, t, c0 = w.clone(), 1.0, Yf @ Bf
     for _ in range(iters):
@@ -154,7 +147,7 @@ def cmd_support(a):
     print(f"m={a.m} {a.basis}: exact support {S.sum(1).float().mean():.0f} of m={a.m} (mean over {a.images} faces)")
     for it in (100, 300, 1000, 3000):
         t = time.time()
-        S0 = fista(B, Bt, Y, lam, it) != 0
+        S0 = fista(p, B, Bt, Y, lam, it) != 0
         print(f"  FISTA {it:5d} its ({time.time() - t:.1f} s): support {S0.sum(1).float().mean():.0f}, "
               f"missed {(S & ~S0).sum(1).float().mean():.1f}, extra {(S0 & ~S).sum(1).float().mean():.1f}")
 
@@ -165,7 +158,7 @@ def cmd_warm(a):
     G = _Gram(B, Bt)
     t_gram = time.time() - t
     t = time.time()
-    w0 = fista(B, Bt, Y, lam, a.fista)
+    w0 = fista(p, B, Bt, Y, lam, a.fista)
     t_fista = time.time() - t
     t = time.time()
     w, steps = warm_path(B, Bt, G, Y, lam, w0, a.max_steps)
