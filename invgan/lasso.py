@@ -518,6 +518,8 @@ GRAM_BYTES = 2.0e9  # largest B^T B (float64) the homotopy forms; above, its ent
 HOMOTOPY_BYTES = 1.0e9  # largest (B, m, m) float64 inverse held at once: larger batches run in chunks
 HOMOTOPY_GATHER = 1.0  # B_J d_J from the gathered rows B^T[J] while rows x slots < this x n (they read less
 # than all of B); above, as one product with all of B^T (0: always the product)
+HOMOTOPY_LAZY = 32  # rank-one inverse updates held as pending terms and applied to the inverse in one
+# batched product every this many steps (1: each at once); a step then reads the inverse once, not three times
 
 
 def homotopy_applies(physics: Physics, max_m: float | None = None) -> bool:
@@ -551,7 +553,8 @@ def lasso_homotopy(y: torch.Tensor, physics: Physics, basis="dct", alpha: float 
     direction only where a coefficient enters or leaves the support. The solver follows it from
     lam_max down to the target lam = m alpha one such event per step: on the support J with signs
     s the direction is (B_J^T B_J)^-1 s, whose inverse is updated by one rank-one term per event
-    (float64, re-factorised exactly every ``HOMOTOPY_REFRESH`` steps); a step costs two products
+    (float64; the terms are held pending and applied together every ``HOMOTOPY_LAZY`` steps, and the
+    inverse is re-factorised exactly every ``HOMOTOPY_REFRESH`` steps); a step costs two products
     with B and a scan of the n correlations, all in float64. At the end the solution on each final
     support is computed exactly (Cholesky with iterative refinement) and certified by the float64
     duality gap (1e-8 or less where measured). A support holds at most m coefficients (at m, B_J
@@ -634,24 +637,81 @@ def _support_solution(G, c0, idx, used, sgn, lamb, inverse: bool = True):
     return Gi, w, ok
 
 
-def _rank_one_update(G, Gi, idx, used, enter, leave, j_in, p_in, p_out):
-    """In place, the inverse of B_J^T B_J after one event per row: entering (coefficient j_in
-    into slot p_in) v = Gi g - e_p with g = B_J^T b_j and coefficient 1 / Schur complement;
-    leaving (slot p_out) v = Gi e_p with -1 / Gi_pp; Gi += coef v v^T. Returns (v, coef)."""
+class _LazyInverse:
+    """Per row, the inverse of B_J^T B_J on the support slots, held as Gi0 + V^T diag(C) V: the last
+    rank-one updates (at most ``rank``) are kept as pending terms and applied to Gi0 together, in one
+    batched product, when ``rank`` have gathered. A product with the inverse then reads Gi0 (b, K, K)
+    once per step instead of reading it and reading and writing it again for every update (the
+    step's largest memory traffic at large m). ``rank`` = 1 applies every update at once."""
+
+    def __init__(self, Gi: torch.Tensor, rank: int):
+        self.G0, self.rank, self.k = Gi, max(1, int(rank)), 0
+        self.V = Gi.new_zeros(Gi.shape[0], self.rank, Gi.shape[1])  # pending vectors, one per row
+        self.C = Gi.new_zeros(Gi.shape[0], self.rank)  # their coefficients
+
+    def matvec(self, x):  # (b, K) -> (b, K)
+        out = torch.bmm(self.G0, x[..., None]).squeeze(-1)
+        if self.k:
+            V = self.V[:, :self.k]
+            out += torch.bmm(V.transpose(1, 2), (self.C[:, :self.k] * torch.bmm(V, x[..., None]).squeeze(-1))[..., None]).squeeze(-1)
+        return out
+
+    def column(self, p):  # (b,) slots -> (b, K): column p of each row's inverse
+        rr = torch.arange(len(p), device=p.device)
+        out = self.G0[rr, :, p]
+        if self.k:
+            V = self.V[:, :self.k]
+            out = out + torch.bmm(V.transpose(1, 2), (self.C[:, :self.k] * V[rr, :, p])[..., None]).squeeze(-1)
+        return out
+
+    def add(self, v, coef):  # one rank-one term per row (coef 0: none)
+        self.V[:, self.k] = v
+        self.C[:, self.k] = coef
+        self.k += 1
+        if self.k == self.rank:
+            self.flush()
+
+    def flush(self):
+        if self.k:
+            V = self.V[:, :self.k]
+            if self.k == 1:
+                self.G0.baddbmm_((V[:, 0] * self.C[:, :1])[:, :, None], V[:, 0][:, None, :])
+            else:
+                self.G0.baddbmm_(V.transpose(1, 2) * self.C[:, None, :self.k], V)
+            self.V[:, :self.k] = 0
+            self.k = 0
+
+    def zero(self, rows, slots):  # the slot of a coefficient that left: its row and column are 0
+        self.G0[rows, slots, :] = 0
+        self.G0[rows, :, slots] = 0
+        self.V[rows, :, slots] = 0
+
+    def grow(self, extra: int):
+        self.G0 = torch.nn.functional.pad(self.G0, (0, extra, 0, extra))
+        self.V = torch.nn.functional.pad(self.V, (0, extra))
+
+    def keep(self, rows):
+        self.G0, self.V, self.C = self.G0[rows], self.V[rows], self.C[rows]
+
+
+def _rank_one_update(G, Gi: _LazyInverse, idx, used, enter, leave, j_in, p_in, p_out):
+    """The inverse of B_J^T B_J after one event per row: entering (coefficient j_in into slot p_in)
+    v = Gi g - e_p with g = B_J^T b_j and coefficient 1 / Schur complement; leaving (slot p_out)
+    v = Gi e_p with -1 / Gi_pp; Gi += coef v v^T (added to ``Gi``'s pending terms). Returns (v, coef)."""
     rr = torch.arange(len(idx), device=idx.device)
     g = G.rows(j_in).gather(1, idx) * (used & enter[:, None])
-    q = (Gi @ g[..., None]).squeeze(-1)
+    q = Gi.matvec(g)
     schur = G.diag[j_in] - (g * q).sum(1)
     q[rr, p_in] -= 1
-    col = Gi[rr, :, p_out]
+    col = Gi.column(p_out)
     v = torch.where(enter[:, None], q, col)
     coef = torch.where(enter, 1 / schur, torch.where(leave, -1 / col[rr, p_out], 0.0))
     coef = torch.where(torch.isfinite(coef), coef, 0.0)
-    Gi.baddbmm_((v * coef[:, None])[:, :, None], v[:, None, :])
+    Gi.add(v, coef)
     return v, coef
 
 
-def _move_support(idx, used, active, last, w, d, Gi, ei, li, p_in, j_in, p_out):
+def _move_support(idx, used, active, last, w, d, Gi: _LazyInverse, ei, li, p_in, j_in, p_out):
     """In place, one path event per row: rows ``ei`` take coefficient j_in into free slot p_in;
     rows ``li`` drop the coefficient in slot p_out (its w, direction and inverse row and column
     zeroed; ``last`` remembers it so it does not re-enter at once)."""
@@ -664,8 +724,7 @@ def _move_support(idx, used, active, last, w, d, Gi, ei, li, p_in, j_in, p_out):
     active[li, jl] = False
     w[li, jl] = 0
     d[li, pl] = 0
-    Gi[li, pl, :] = 0
-    Gi[li, :, pl] = 0
+    Gi.zero(li, pl)
     last[li] = jl
 
 
@@ -714,11 +773,12 @@ def _homotopy_chunk(B, Bt, G, Y, lam, bar=None, saved=None, save=None, max_steps
         # (scatter_add: free slots hold index 0 too, and must not overwrite a used slot's mark)
         active = torch.zeros(len(rows), n, dtype=torch.int32, device=dev).scatter_add_(1, idx, used.int()) > 0
         d = (Gi @ sgn[..., None]).squeeze(-1)  # direction of w_J as lam decreases
+        Gi = _LazyInverse(Gi, HOMOTOPY_LAZY)
         for _ in range(HOMOTOPY_REFRESH):
             if Kc < K and bool(used.all(1).any()):  # a support fills the slots: double them
                 grow = min(K, 2 * Kc) - Kc
                 idx, used, sgn, d = (torch.nn.functional.pad(t, (0, grow)) for t in (idx, used, sgn, d))
-                Gi = torch.nn.functional.pad(Gi, (0, grow, 0, grow))
+                Gi.grow(grow)
                 Kc += grow
             dJ = d * used
             if len(rows) * Kc < HOMOTOPY_GATHER * n:  # few rows: B_J d_J from the support's rows of B^T
@@ -768,7 +828,8 @@ def _homotopy_chunk(B, Bt, G, Y, lam, bar=None, saved=None, save=None, max_steps
                     st[k][rows[fin]] = v_[fin]
                 st["done"][rows[fin]] = True
                 rows, idx, used, sgn, last, steps, lamb = (t[keep] for t in (rows, idx, used, sgn, last, steps, lamb))
-                Gi, w, c, d, active = Gi[keep], w[keep], c[keep], d[keep], active[keep]
+                Gi.keep(keep)
+                w, c, d, active = w[keep], c[keep], d[keep], active[keep]
                 if not len(rows):
                     break
         for k, v_ in (("idx", idx), ("used", used), ("sgn", sgn)):

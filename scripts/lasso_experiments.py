@@ -26,7 +26,7 @@ import torch
 
 from invgan.bases import make_basis
 from invgan.data import load_images
-from invgan.lasso import (PAPER_ALPHA, _Gram, _move_support, _primal_dual, _rank_one_update, _support_solution,
+from invgan.lasso import (PAPER_ALPHA, _Gram, _LazyInverse, _move_support, _primal_dual, _rank_one_update, _support_solution,
                           dense_matrix, lasso_homotopy, operator_norm_sq, support_newton)
 from invgan.physics import GaussianCS
 
@@ -94,12 +94,13 @@ def warm_path(B, Bt, G, Y, lam, w0, max_steps):
     steps = torch.zeros(b, dtype=torch.long)
     uJ = u.gather(1, idx) * used
     d = (Gi @ uJ[..., None]).squeeze(-1)
+    Gi = _LazyInverse(Gi, 1)
     rows, out = torch.arange(b), w0.clone()
     for it in range(max_steps + 1):
         if Kc < m and bool(used.all(1).any()):
             grow = min(m, 2 * Kc) - Kc
             idx, used, sgn, d, uJ = (torch.nn.functional.pad(t, (0, grow)) for t in (idx, used, sgn, d, uJ))
-            Gi = torch.nn.functional.pad(Gi, (0, grow, 0, grow))
+            Gi.grow(grow)
             Kc += grow
         D = torch.zeros(len(rows), n, dtype=f64).scatter_add_(1, idx, d * used)
         e = u[rows] - (D @ Bt) @ B  # d h / d eps
@@ -133,8 +134,9 @@ def warm_path(B, Bt, G, Y, lam, w0, max_steps):
             lamb = torch.full((len(fin),), lam, dtype=f64)
             out[rows[fin]] = _support_solution(G, c0[rows[fin]], idx[fin], used[fin], sgn[fin], lamb, inverse=False)[1]
             rows = rows[keep]
-            idx, used, sgn, last, eps, d, uJ, Gi, w, h, active = (
-                t[keep] for t in (idx, used, sgn, last, eps, d, uJ, Gi, w, h, active))
+            Gi.keep(keep)
+            idx, used, sgn, last, eps, d, uJ, w, h, active = (
+                t[keep] for t in (idx, used, sgn, last, eps, d, uJ, w, h, active))
             if not len(rows):
                 break
     return out, steps

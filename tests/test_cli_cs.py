@@ -78,14 +78,14 @@ def test_cs_demo_set_without_celeba(tmp_path):
     (["--methods", "yeh"], "unknown method 'yeh' for cs"),
 ])
 def test_cs_user_errors(args, needle, tmp_path):
-    assert_user_error(run_cli("cs", *args, "--iters", 1, "--out", tmp_path, "--quiet"), needle)
+    assert_user_error(run_main("cs", *args, "--iters", 1, "--out", tmp_path, "--quiet"), needle)
 
 
 def test_cs_bad_generator(tmp_path):
     (tmp_path / "g.pt").write_bytes(b"garbage")
-    assert_user_error(run_cli("cs", "--generator", tmp_path / "g.pt", "--out", tmp_path, "--quiet"),
+    assert_user_error(run_main("cs", "--generator", tmp_path / "g.pt", "--out", tmp_path, "--quiet"),
                       "not a readable invgan checkpoint")
-    assert_user_error(run_cli("cs", "--generator", tmp_path / "none.pt", "--out", tmp_path, "--quiet"),
+    assert_user_error(run_main("cs", "--generator", tmp_path / "none.pt", "--out", tmp_path, "--quiet"),
                       "does not exist")
 
 

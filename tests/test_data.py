@@ -8,7 +8,7 @@ from PIL import Image
 from invgan import InvganError
 from invgan.data import CELEBA_BOX, celeba_names, describe_celeba, load_images, to_tensor, to_uint8
 
-from conftest import assert_user_error, run_cli
+from conftest import assert_user_error, run_cli, run_main
 
 
 def test_partition_file_is_source_of_truth(celeba_root):
@@ -97,8 +97,8 @@ def test_bad_inputs_give_clear_errors(tmp_path):
     (tmp_path / "junk" / "a.jpg").write_bytes(b"junk")
     with pytest.raises(InvganError, match="no usable images"):
         load_images(tmp_path / "junk", use_cache=False, progress=False)
-    assert_user_error(run_cli("data", tmp_path / "nope"), "does not exist")
-    assert_user_error(run_cli("data", tmp_path / "junk", "--quiet"), "no usable images")
+    assert_user_error(run_main("data", tmp_path / "nope"), "does not exist")
+    assert_user_error(run_main("data", tmp_path / "junk", "--quiet"), "no usable images")
 
 
 def test_to_tensor_of_a_read_only_array_gives_no_warning():

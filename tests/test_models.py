@@ -7,7 +7,7 @@ from invgan import InvganError
 from invgan.checkpoint import load_checkpoint, load_models, save_checkpoint
 from invgan.models import ModelConfig, build_models
 
-from conftest import assert_user_error, run_cli
+from conftest import assert_user_error, run_cli, run_main
 
 
 def test_dcgan_shapes_and_sizes():
@@ -62,12 +62,12 @@ def test_mismatched_checkpoint(tmp_path):
     torch.save(obj, tmp_path / "bad.pt")
     with pytest.raises(InvganError, match="do not match"):
         load_models(tmp_path / "bad.pt")
-    assert_user_error(run_cli("sample", "--generator", tmp_path / "bad.pt", "--out", tmp_path / "s.png"), "do not match")
-    assert_user_error(run_cli("sample", "--generator", tmp_path / "missing.pt"), "does not exist")
+    assert_user_error(run_main("sample", "--generator", tmp_path / "bad.pt", "--out", tmp_path / "s.png"), "do not match")
+    assert_user_error(run_main("sample", "--generator", tmp_path / "missing.pt"), "does not exist")
 
 
 def test_sample_cli(tiny_ckpt, tmp_path):
-    p = run_cli("sample", "--generator", tiny_ckpt, "--n", 9, "--out", tmp_path / "g.png")
+    p = run_main("sample", "--generator", tiny_ckpt, "--n", 9, "--out", tmp_path / "g.png")
     assert p.returncode == 0, p.stderr
     from PIL import Image
 

@@ -3,7 +3,7 @@
 import json
 import os
 
-from conftest import assert_user_error, run_cli
+from conftest import assert_user_error, run_cli, run_main
 
 PLUGIN = '''
 import torch
@@ -66,7 +66,7 @@ def test_plugin_method_and_physics_in_cli_and_sweep(tmp_path, tiny_ckpt):
     mse = {s["measurements"]: s["mse"]["mean"] for s in res["summaries"]}
     assert mse[4000] < mse[1000]  # more measurements, smaller error
     # without the plugin, the name is unknown: one line, exit 2
-    assert_user_error(run_cli("cs", "--methods", "my-adjoint", "--out", tmp_path / "x", "--quiet"),
+    assert_user_error(run_main("cs", "--methods", "my-adjoint", "--out", tmp_path / "x", "--quiet"),
                       "unknown method 'my-adjoint'")
 
 

@@ -35,17 +35,17 @@ def cell_mtimes(out):
 def test_sweep_shards_resume_merge_and_plot(tiny_ckpt, celeba_root, tmp_path):
     recipe = write_recipe(tmp_path / "r.toml", tiny_ckpt, celeba_root, "noise_std = [0.01, 1.0]")
     out = tmp_path / "sw"
-    p = run_cli("sweep", "--recipe", recipe, "--out", out, "--shard", "1/3", "--quiet")
+    p = run_main("sweep", "--recipe", recipe, "--out", out, "--shard", "1/3", "--quiet")
     assert p.returncode == 0, p.stderr
     res = json.loads((out / "results.json").read_text())
     assert not res["complete"] and res["cells_done"] == 3 and len(res["cells_missing"]) == 5  # 8 cells
-    p = run_cli("sweep", "--recipe", recipe, "--out", out, "--methods", "dcgan", "--quiet")  # a subset now
+    p = run_main("sweep", "--recipe", recipe, "--out", out, "--methods", "dcgan", "--quiet")  # a subset now
     assert p.returncode == 0, p.stderr
     res = json.loads((out / "results.json").read_text())
     assert res["cells_done"] == 6 and all(c.startswith("method=lasso") for c in res["cells_missing"])
     first = cell_mtimes(out)
     # the rest: finished cells are skipped, not recomputed
-    p = run_cli("sweep", "--recipe", recipe, "--out", out)
+    p = run_main("sweep", "--recipe", recipe, "--out", out)
     assert p.returncode == 0, p.stderr
     assert "6 already done" in p.stdout and "8 of 8 cells done" in p.stdout
     after = cell_mtimes(out)
@@ -61,7 +61,7 @@ def test_sweep_shards_resume_merge_and_plot(tiny_ckpt, celeba_root, tmp_path):
     npz = np.load(next((out / "cells").glob("method=dcgan*.npz")))
     assert npz["original"].shape == (2, 64, 64, 3) and npz["dcgan"].dtype == np.uint8
     # a second run does nothing at all
-    p = run_cli("sweep", "--recipe", recipe, "--out", out, "--quiet")
+    p = run_main("sweep", "--recipe", recipe, "--out", out, "--quiet")
     assert p.returncode == 0 and cell_mtimes(out) == after
 
     from invgan.plots import curves, load_results
@@ -74,12 +74,12 @@ def test_sweep_shards_resume_merge_and_plot(tiny_ckpt, celeba_root, tmp_path):
     assert abs(data[key][1][0] - np.mean(lasso_20)) < 1e-12 and data[key][3][0] == 2
     for args, kind in [([], "curve m"), (["--x", "noise_std"], "curve noise_std"), (["--kind", "grid"], "grid")]:
         fig = tmp_path / f"{kind.replace(' ', '_')}.png"
-        p = run_cli("plot", out, "--out", fig, *args)
+        p = run_main("plot", out, "--out", fig, *args)
         assert p.returncode == 0 and kind in p.stdout, p.stderr
         assert fig.stat().st_size > 5_000
     table = (tmp_path / "curve_m.md").read_text()  # the plotted numbers, beside the figure
     assert "| Lasso (DCT), noise_std=0.01 |" in table and f"{np.mean(lasso_20):.3g} +- " in table
-    p = run_cli("plot", out / "results.csv", "--out", tmp_path / "csv.png", "--methods", "dcgan", "--logy")
+    p = run_main("plot", out / "results.csv", "--out", tmp_path / "csv.png", "--methods", "dcgan", "--logy")
     assert p.returncode == 0, p.stderr
 
 
@@ -185,7 +185,7 @@ blends = ["poisson", "none"]
 mask = ["center", "random"]
 """)
     out = tmp_path / "sw"
-    p = run_cli("sweep", "--recipe", recipe, "--out", out, "--quiet")
+    p = run_main("sweep", "--recipe", recipe, "--out", out, "--quiet")
     assert p.returncode == 0, p.stderr
     res = json.loads((out / "results.json").read_text())
     assert res["complete"] and len(res["rows"]) == 2 * 2 * 3  # images x masks x (yeh+poisson, yeh+none, biharmonic)
@@ -201,7 +201,7 @@ mask = ["center", "random"]
     assert f"Yeh + Poisson, random\n{np.mean(hole):.1f} dB in the hole" in labels
     assert sum(l.startswith("biharmonic, ") for l in labels) == 2 and len(labels) == 1 + 2 * 4
 
-    p = run_cli("plot", out, "--out", tmp_path / "grid.png")  # auto: an inpainting sweep gives a grid
+    p = run_main("plot", out, "--out", tmp_path / "grid.png")  # auto: an inpainting sweep gives a grid
     assert p.returncode == 0 and "(grid)" in p.stdout, p.stderr
     assert (tmp_path / "grid.png").stat().st_size > 5_000
     table = (tmp_path / "grid.md").read_text().splitlines()

@@ -34,12 +34,12 @@ def test_train_writes_outputs_and_sample_reads_them(celeba_root, tmp_path):
     with open(tmp_path / "r" / "log.csv") as fh:
         row = next(csv.DictReader(fh))
     assert 0 < float(row["d_real"]) < 1 and 0 < float(row["d_fake"]) < 1
-    p = run_cli("sample", "--generator", tmp_path / "r", "--n", 4, "--out", tmp_path / "s.png")
+    p = run_main("sample", "--generator", tmp_path / "r", "--n", 4, "--out", tmp_path / "s.png")
     assert p.returncode == 0 and (tmp_path / "s.png").is_file()
 
 
 def test_interrupted_run_resumes_exactly(celeba_root, tmp_path):
-    ref = run_cli("train", "--data", celeba_root, "--out", tmp_path / "ref", "--max-steps", 40, *TINY)
+    ref = run_main("train", "--data", celeba_root, "--out", tmp_path / "ref", "--max-steps", 40, *TINY)
     assert ref.returncode == 0, ref.stderr
     g1, d1, s1 = _weights(tmp_path / "ref" / "checkpoint.pt")
     for sig in (signal.SIGKILL, signal.SIGINT):
@@ -64,7 +64,7 @@ def test_interrupted_run_resumes_exactly(celeba_root, tmp_path):
         assert "Traceback" not in err, err
         cut_step = _weights(ckpt)[2]
         assert 10 <= cut_step < 40, "the run was not interrupted mid-way"
-        res = run_cli("train", "--out", out, "--resume", "--max-steps", 40, "--quiet")
+        res = run_main("train", "--out", out, "--resume", "--max-steps", 40, "--quiet")
         assert res.returncode == 0, res.stderr
         g2, d2, s2 = _weights(ckpt)
         assert s1 == s2 == 40
