@@ -12,6 +12,8 @@ solvers use). Reference: invgan's exact homotopy path.
     python scripts/lasso_experiments.py admm -m 2500 --basis wavelet --images 16 --rho 0.1
         ADMM with one cached factorisation of B B^T + rho I (= A A^T + rho I), over-relaxed,
         then support Newton steps on its support: certified gap against iterations
+    python scripts/lasso_experiments.py screen -m 500 --basis dct --images 16
+        gap-safe screening at FISTA points: how many coefficients the safe test can remove
 
 These are experiments, not library code: they print, they are not tested.
 """
@@ -176,6 +178,28 @@ def cmd_warm(a):
           f"{int(h.iterations)} steps")
 
 
+def cmd_screen(a):
+    """Gap-safe sphere screening (Fercoq, Gramfort & Salmon 2015) at FISTA points: how many
+    coefficients the test keeps (the rest are provably zero at the optimum)."""
+    p, y, B, Bt, Y, lam = problem(a.m, a.basis, a.images)
+    exact = lasso_homotopy(y, p, a.basis).w.reshape(a.images, -1).double() != 0
+    norms = B.norm(dim=0)
+    for it in (50, 100, 200, 400, 800):
+        w = fista(p, B, Bt, Y, lam, it)
+        r = Y - w @ Bt
+        corr = r @ B
+        scale = torch.clamp(corr.abs().amax(1) / lam, min=1.0)  # dual point r / (lam scale) is feasible
+        theta = r / (lam * scale[:, None])
+        primal = 0.5 * r.pow(2).sum(1) + lam * w.abs().sum(1)
+        dual = 0.5 * Y.pow(2).sum(1) - 0.5 * lam ** 2 * (theta - Y / lam).pow(2).sum(1)
+        gap = (primal - dual).clamp_min(0)
+        radius = (2 * gap).sqrt() / lam
+        keep = (theta @ B).abs() + radius[:, None] * norms[None] >= 1
+        print(f"  FISTA {it:4d} its: largest relative gap {(gap / primal).max():.2e}, kept {keep.sum(1).float().mean():.0f} "
+              f"of {B.shape[1]} (largest {int(keep.sum(1).max())}), exact coefficients screened out "
+              f"{int((exact & ~keep).sum())} (must be 0)")
+
+
 def cmd_admm(a):
     p, y, B, Bt, Y, lam = problem(a.m, a.basis, a.images)
     t = time.time()
@@ -206,7 +230,7 @@ def cmd_admm(a):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
-    for name in ("support", "warm", "admm"):
+    for name in ("support", "warm", "admm", "screen"):
         s = sub.add_parser(name)
         s.add_argument("-m", type=int, default=500)
         s.add_argument("--basis", default="dct")
@@ -219,7 +243,7 @@ def main(argv=None):
             s.add_argument("--relax", type=float, default=1.7)
             s.add_argument("--iters", type=int, default=600)
     a = ap.parse_args(argv)
-    {"support": cmd_support, "warm": cmd_warm, "admm": cmd_admm}[a.cmd](a)
+    {"support": cmd_support, "warm": cmd_warm, "admm": cmd_admm, "screen": cmd_screen}[a.cmd](a)
 
 
 if __name__ == "__main__":
