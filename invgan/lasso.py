@@ -674,10 +674,7 @@ class _LazyInverse:
     def flush(self):
         if self.k:
             V = self.V[:, :self.k]
-            if self.k == 1:
-                self.G0.baddbmm_((V[:, 0] * self.C[:, :1])[:, :, None], V[:, 0][:, None, :])
-            else:
-                self.G0.baddbmm_(V.transpose(1, 2) * self.C[:, None, :self.k], V)
+            self.G0.baddbmm_(V.transpose(1, 2) * self.C[:, None, :self.k], V)
             self.V[:, :self.k] = 0
             self.k = 0
 

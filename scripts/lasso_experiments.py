@@ -186,15 +186,12 @@ def cmd_screen(a):
     norms = B.norm(dim=0)
     for it in (50, 100, 200, 400, 800):
         w = fista(p, B, Bt, Y, lam, it)
-        r = Y - w @ Bt
-        corr = r @ B
-        scale = torch.clamp(corr.abs().amax(1) / lam, min=1.0)  # dual point r / (lam scale) is feasible
-        theta = r / (lam * scale[:, None])
-        primal = 0.5 * r.pow(2).sum(1) + lam * w.abs().sum(1)
-        dual = 0.5 * Y.pow(2).sum(1) - 0.5 * lam ** 2 * (theta - Y / lam).pow(2).sum(1)
+        primal, dual = _primal_dual(Y, w, B, Bt, lam)
         gap = (primal - dual).clamp_min(0)
-        radius = (2 * gap).sqrt() / lam
-        keep = (theta @ B).abs() + radius[:, None] * norms[None] >= 1
+        corr = (Y - w @ Bt) @ B
+        scale = torch.clamp(lam / corr.abs().amax(1), max=1.0)  # the dual point _primal_dual scores: scale r
+        # the dual is 1-strongly concave: theta* lies within sqrt(2 gap) of theta, so |b_j^T theta*| < lam there
+        keep = scale[:, None] * corr.abs() + (2 * gap).sqrt()[:, None] * norms[None] >= lam
         print(f"  FISTA {it:4d} its: largest relative gap {(gap / primal).max():.2e}, kept {keep.sum(1).float().mean():.0f} "
               f"of {B.shape[1]} (largest {int(keep.sum(1).max())}), exact coefficients screened out "
               f"{int((exact & ~keep).sum())} (must be 0)")
