@@ -649,20 +649,18 @@ class _LazyInverse:
         self.V = Gi.new_zeros(Gi.shape[0], self.rank, Gi.shape[1])  # pending vectors, one per row
         self.C = Gi.new_zeros(Gi.shape[0], self.rank)  # their coefficients
 
+    def _pending(self, out, proj):  # out + V^T diag(C) proj, proj (b, k): the pending terms' share
+        V = self.V[:, :self.k]
+        return out + torch.bmm(V.transpose(1, 2), (self.C[:, :self.k] * proj)[..., None]).squeeze(-1)
+
     def matvec(self, x):  # (b, K) -> (b, K)
         out = torch.bmm(self.G0, x[..., None]).squeeze(-1)
-        if self.k:
-            V = self.V[:, :self.k]
-            out += torch.bmm(V.transpose(1, 2), (self.C[:, :self.k] * torch.bmm(V, x[..., None]).squeeze(-1))[..., None]).squeeze(-1)
-        return out
+        return self._pending(out, torch.bmm(self.V[:, :self.k], x[..., None]).squeeze(-1)) if self.k else out
 
     def column(self, p):  # (b,) slots -> (b, K): column p of each row's inverse
         rr = torch.arange(len(p), device=p.device)
         out = self.G0[rr, :, p]
-        if self.k:
-            V = self.V[:, :self.k]
-            out = out + torch.bmm(V.transpose(1, 2), (self.C[:, :self.k] * V[rr, :, p])[..., None]).squeeze(-1)
-        return out
+        return self._pending(out, self.V[rr, :self.k, p]) if self.k else out
 
     def add(self, v, coef):  # one rank-one term per row (coef 0: none)
         self.V[:, self.k] = v
