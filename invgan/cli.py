@@ -288,7 +288,8 @@ def _cs_parser(sub) -> None:
     c.add_argument("--noise-std", type=_nonneg_float, default=0.01, help="per-measurement noise std (paper: 0.01)")
     c.add_argument("--iters", type=_positive_int, help="Adam iterations (paper: 500)")
     c.add_argument("--restarts", type=_positive_int, help="random restarts (paper: 2; dcgan-reg 10)")
-    c.add_argument("--lr", type=_positive_float, help="Adam learning rate (paper: 0.1)")
+    c.add_argument("--lr", type=_positive_float, help="Adam learning rate (paper: 0.1); with --budget lbfgs, "
+                   "the first step's length")
     c.add_argument("--z-reg", type=_nonneg_float, help="lambda of lambda ||z||^2 (paper: 0; dcgan-reg 0.001)")
     c.add_argument("--z-clip", type=_positive_float, help="clip z to [-c, c] after each step")
     c.add_argument("--lasso-tol", type=_positive_float, default=1e-5, help="Lasso relative duality-gap tolerance")
@@ -297,8 +298,8 @@ def _cs_parser(sub) -> None:
                         "fista; homotopy (README: Lasso solvers)")
     c.add_argument("--budget", default="paper", choices=list(BUDGETS),
                    help="CSGM work: paper (default: Adam, every restart runs every iteration), fast "
-                        "(restarts that are behind are dropped early) or lbfgs (200 passes of per-latent "
-                        "L-BFGS, 0.4 of the work; README: CSGM budgets)")
+                        "(restarts that are behind are dropped early) or lbfgs (150 passes of per-latent "
+                        "L-BFGS, 0.3 of the work; README: CSGM budgets)")
     c.add_argument("--factor", type=_positive_int, default=4, help="super-resolution factor")
     c.add_argument("--generator", help="checkpoint or run folder (default: the shipped CelebA model)")
     c.add_argument("--seed", type=int, default=0)

@@ -32,7 +32,7 @@ class CSConfig:
     CelebA folder, image folder or glob (None: CelebA test, else val, else the demo set);
     ``input`` "gen-span": generator samples instead; ``image_size``: None follows the generator
     (64 without one). ``iters``, ``restarts``, ``lr``, ``z_reg``, ``z_clip`` override the CSGM
-    presets (None: the paper's); ``budget`` "paper" or "fast"; ``lasso_tol`` the Lasso's
+    presets (None: the paper's); ``budget`` "paper", "fast" or "lbfgs" (``invgan.csgm.BUDGETS``); ``lasso_tol`` the Lasso's
     relative duality-gap tolerance; ``lasso_solver`` "auto", "fista" or "homotopy" (``invgan.methods.Lasso``).
     """
 
@@ -51,7 +51,7 @@ class CSConfig:
     z_clip: float | None = None
     lasso_tol: float = 1e-5
     lasso_solver: str = "auto"       # "auto": the exact homotopy for a Gaussian A up to m = 1000, else FISTA
-    budget: str = "paper"            # CSGM work: "paper" (fixed budget) or "fast" (restart pruning)
+    budget: str = "paper"            # CSGM work: "paper" (fixed budget), "fast" (restart pruning) or "lbfgs"
     superres_factor: int = 4
     generator: str | None = None
     seed: int = 0

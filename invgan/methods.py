@@ -125,11 +125,13 @@ class CSGM(Method):
     optimizer : {"adam", "lbfgs"}
         Adam (the paper) or per-latent L-BFGS (``iters`` generator passes; ``lr`` its first
         step's length); see ``invgan.latent.lbfgs_latents``.
+    history : int, default 10
+        L-BFGS curvature pairs per latent (the "lbfgs" budget: 60).
     """
 
     def __init__(self, generator, z_reg: float = 0.0, restarts: int = 2, iters: int = 500, lr: float = 0.1,
                  z_clip: float | None = None, seed: int = 0, prune=(), lr_decay: str = "constant",
-                 name: str = "csgm", optimizer: str = "adam"):
+                 name: str = "csgm", optimizer: str = "adam", history: int = 10):
         from invgan.generators import as_generator
 
         if generator is None:
@@ -149,6 +151,10 @@ class CSGM(Method):
         if optimizer == "lbfgs" and (self.prune or lr_decay != "constant"):
             raise InvganError("the lbfgs optimizer takes no restart pruning and no lr decay")
         self.optimizer = optimizer
+        check_int("history", history)
+        if optimizer == "lbfgs":
+            self.settings["history"] = history
+        self.history = history
 
     @classmethod
     def preset(cls, preset: str, generator, budget: str = "paper", **overrides) -> "CSGM":
@@ -178,7 +184,8 @@ class CSGM(Method):
         s = self.settings
         r = csgm_reconstruct(y, physics, self.generator, z_reg=s["z_reg"], restarts=s["restarts"], iters=s["iters"],
                              lr=s["lr"], z_clip=self.z_clip, seed=self.seed, progress=progress, state=state,
-                             prune=self.prune, lr_decay=self.lr_decay, optimizer=self.optimizer)
+                             prune=self.prune, lr_decay=self.lr_decay, optimizer=self.optimizer,
+                             history=self.history)
         details = dict(s, budget=getattr(self, "budget", "custom"), prune=[list(p) for p in self.prune],
                        latent_steps_per_image=r.latent_steps, optimizer=self.optimizer)
         if self.lr_decay != "constant":

@@ -14,7 +14,7 @@ Measured side by side in this run, each against a named baseline:
 3. Lasso: the exact homotopy path (m <= 1000) and batched FISTA against the previous FISTA and
    cvxpy (Clarabel): time, certified images and objective gaps (scripts/bench_cs.py);
 4. CSGM budgets: DCGAN's paper budget (Adam, 500 steps) against the lbfgs budget (per-latent
-   L-BFGS, 200 passes) on the same faces, with the paired error difference (scripts/bench_cs.py).
+   L-BFGS, 150 passes, 60 curvature pairs) on the same faces, with the paired error difference (scripts/bench_cs.py).
 The full cs_paper sweep takes hours on a CPU, so it is not rerun here: --sweep DIR reports the
 wall time that sweep's cells recorded when they ran (sum over cells, with how many are done).
 """

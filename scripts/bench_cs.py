@@ -9,7 +9,8 @@
    seeds): time ratio and the largest difference between their reconstructions.
 3. Peak resident memory of CSGM and Lasso-DCT at m = 10,000.
 4. CSGM budgets: DCGAN at m = 500 with the paper's budget (Adam, 500 steps) against the lbfgs
-   budget (per-latent L-BFGS, 200 generator passes), same images, A, noise and starting latents:
+   budget as `--budget lbfgs` runs it (invgan.csgm.BUDGET_SETTINGS: per-latent L-BFGS, 150
+   generator passes, 60 curvature pairs), same images, A, noise and starting latents:
    time ratio, and per image the paired MSE difference and which objective is lower.
 
     python scripts/bench_cs.py [--images 8] [--cvxpy-images 8] [--ms 500,2500] [--iters 500]
@@ -142,7 +143,9 @@ def bench_budget(x, G, device):
     paper = csgm_reconstruct(y, p, G, restarts=2, iters=500, seed=2)
     t_paper = time.time() - t
     t = time.time()
-    lb = csgm_reconstruct(y, p, G, restarts=2, iters=200, seed=2, optimizer="lbfgs")
+    from invgan.csgm import BUDGET_SETTINGS
+
+    lb = csgm_reconstruct(y, p, G, restarts=2, seed=2, **BUDGET_SETTINGS["lbfgs"])
     t_lb = time.time() - t
     e_paper = (paper.x - x).pow(2).flatten(1).mean(1)
     e_lb = (lb.x - x).pow(2).flatten(1).mean(1)

@@ -10,7 +10,7 @@ One paper-budget run therefore scores every schedule exactly, image by image.
     python scripts/csgm_trajectories.py replay runs/traj/*.pt --schedule 100:5,200:2
     python scripts/csgm_trajectories.py compare runs/traj/dcgan-reg_m500.pt --iters 200 \
         --lr-decay cosine --schedule 50:5,100:2      # runs that budget, pairs it with the record
-    python scripts/csgm_trajectories.py compare runs/traj/dcgan_m500.pt --optimizer lbfgs --iters 200
+    python scripts/csgm_trajectories.py compare runs/traj/dcgan_m500.pt --budget lbfgs   # as `invgan cs --budget lbfgs`
 
 Recording uses the same images, A, noise and seeds as `invgan cs` (64 lowest CelebA val ids).
 """
@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from invgan.csgm import PAPER_SETTINGS, csgm_objective, prune_schedule_work, replay_pruning
+from invgan.csgm import BUDGET_SETTINGS, BUDGETS, PAPER_SETTINGS, csgm_objective, prune_schedule_work, replay_pruning
 from invgan.fileio import atomic_path
 from invgan.metrics import summarize
 
@@ -112,16 +112,23 @@ def compare(args):
     R, B = r["restarts"], r["num_images"]
     model_cfg, G, x, ids, p, y = problem(r["m"], B)
     assert list(ids) == list(r["ids"])
+    run = dict(iters=args.iters, lr=s["lr"], prune=parse_schedule(args.schedule), lr_decay=args.lr_decay,
+               optimizer=args.optimizer, history=args.history)
+    if args.budget:  # exactly what `invgan cs --budget NAME` runs
+        b = dict(BUDGET_SETTINGS[args.budget])
+        run.update(iters=b.get("iters", s["iters"]), lr=b.get("lr", s["lr"]), prune=BUDGETS[args.budget][r["method"]],
+                   lr_decay="constant", optimizer=b.get("optimizer", "adam"), history=b.get("history", 10))
+        args.iters, args.optimizer, args.lr_decay = run["iters"], run["optimizer"], "constant"
+        args.schedule = ",".join(f"{a}:{k}" for a, k in run["prune"])
     t0 = time.time()
-    fast = csgm_reconstruct(y, p, G, z_reg=s["z_reg"], restarts=R, iters=args.iters, lr=s["lr"],
-                            seed=2, prune=parse_schedule(args.schedule), lr_decay=args.lr_decay, progress=True,
-                            optimizer=args.optimizer)
+    fast = csgm_reconstruct(y, p, G, z_reg=s["z_reg"], restarts=R, seed=2, progress=True, **run)
     secs = time.time() - t0
     _, mse_full = paper_pick(r)
     obj_full = r["final"].view(R, B).min(0).values
     mse_fast = (fast.x - x).pow(2).flatten(1).mean(1)
     work = fast.latent_steps / (R * r["losses"].shape[0])
-    print(f"{r['method']:10s} m={r['m']:6d} {args.optimizer} iters {args.iters} lr-decay {args.lr_decay} "
+    print(f"{r['method']:10s} m={r['m']:6d} budget {args.budget or 'custom'}: {args.optimizer} iters {args.iters} "
+          f"lr {run['lr']} history {run['history']} lr-decay {args.lr_decay} "
           f"schedule {args.schedule or 'none'}: "
           f"work {work:.3f} of the paper budget ({secs:.0f} s against {r['seconds']:.0f} s recorded); "
           f"{paired(mse_fast, mse_full)}; better on {int((mse_fast < mse_full).sum())}/{B}; "
@@ -145,7 +152,10 @@ def main(argv=None):
     c.add_argument("--lr-decay", default="constant", choices=["constant", "cosine"])
     c.add_argument("--schedule", default="")
     c.add_argument("--optimizer", default="adam", choices=["adam", "lbfgs"],
-                   help="lbfgs: per-latent L-BFGS, --iters generator passes (the lbfgs budget: 200)")
+                   help="lbfgs: per-latent L-BFGS, --iters generator passes")
+    c.add_argument("--history", type=int, default=10, help="L-BFGS curvature pairs per latent")
+    c.add_argument("--budget", choices=sorted(BUDGETS), default=None,
+                   help="run a named budget of invgan cs exactly (overrides --iters, --optimizer, --schedule, ...)")
     args = ap.parse_args(argv)
     {"record": record, "replay": replay, "compare": compare}[args.cmd](args)
 

@@ -102,10 +102,16 @@ def test_cs_budget_is_recorded_with_the_work_done(tiny32_ckpt, tmp_path):
         assert s["latent_steps_per_image"] == prune_schedule_work(10, 360, BUDGETS[budget]["dcgan-reg"])
         assert s["optimizer"] == ("lbfgs" if budget == "lbfgs" else "adam")
     assert prune_schedule_work(10, 360, BUDGETS["fast"]["dcgan-reg"]) < 0.8 * 10 * 360
-    # without --iters, the lbfgs budget runs its own 200 generator passes (0.4 of the paper's 500)
+    # without --iters, the lbfgs budget runs its own settings: 150 generator passes (0.3 of the
+    # paper's 500) with 60 curvature pairs
+    from invgan.csgm import BUDGET_SETTINGS
+
+    b = BUDGET_SETTINGS["lbfgs"]
+    assert b["iters"] == 150 and b["history"] == 60
     out = tmp_path / "lbfgs-default"
     p = run_main("cs", "--input", "gen-span", "--generator", tiny32_ckpt, "--num-images", 1, "-m", 50,
                  "--methods", "dcgan", "--budget", "lbfgs", "--out", out, "--quiet")
     assert p.returncode == 0, p.stderr
     s = json.loads((out / "metrics.json").read_text())["config"]["method_settings"]["dcgan"]
-    assert s["iters"] == 200 and s["latent_steps_per_image"] == 2 * 200
+    assert s["iters"] == 150 and s["latent_steps_per_image"] == 2 * 150
+    assert s["history"] == 60 and s["lr"] == 0.1
