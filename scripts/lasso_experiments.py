@@ -14,6 +14,8 @@ solvers use). Reference: invgan's exact homotopy path.
         then support Newton steps on its support: certified gap against iterations
     python scripts/lasso_experiments.py screen -m 500 --basis dct --images 16
         gap-safe screening at FISTA points: how many coefficients the safe test can remove
+    python scripts/lasso_experiments.py homotopy -m 2500 --basis wavelet --images 20
+        the exact path above HOMOTOPY_MAX_M, in one batch: seconds per image, steps, certificate
 
 These are experiments, not library code: they print, they are not tested.
 """
@@ -224,10 +226,26 @@ def cmd_admm(a):
           f"{((r @ B).abs().amax(1) / lam).max():.0f}")
 
 
+def cmd_homotopy(a):
+    """The exact path on these faces in one batch (time, steps, certificate, error)."""
+    from invgan.data import load_images
+
+    x = load_images(None, partition="val", limit=a.images, progress=False).tensor()
+    p = GaussianCS(a.m, (3, 64, 64), noise_std=0.01, seed=0)
+    y = p(x, torch.Generator().manual_seed(1))
+    t = time.time()
+    r = lasso_homotopy(y, p, a.basis, progress=True)
+    dt = time.time() - t
+    mse = (r.x - x).pow(2).flatten(1).mean(1)
+    print(f"homotopy m={a.m} {a.basis}, {a.images} faces: {dt:.0f} s ({dt / a.images:.2f} s/image), "
+          f"{r.image_iterations.float().mean():.0f} steps per image, largest gap {r.gap.max():.1e}, "
+          f"MSE {mse.mean():.4f}")
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
-    for name in ("support", "warm", "admm", "screen"):
+    for name in ("support", "warm", "admm", "screen", "homotopy"):
         s = sub.add_parser(name)
         s.add_argument("-m", type=int, default=500)
         s.add_argument("--basis", default="dct")
@@ -240,7 +258,8 @@ def main(argv=None):
             s.add_argument("--relax", type=float, default=1.7)
             s.add_argument("--iters", type=int, default=600)
     a = ap.parse_args(argv)
-    {"support": cmd_support, "warm": cmd_warm, "admm": cmd_admm, "screen": cmd_screen}[a.cmd](a)
+    {"support": cmd_support, "warm": cmd_warm, "admm": cmd_admm, "screen": cmd_screen,
+     "homotopy": cmd_homotopy}[a.cmd](a)
 
 
 if __name__ == "__main__":
