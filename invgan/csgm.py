@@ -35,9 +35,9 @@ BUDGETS = {
 #: What else a budget changes: "lbfgs" (opt-in) replaces Adam's 500 steps by 150 passes of
 #: per-latent L-BFGS (invgan.latent.lbfgs_latents) keeping 60 curvature pairs per latent, 0.3 of
 #: the paper's work (until 2026-12-01: 200 passes with 10 pairs). Chosen on CelebA val faces at
-#: m = 500, DCGAN: with 10 pairs, 100 passes reach the objective Adam reaches in about 300 steps;
-#: with 40 to 100 pairs, what it reaches in 500; on the 64 lowest val ids 100 and 120 passes miss
-#: the +2% bar (upper ends +3.5%, +3.1%) and 150 meet it. README, "CSGM budgets".
+#: m = 500, DCGAN: after 100 passes the mean objective is 175 with 10 pairs and 165 with 60, against
+#: Adam's 186 after 300 steps and 161 after 500; on the 64 lowest val ids 100 and 120 passes with 60
+#: pairs miss the +2% bar (upper ends +3.5%, +3.1%) and 150 meet it. README, "CSGM budgets".
 BUDGET_SETTINGS = {
     "paper": {},
     "fast": {},
