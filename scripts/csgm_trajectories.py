@@ -112,7 +112,7 @@ def compare(args):
     R, B = r["restarts"], r["num_images"]
     model_cfg, G, x, ids, p, y = problem(r["m"], B)
     assert list(ids) == list(r["ids"])
-    run = dict(iters=args.iters, lr=s["lr"], prune=parse_schedule(args.schedule), lr_decay=args.lr_decay,
+    run = dict(iters=args.iters, lr=args.lr or s["lr"], prune=parse_schedule(args.schedule), lr_decay=args.lr_decay,
                optimizer=args.optimizer, history=args.history)
     if args.budget:  # exactly what `invgan cs --budget NAME` runs
         b = dict(BUDGET_SETTINGS[args.budget])
@@ -154,6 +154,7 @@ def main(argv=None):
     c.add_argument("--optimizer", default="adam", choices=["adam", "lbfgs"],
                    help="lbfgs: per-latent L-BFGS, --iters generator passes")
     c.add_argument("--history", type=int, default=10, help="L-BFGS curvature pairs per latent")
+    c.add_argument("--lr", type=float, default=None, help="Adam's lr, or L-BFGS's first step (default: the paper's 0.1)")
     c.add_argument("--budget", choices=sorted(BUDGETS), default=None,
                    help="run a named budget of invgan cs exactly (overrides --iters, --optimizer, --schedule, ...)")
     args = ap.parse_args(argv)
