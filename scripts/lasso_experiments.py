@@ -37,10 +37,15 @@ from invgan.physics import GaussianCS
 INF = float("inf")
 
 
-def problem(m, basis_name, nimg):
+def faces(m, nimg):
+    """The nimg lowest val faces x, the operator p and the measurements y of `invgan cs -m M`."""
     x = load_images(None, partition="val", limit=nimg, progress=False).tensor()
     p = GaussianCS(m, (3, 64, 64), noise_std=0.01, seed=0)
-    y = p(x, torch.Generator().manual_seed(1))
+    return x, p, p(x, torch.Generator().manual_seed(1))
+
+
+def problem(m, basis_name, nimg):
+    _, p, y = faces(m, nimg)
     B = dense_matrix(p, make_basis(basis_name, 64), (3, 64, 64)).double()
     return p, y, B, B.T.contiguous(), y.reshape(nimg, -1).double(), m * PAPER_ALPHA[basis_name]
 
@@ -228,11 +233,7 @@ def cmd_admm(a):
 
 def cmd_homotopy(a):
     """The exact path on these faces in one batch (time, steps, certificate, error)."""
-    from invgan.data import load_images
-
-    x = load_images(None, partition="val", limit=a.images, progress=False).tensor()
-    p = GaussianCS(a.m, (3, 64, 64), noise_std=0.01, seed=0)
-    y = p(x, torch.Generator().manual_seed(1))
+    x, p, y = faces(a.m, a.images)
     t = time.time()
     r = lasso_homotopy(y, p, a.basis, progress=True)
     dt = time.time() - t
