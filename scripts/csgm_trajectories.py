@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from invgan.csgm import BUDGET_SETTINGS, BUDGETS, PAPER_SETTINGS, csgm_objective, prune_schedule_work, replay_pruning
+from invgan.csgm import BUDGETS, PAPER_SETTINGS, csgm_objective, prune_schedule_work, replay_pruning
 from invgan.fileio import atomic_path
 from invgan.metrics import summarize
 
@@ -105,31 +105,30 @@ def replay(args):
 
 def compare(args):
     """Run a cheaper budget on the record's problem and pair it image by image with the paper pick."""
-    from invgan.csgm import csgm_reconstruct
+    from invgan.methods import CSGM
 
     r = torch.load(args.files[0], weights_only=True)
     s = PAPER_SETTINGS[r["method"]]
     R, B = r["restarts"], r["num_images"]
     model_cfg, G, x, ids, p, y = problem(r["m"], B)
     assert list(ids) == list(r["ids"])
-    run = dict(iters=args.iters, lr=args.lr or s["lr"], prune=parse_schedule(args.schedule), lr_decay=args.lr_decay,
-               optimizer=args.optimizer, history=args.history)
-    if args.budget:  # exactly what `invgan cs --budget NAME` runs
-        b = dict(BUDGET_SETTINGS[args.budget])
-        run.update(iters=b.get("iters", s["iters"]), lr=b.get("lr", s["lr"]), prune=BUDGETS[args.budget][r["method"]],
-                   lr_decay="constant", optimizer=b.get("optimizer", "adam"), history=b.get("history", 10))
-        args.iters, args.optimizer, args.lr_decay = run["iters"], run["optimizer"], "constant"
-        args.schedule = ",".join(f"{a}:{k}" for a, k in run["prune"])
+    if args.budget:  # the method `invgan cs --budget NAME` runs, with the record's starting latents
+        method = CSGM.preset(r["method"], G, budget=args.budget, seed=2)
+    else:
+        method = CSGM(G, z_reg=s["z_reg"], restarts=R, iters=args.iters, lr=args.lr or s["lr"], seed=2,
+                      prune=parse_schedule(args.schedule), lr_decay=args.lr_decay, optimizer=args.optimizer,
+                      history=args.history, name=r["method"])
+    run = dict(method.settings, optimizer=method.optimizer, history=method.history, lr_decay=method.lr_decay,
+               schedule=",".join(f"{a}:{k}" for a, k in method.prune) or "none")
     t0 = time.time()
-    fast = csgm_reconstruct(y, p, G, z_reg=s["z_reg"], restarts=R, seed=2, progress=True, **run)
+    fast = method.reconstruct(y, p, progress=True).raw
     secs = time.time() - t0
     _, mse_full = paper_pick(r)
     obj_full = r["final"].view(R, B).min(0).values
     mse_fast = (fast.x - x).pow(2).flatten(1).mean(1)
     work = fast.latent_steps / (R * r["losses"].shape[0])
-    print(f"{r['method']:10s} m={r['m']:6d} budget {args.budget or 'custom'}: {args.optimizer} iters {args.iters} "
-          f"lr {run['lr']} history {run['history']} lr-decay {args.lr_decay} "
-          f"schedule {args.schedule or 'none'}: "
+    print(f"{r['method']:10s} m={r['m']:6d} budget {args.budget or 'custom'}: {run['optimizer']} iters {run['iters']} "
+          f"lr {run['lr']} history {run['history']} lr-decay {run['lr_decay']} schedule {run['schedule']}: "
           f"work {work:.3f} of the paper budget ({secs:.0f} s against {r['seconds']:.0f} s recorded); "
           f"{paired(mse_fast, mse_full)}; better on {int((mse_fast < mse_full).sum())}/{B}; "
           f"objective lower on {int((fast.objective < obj_full).sum())}/{B}", flush=True)

@@ -32,6 +32,7 @@ from invgan.bases import make_basis
 from invgan.data import load_images
 from invgan.lasso import (PAPER_ALPHA, _Gram, _LazyInverse, _move_support, _primal_dual, _rank_one_update, _support_solution,
                           dense_matrix, lasso_homotopy, operator_norm_sq, support_newton)
+from invgan.metrics import mse_per_image
 from invgan.physics import GaussianCS
 
 INF = float("inf")
@@ -237,7 +238,7 @@ def cmd_homotopy(a):
     t = time.time()
     r = lasso_homotopy(y, p, a.basis, progress=True)
     dt = time.time() - t
-    mse = (r.x - x).pow(2).flatten(1).mean(1)
+    mse = mse_per_image(r.x, x)
     print(f"homotopy m={a.m} {a.basis}, {a.images} faces: {dt:.0f} s ({dt / a.images:.2f} s/image), "
           f"{r.image_iterations.float().mean():.0f} steps per image, largest gap {r.gap.max():.1e}, "
           f"MSE {mse.mean():.4f}")
