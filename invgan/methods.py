@@ -16,6 +16,8 @@ name                method                                                      
 ``dcgan-reg``       ``CSGM.preset("dcgan-reg", G)``: lambda 0.001, 10 restarts     cs
 ``lasso-dct``       ``Lasso("dct")``: alpha 0.1                                    cs
 ``lasso-wavelet``   ``Lasso("wavelet")``: alpha 1e-5                               cs
+``sparse-gen``      ``SparseGen(G)``: G(z) + a Haar-sparse deviation (Dhar 2018)   cs
+``sparse-gen-dct``  ``SparseGen(G, "dct")``: the deviation sparse in the DCT       cs
 ``least-squares``   ``LeastSquares()``: minimum-norm x with A x = y                cs, inpaint
 ``yeh``             ``YehInpainting(G, D)`` (Yeh 2017), then Poisson blending       inpaint
 ``biharmonic``      ``Biharmonic()`` (scikit-image)                                inpaint
@@ -261,6 +263,83 @@ class Lasso(Method):
                                     "max_rel_gap": float(r.gap.max())}, raw=r)
 
 
+# ----------------------------------------------------------------------------- Sparse-Gen
+class SparseGen(Method):
+    """Sparse-Gen (Dhar, Grover & Ermon 2018): x = clip(G(z) + Psi w), minimising
+    mean_m (y - A(G(z) + Psi w))^2 + z_reg ||z||^2 + 2 alpha ||w||_1 jointly over z and w from a
+    latent-only CSGM start (``invgan.sparse_gen.sparse_gen_reconstruct``).
+
+    Parameters
+    ----------
+    generator : LatentGenerator or nn.Module
+    basis : {"wavelet", "dct"} or basis object, default "wavelet"
+        The basis the deviation from the generator's range is sparse in.
+    start : CSGM, optional
+        The latent-only start; default ``CSGM.preset("dcgan-reg", generator, budget=budget, seed=seed)``.
+        Its ``z_reg`` is the joint objective's.
+    kappa : float, optional
+        The deviation rule's constant (``invgan.sparse_gen.deviation_alpha``; default ``KAPPA``).
+    alpha : float, optional
+        A fixed l1 weight instead of the rule.
+    rounds, z_passes : int
+        (w-step, z-step) rounds after the first w-step, and L-BFGS passes per z-step.
+    lasso_solver, lasso_tol
+        As for ``Lasso``.
+    """
+
+    def __init__(self, generator, basis="wavelet", start: "CSGM | None" = None, kappa: float | None = None,
+                 alpha: float | None = None, rounds: int = 2, z_passes: int = 30, lasso_solver: str = "auto",
+                 lasso_tol: float = 1e-6, budget: str = "paper", seed: int = 0, name: str | None = None):
+        from invgan.lasso import SOLVERS
+        from invgan.sparse_gen import KAPPA
+
+        if generator is None:
+            raise InvganError("sparse-gen needs a generator")
+        if isinstance(basis, str) and basis not in ("dct", "wavelet"):
+            raise InvganError(f"unknown basis {basis!r}: use dct, wavelet or a basis object")
+        if lasso_solver not in SOLVERS:
+            raise InvganError(f"unknown Lasso solver {lasso_solver!r}: use {', '.join(SOLVERS)}")
+        self.start = start if start is not None else CSGM.preset("dcgan-reg", generator, budget=budget, seed=seed)
+        if not isinstance(self.start, CSGM):
+            raise InvganError(f"sparse-gen's start must be a CSGM method, got {type(self.start).__name__}")
+        self.generator = self.start.generator
+        kappa = KAPPA if kappa is None else check_number("kappa", kappa, strict=True)
+        if alpha is not None:
+            check_number("alpha", alpha, strict=True)
+        check_int("rounds", rounds, 0)
+        check_int("z_passes", z_passes, 0)
+        check_number("lasso_tol", lasso_tol, strict=True)
+        self.basis, self.kappa, self.alpha, self.lasso_solver, self.lasso_tol = basis, kappa, alpha, lasso_solver, lasso_tol
+        self.name = name or ("sparse-gen" if basis == "wavelet" else f"sparse-gen-{getattr(basis, 'name', basis)}")
+        self.settings = {"basis": getattr(basis, "name", basis), "kappa": kappa, "alpha": alpha, "rounds": rounds,
+                         "z_passes": z_passes, "start": self.start.name,
+                         "start_budget": getattr(self.start, "budget", "custom")}
+
+    def check(self, y, physics):
+        from invgan.lasso import _check_inputs, check_homotopy
+
+        self.start.check(y, physics)
+        _check_inputs(y[:1], physics, self.basis, self.alpha or 1.0, self.lasso_tol)
+        if self.lasso_solver == "homotopy":
+            check_homotopy(physics)
+
+    def reconstruct(self, y, physics, state=None, progress=False):
+        from invgan.sparse_gen import sparse_gen_reconstruct
+
+        r0 = self.start.reconstruct(y, physics, state=state, progress=progress)
+        s = self.settings
+        r = sparse_gen_reconstruct(y, physics, self.generator, r0.raw.z, self.basis, alpha=self.alpha,
+                                   kappa=self.kappa, z_reg=self.start.settings["z_reg"], rounds=s["rounds"],
+                                   z_passes=s["z_passes"], lasso_solver=self.lasso_solver, lasso_tol=self.lasso_tol,
+                                   z_clip=self.start.z_clip, progress=progress)
+        details = dict(s, alpha_mean=float(r.alpha.mean()), objective_start_mean=float(r.start_objective.mean()),
+                       objective_mean=float(r.objective.mean()), deviation_nonzeros_mean=float(
+                           (r.w != 0).flatten(1).sum(1).float().mean()),
+                       max_rel_gap=float(r.lasso_gap.max()),
+                       latent_steps_per_image=r0.raw.latent_steps + r.latent_steps)
+        return Reconstruction(r.x, details, generated=r.generated, raw=r)
+
+
 # ----------------------------------------------------------------------------- least squares
 class LeastSquares(Method):
     """The minimum-norm least-squares solution x = A^+ y = A^T (A A^T)^+ y (pseudo-inverse),
@@ -481,6 +560,15 @@ def _lasso_builder(basis):
     return build
 
 
+def _sparse_gen_builder(basis):
+    def build(generator=None, seed=0, budget="paper", iters=None, restarts=None, lr=None, z_reg=None, z_clip=None,
+              lasso_tol=1e-6, lasso_solver="auto", **_):
+        start = CSGM.preset("dcgan-reg", generator, budget=budget, iters=iters, restarts=restarts, lr=lr,
+                            z_reg=z_reg, z_clip=z_clip, seed=seed)
+        return SparseGen(generator, basis, start=start, lasso_tol=min(lasso_tol, 1e-6), lasso_solver=lasso_solver)
+    return build
+
+
 def _yeh(generator=None, discriminator=None, seed=0, lam=0.003, perceptual="paper", window=7, restarts=1, iters=1500,
          lr=0.01, z_clip=None, blend="poisson", **_):
     return YehInpainting(generator, discriminator if lam else None, lam=lam, perceptual=perceptual, window=window,
@@ -493,6 +581,10 @@ register_method("dcgan-reg", _csgm_builder("dcgan-reg"), needs_generator=True,
                 description="CSGM with lambda ||z||^2, lambda 0.001, 10 restarts")
 register_method("lasso-dct", _lasso_builder("dct"), description="Lasso in the 2-D DCT basis, alpha 0.1")
 register_method("lasso-wavelet", _lasso_builder("wavelet"), description="Lasso in the Haar wavelet basis, alpha 1e-5")
+register_method("sparse-gen", _sparse_gen_builder("wavelet"), needs_generator=True,
+                description="Sparse-Gen, Dhar et al. 2018: G(z) + a Haar-sparse deviation, from DCGAN+Reg")
+register_method("sparse-gen-dct", _sparse_gen_builder("dct"), needs_generator=True,
+                description="Sparse-Gen with a DCT-sparse deviation")
 register_method("least-squares", lambda **_: LeastSquares(), tasks=("cs", "inpaint"),
                 description="minimum-norm least squares (pseudo-inverse)")
 register_method("yeh", _yeh, tasks=("inpaint",), needs_generator=True, needs_discriminator=True,

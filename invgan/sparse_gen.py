@@ -1,0 +1,192 @@
+"""Sparse-Gen (Dhar, Grover & Ermon, ICML 2018): a generator's output plus a sparse deviation.
+
+    x = G(z) + Psi w,    min_{z, w}  mean_m (y - A (G(z) + Psi w))^2 + z_reg ||z||^2 + lam_nu ||w||_1
+
+with Psi an orthonormal basis (DCT or Haar wavelet, ``invgan.bases``). CSGM's error stops
+falling once m is large, because G(z) cannot leave the generator's range; the deviation Psi w
+can, and it is sparse (compressible) in the basis, so it is recovered the way the Lasso recovers
+an image, but only for what the generator misses.
+
+``sparse_gen_reconstruct`` minimises the joint objective by block coordinate descent from a
+latent-only start z0 (a CSGM solution, w = 0):
+
+- w-step: for fixed z the problem in w is exactly the Lasso 1/(2m) ||r - A Psi w||^2 + alpha ||w||_1
+  on the residual measurements r = y - A G(z), with alpha = lam_nu / 2; it is solved by
+  ``invgan.lasso`` (the exact homotopy path for explicit-matrix operators up to
+  ``HOMOTOPY_MAX_M``, else certified FISTA);
+- z-step: for fixed w, CSGM's objective on y - A Psi w, by per-latent L-BFGS from the current z
+  (``invgan.latent.lbfgs_latents``).
+
+Each step is kept, image by image, only where it lowers the joint objective, so the result's
+objective is never above the latent-only start's (``SparseGenResult.start_objective``).
+
+The deviation's weight follows a fixed rule (``deviation_alpha``), not a per-cell tuning.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from invgan.errors import InvganError, check_int, check_number
+from invgan.physics import Physics
+
+#: kappa of the deviation rule (``deviation_alpha``), chosen on CelebA val faces (README, "Sparse-Gen")
+KAPPA = 0.3
+
+
+def deviation_alpha(r: torch.Tensor, n: int, noise_std: float = 0.0, kappa: float = KAPPA) -> torch.Tensor:
+    """Per image, the l1 weight alpha of the deviation's Lasso (lam_nu = 2 alpha in the objective).
+
+    alpha = kappa * sqrt(2 log(n) / m) * sigma_hat,   sigma_hat = max(rms(r), noise_std)
+
+    where r (B, m) is the start's residual y - A G(z0) and n the number of coefficients. This is
+    the universal threshold of the Lasso's correlations B^T r / m when the residual is noise of
+    standard deviation sigma_hat (one step of the scaled Lasso, Sun & Zhang 2012, from the
+    latent-only fit): where G(z0) explains the measurements down to the noise (small m), only
+    correlations above the noise's enter and w stays near 0; where it cannot (large m), the
+    residual's size sets the threshold and the deviation is recovered above it. It uses only the
+    measurements, never the images. Returns (B,) float64.
+    """
+    m = r.flatten(1).shape[1]
+    sigma = r.detach().flatten(1).double().pow(2).mean(1).sqrt().clamp_min(float(noise_std))
+    return kappa * math.sqrt(2 * math.log(n) / m) * sigma
+
+
+@dataclass
+class SparseGenResult:
+    """``x``: (B, C, H, W) clip(G(z) + Psi w, -1, 1); ``generated``: G(z) (B, C, H, W); ``z``: (B, k);
+    ``w``: deviation coefficients (B, C, H, W); ``objective``: (B,) joint objective at the end;
+    ``start_objective``: (B,) at the latent-only start (w = 0); ``history``: the objective's mean
+    after every step; ``latent_steps``: generator passes per image after the start;
+    ``lasso_gap``: (B,) the kept w-step's certified relative duality gap; ``alpha``: (B,) the l1 weights."""
+
+    x: torch.Tensor
+    generated: torch.Tensor
+    z: torch.Tensor
+    w: torch.Tensor
+    objective: torch.Tensor
+    start_objective: torch.Tensor
+    history: list
+    latent_steps: int
+    lasso_gap: torch.Tensor
+    alpha: torch.Tensor
+
+
+def joint_objective(y, physics: Physics, g, z, v, w, z_reg: float, alpha: torch.Tensor) -> torch.Tensor:
+    """(B,) mean_m (y - A(g + v))^2 + z_reg ||z||^2 + 2 alpha ||w||_1, with g = G(z), v = Psi w and
+    alpha (B,) or a float."""
+    a = torch.as_tensor(alpha, dtype=g.dtype, device=g.device)
+    return (physics.data_fidelity(y, g + v) + z_reg * z.pow(2).sum(1)
+            + 2 * a * w.flatten(1).abs().sum(1).to(g.dtype))
+
+
+def lasso_per_image(r: torch.Tensor, physics: Physics, basis, alpha: torch.Tensor, tol: float = 1e-6,
+                    solver: str = "auto", progress: bool = False):
+    """The Lasso 1/(2m) ||r_b - A Psi w||^2 + alpha_b ||w||_1 for every image b with its own alpha_b,
+    in one batched solve: image b's problem, scaled by c_b = a0 / alpha_b (r_b c_b, w c_b), is the
+    problem with the common weight a0 = mean(alpha). Returns (w, Psi w, relative gaps (B,)), unclipped."""
+    from invgan.methods import Lasso
+
+    alpha = torch.as_tensor(alpha, dtype=torch.float64).flatten()
+    a0 = float(alpha.mean())
+    c = (a0 / alpha).to(r.dtype).to(r.device)
+    rec = Lasso(basis, alpha=a0, tol=tol, clip=False, solver=solver, name="sparse-gen deviation").reconstruct(
+        r * c[:, None], physics, progress=progress)
+    shape = (-1,) + (1,) * (rec.x.dim() - 1)
+    return rec.raw.w / c.view(shape), rec.x / c.view(shape), rec.raw.gap.cpu()
+
+
+def sparse_gen_reconstruct(y: torch.Tensor, physics: Physics, G, z0: torch.Tensor, basis="wavelet",
+                           alpha=None, kappa: float = KAPPA, z_reg: float = 0.0, rounds: int = 2,
+                           z_passes: int = 30, history: int = 10, first_step: float = 0.05,
+                           lasso_solver: str = "auto", lasso_tol: float = 1e-6, z_clip: float | None = None,
+                           progress: bool = False) -> SparseGenResult:
+    """Sparse-Gen from a latent-only start: alternate exact w-steps and L-BFGS z-steps.
+
+    Parameters
+    ----------
+    y : torch.Tensor
+        (B, m) measurements under ``physics``.
+    physics : invgan.physics.Physics
+        The operator (any; explicit-matrix operators get the exact homotopy Lasso).
+    G : generator
+        See ``invgan.generators.as_generator``; used through a frozen copy.
+    z0 : torch.Tensor
+        (B, k) the latent-only start (e.g. ``CSGM(...)(y, physics).raw.z``).
+    basis : {"dct", "wavelet"} or basis object
+        The basis the deviation is sparse in.
+    alpha : float or (B,) tensor, optional
+        The deviation Lasso's l1 weight per image (lam_nu = 2 alpha). Default: ``deviation_alpha``
+        of the start's residual with ``kappa`` and the operator's ``noise_std``.
+    z_reg : float
+        lambda of lambda ||z||^2 (as in CSGM).
+    rounds : int
+        (w-step, z-step) rounds; a last w-step follows them. 0: one w-step on the start's residual.
+    z_passes, history, first_step : int, int, float
+        Each z-step's L-BFGS generator passes, curvature pairs and first step length.
+    lasso_solver, lasso_tol
+        As for ``invgan.methods.Lasso``.
+
+    Returns
+    -------
+    SparseGenResult
+    """
+    from invgan.bases import make_basis
+    from invgan.generators import as_generator, frozen
+    from invgan.latent import lbfgs_latents
+
+    check_int("rounds", rounds, 0)
+    check_int("z_passes", z_passes, 0)
+    check_number("kappa", kappa, strict=True)
+    gen = as_generator(G)
+    net = frozen(gen.module)
+    if isinstance(basis, str):
+        basis = make_basis(basis, tuple(physics.img_shape))
+    bound = gen.bound if z_clip is None else z_clip
+    z = z0.detach().to(gen.device).clone()
+    with torch.no_grad():
+        g = net(z).contiguous()
+    n = g[0].numel()
+    if alpha is None:
+        alpha = deviation_alpha(y - physics.A(g), n, getattr(physics, "noise_std", 0.0), kappa)
+    alpha = torch.as_tensor(alpha, dtype=torch.float64).flatten().expand(y.shape[0]).clone()
+    if not (torch.isfinite(alpha).all() and (alpha > 0).all()):
+        raise InvganError("sparse-gen: alpha must be finite and > 0 for every image")
+    w = torch.zeros_like(g)
+    v = torch.zeros_like(g)
+    J = joint_objective(y, physics, g, z, v, w, z_reg, alpha)
+    start, hist, passes, gap = J.clone(), [float(J.mean())], 0, torch.zeros(y.shape[0], dtype=torch.float64)
+
+    def keep(ok, new, old):
+        return torch.where(ok.view(-1, *([1] * (new.dim() - 1))), new, old)
+
+    for k in range(rounds + 1):
+        w_new, v_new, gap_new = lasso_per_image(y - physics.A(g), physics, basis, alpha, lasso_tol, lasso_solver,
+                                                progress)  # w-step
+        w_new, v_new = w_new.to(g.dtype), v_new.to(g.dtype)
+        J_new = joint_objective(y, physics, g, z, v_new, w_new, z_reg, alpha)
+        ok = J_new < J
+        w, v, J = keep(ok, w_new, w), keep(ok, v_new, v), torch.where(ok, J_new, J)
+        gap = torch.where(ok.cpu(), gap_new.double(), gap)
+        hist.append(float(J.mean()))
+        if k == rounds or z_passes == 0:
+            break
+        vv = v.detach()
+
+        def f(u):
+            return physics.data_fidelity(y, net(u) + vv) + z_reg * u.pow(2).sum(1)
+
+        z_new = lbfgs_latents(f, z, z_passes, first_step, history, bound=bound, progress=progress,
+                              desc="sparse-gen z")  # z-step
+        passes += z_passes
+        with torch.no_grad():
+            g_new = net(z_new).contiguous()
+            J_new = joint_objective(y, physics, g_new, z_new, v, w, z_reg, alpha)
+        ok = J_new < J
+        z, g, J = keep(ok, z_new, z), keep(ok, g_new, g), torch.where(ok, J_new, J)
+        hist.append(float(J.mean()))
+    x = (g + v).clamp(-1, 1)
+    return SparseGenResult(x, g, z, w, J, start, hist, passes, gap, alpha)
