@@ -224,7 +224,7 @@ def lasso_fista(y: torch.Tensor, physics: Physics, basis="dct", alpha: float | N
                 tol: float = 1e-6, max_iter: int = 10000,
                 stall_tol: float = 1e-8, continuation: bool = True, clip: bool = True,
                 progress: bool = False, state: SolveState | None = None, dense="auto",
-                newton: bool = True) -> LassoResult:
+                newton: bool = True, w0: torch.Tensor | None = None) -> LassoResult:
     """Solve the Lasso for every image of the batch y (B, ...) at once.
 
     ``basis``: "dct", "wavelet" or a basis object; ``alpha`` defaults to the paper's value for
@@ -235,7 +235,9 @@ def lasso_fista(y: torch.Tensor, physics: Physics, basis="dct", alpha: float | N
     ``state``: save the run there as it goes and resume from it (see ``invgan.resume``).
     ``dense``: "auto" (default) forms B = A Psi when the operator is an explicit matrix
     (``dense_matrix``) and the same for every image; False always applies A and Psi; True
-    requires B. ``newton``: support Newton steps (``support_newton``; with B only).
+    requires B. ``newton``: support Newton steps (``support_newton``; with B only). ``w0``: a
+    warm start (coefficients, the shape of ``basis.analysis`` of the images), e.g. the solution
+    of a nearby problem; FISTA then starts there with no alpha-continuation.
 
     Parameters
     ----------
@@ -255,7 +257,7 @@ def lasso_fista(y: torch.Tensor, physics: Physics, basis="dct", alpha: float | N
     """
     with flush_denormal():  # tiny coefficients otherwise slow CPU iterations down ~5x
         return _lasso_fista(y, physics, basis, alpha, tol, max_iter, stall_tol, continuation, clip, progress, state,
-                            dense, newton)
+                            dense, newton, w0)
 
 
 def _flush_denormal_on() -> bool:
@@ -322,7 +324,7 @@ def _newton_rows(w, Bt, y, lam, budget: float = 1.25e8, passes: int = 2):
 
 
 def _lasso_fista(y, physics, basis, alpha, tol, max_iter, stall_tol, continuation, clip, progress, state,
-                 dense="auto", newton=True):
+                 dense="auto", newton=True, w0=None):
     from tqdm import tqdm
 
     basis, alpha, img_shape = _check_inputs(y, physics, basis, alpha, tol)
@@ -389,10 +391,14 @@ def _lasso_fista(y, physics, basis, alpha, tol, max_iter, stall_tol, continuatio
 
     lam_max = float(bty.abs().flatten(1).amax(1).max())
     stages = [lam]
+    if w0 is not None:  # a warm start: no continuation from lam_max
+        if tuple(w0.shape) != tuple(bty.shape) or not torch.isfinite(w0).all():
+            raise InvganError(f"w0 must be finite coefficients of shape {tuple(bty.shape)}, got {tuple(w0.shape)}")
+        continuation = False
     if continuation and lam_max > lam:
         k = math.ceil(math.log10(lam_max / lam) * 2)
         stages = [lam_max * (lam / lam_max) ** (j / k) for j in range(1, k + 1)]
-    w = torch.zeros_like(bty)
+    w = torch.zeros_like(bty) if w0 is None else w0.to(bty.dtype).clone()
     final_dual = None
     total, first_stage, saved, key = 0, 0, None, None
     ran = torch.zeros(nb, dtype=torch.long, device=device)  # iterations per image
@@ -400,6 +406,7 @@ def _lasso_fista(y, physics, basis, alpha, tol, max_iter, stall_tol, continuatio
         key = {"solver": "lasso-fista-3", "dense": Bm is not None, "newton": Bt is not None,
                "basis": getattr(basis, "name", type(basis).__name__), "alpha": alpha,
                "tol": tol, "max_iter": max_iter, "stall_tol": stall_tol, "continuation": continuation,
+               **({"w0": fingerprint(w0)} if w0 is not None else {}),
                "physics": type(physics).__name__, "m": m, "y": fingerprint(y)}
         saved = state.load(key, device)
         if saved:

@@ -278,7 +278,8 @@ class SparseGen(Method):
         The latent-only start; default ``CSGM.preset("dcgan-reg", generator, budget=budget, seed=seed)``.
         Its ``z_reg`` is the joint objective's.
     kappa : float, optional
-        The deviation rule's constant (``invgan.sparse_gen.deviation_alpha``; default ``KAPPA``).
+        A fixed kappa for ``invgan.sparse_gen.deviation_alpha`` (default: the rule's
+        ``deviation_kappa(m, n)``, which depends on m).
     alpha : float, optional
         A fixed l1 weight instead of the rule.
     rounds, z_passes : int
@@ -291,8 +292,6 @@ class SparseGen(Method):
                  alpha: float | None = None, rounds: int = 2, z_passes: int = 30, lasso_solver: str = "auto",
                  lasso_tol: float = 1e-6, budget: str = "paper", seed: int = 0, name: str | None = None):
         from invgan.lasso import SOLVERS
-        from invgan.sparse_gen import KAPPA
-
         if generator is None:
             raise InvganError("sparse-gen needs a generator")
         if isinstance(basis, str) and basis not in ("dct", "wavelet"):
@@ -303,7 +302,8 @@ class SparseGen(Method):
         if not isinstance(self.start, CSGM):
             raise InvganError(f"sparse-gen's start must be a CSGM method, got {type(self.start).__name__}")
         self.generator = self.start.generator
-        kappa = KAPPA if kappa is None else check_number("kappa", kappa, strict=True)
+        if kappa is not None:
+            check_number("kappa", kappa, strict=True)
         if alpha is not None:
             check_number("alpha", alpha, strict=True)
         check_int("rounds", rounds, 0)
@@ -332,7 +332,10 @@ class SparseGen(Method):
                                    kappa=self.kappa, z_reg=self.start.settings["z_reg"], rounds=s["rounds"],
                                    z_passes=s["z_passes"], lasso_solver=self.lasso_solver, lasso_tol=self.lasso_tol,
                                    z_clip=self.start.z_clip, progress=progress)
-        details = dict(s, alpha_mean=float(r.alpha.mean()), objective_start_mean=float(r.start_objective.mean()),
+        from invgan.sparse_gen import deviation_kappa
+
+        kappa = self.kappa if self.kappa is not None else deviation_kappa(physics.m, r.w[0].numel())
+        details = dict(s, kappa_used=kappa, alpha_mean=float(r.alpha.mean()), objective_start_mean=float(r.start_objective.mean()),
                        objective_mean=float(r.objective.mean()), deviation_nonzeros_mean=float(
                            (r.w != 0).flatten(1).sum(1).float().mean()),
                        max_rel_gap=float(r.lasso_gap.max()),

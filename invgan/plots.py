@@ -129,7 +129,8 @@ def choose_axis(rows: list[dict]) -> str:
 
 METHOD_LABELS = {"dcgan": "DCGAN", "dcgan-reg": "DCGAN+Reg", "lasso-dct": "Lasso (DCT)",
                  "lasso-wavelet": "Lasso (Wavelet)", "yeh": "Yeh et al.", "yeh+poisson": "Yeh + Poisson",
-                 "yeh+none": "Yeh, plain composite", "tv": "TV"}
+                 "yeh+none": "Yeh, plain composite", "tv": "TV", "sparse-gen": "Sparse-Gen (Wavelet)",
+                 "sparse-gen-dct": "Sparse-Gen (DCT)"}
 
 
 def tick_labels_shown(xs, min_ratio: float = 1.8) -> set:

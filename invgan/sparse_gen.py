@@ -33,26 +33,40 @@ import torch
 from invgan.errors import InvganError, check_int, check_number
 from invgan.physics import Physics
 
-#: kappa of the deviation rule (``deviation_alpha``), chosen on CelebA val faces (README, "Sparse-Gen")
-KAPPA = 0.3
+#: the deviation rule's constants (``deviation_kappa``): chosen on the first 16 of the 64 lowest CelebA
+#: val ids at m = 500, 1000, 2500, 5000 and 10000 (scripts/sparse_gen_experiments.py kappa; README,
+#: "Sparse-Gen"), where the best fixed kappa was >= 1, ~0.3, ~0.1, <= 0.03 and <= 0.03
+RULE_C, RULE_P = 0.013, 1.5
 
 
-def deviation_alpha(r: torch.Tensor, n: int, noise_std: float = 0.0, kappa: float = KAPPA) -> torch.Tensor:
+def deviation_kappa(m: int, n: int) -> float:
+    """kappa(m) = RULE_C * (n/m - 1)^RULE_P: the fraction of the universal threshold the rule uses.
+
+    (n - m)/m is the number of directions A does not measure per direction it does: the aliasing
+    that hides the deviation under the residual's noise-like part. It is large at small m (kappa
+    > 1: the deviation stays 0 unless it stands out of the residual) and falls to 0 as m nears n
+    (kappa -> 0: basis pursuit on the residual, which recovers it)."""
+    return RULE_C * max(n / m - 1.0, 0.0) ** RULE_P
+
+
+def deviation_alpha(r: torch.Tensor, n: int, noise_std: float = 0.0, kappa: float | None = None) -> torch.Tensor:
     """Per image, the l1 weight alpha of the deviation's Lasso (lam_nu = 2 alpha in the objective).
 
-    alpha = kappa * sqrt(2 log(n) / m) * sigma_hat,   sigma_hat = max(rms(r), noise_std)
+    alpha = sqrt(2 log(n) / m) * max(kappa * rms(r), noise_std),   kappa = deviation_kappa(m, n)
 
-    where r (B, m) is the start's residual y - A G(z0) and n the number of coefficients. This is
-    the universal threshold of the Lasso's correlations B^T r / m when the residual is noise of
-    standard deviation sigma_hat (one step of the scaled Lasso, Sun & Zhang 2012, from the
-    latent-only fit): where G(z0) explains the measurements down to the noise (small m), only
-    correlations above the noise's enter and w stays near 0; where it cannot (large m), the
-    residual's size sets the threshold and the deviation is recovered above it. It uses only the
-    measurements, never the images. Returns (B,) float64.
+    where r (B, m) is the start's residual y - A G(z0), n the number of coefficients and m the
+    measurements. sqrt(2 log(n) / m) * s is the universal threshold of the Lasso's correlations
+    B^T r / m (the largest of n) when r is noise of standard deviation s; with s = rms(r) and
+    kappa = 1 it is one step of the scaled Lasso (Sun & Zhang 2012) from the latent-only fit. The
+    threshold never falls below the measurement noise's (``noise_std``), so where G(z0) explains
+    the measurements down to the noise, w stays 0. It uses only the measurements, never the
+    images. ``kappa``: a fixed value instead of ``deviation_kappa``. Returns (B,) float64.
     """
     m = r.flatten(1).shape[1]
-    sigma = r.detach().flatten(1).double().pow(2).mean(1).sqrt().clamp_min(float(noise_std))
-    return kappa * math.sqrt(2 * math.log(n) / m) * sigma
+    kappa = deviation_kappa(m, n) if kappa is None else kappa
+    rms = r.detach().flatten(1).double().pow(2).mean(1).sqrt()
+    floor = max(float(noise_std), 1e-12)
+    return math.sqrt(2 * math.log(n) / m) * torch.maximum(kappa * rms, torch.full_like(rms, floor))
 
 
 @dataclass
@@ -84,23 +98,30 @@ def joint_objective(y, physics: Physics, g, z, v, w, z_reg: float, alpha: torch.
 
 
 def lasso_per_image(r: torch.Tensor, physics: Physics, basis, alpha: torch.Tensor, tol: float = 1e-6,
-                    solver: str = "auto", progress: bool = False):
+                    solver: str = "auto", progress: bool = False, w0: torch.Tensor | None = None):
     """The Lasso 1/(2m) ||r_b - A Psi w||^2 + alpha_b ||w||_1 for every image b with its own alpha_b,
     in one batched solve: image b's problem, scaled by c_b = a0 / alpha_b (r_b c_b, w c_b), is the
-    problem with the common weight a0 = mean(alpha). Returns (w, Psi w, relative gaps (B,)), unclipped."""
+    problem with the common weight a0 = mean(alpha). ``w0``: a warm start for FISTA (the homotopy
+    path starts at 0 and takes none). Returns (w, Psi w, relative gaps (B,)), unclipped."""
+    from invgan.lasso import lasso_fista
     from invgan.methods import Lasso
 
     alpha = torch.as_tensor(alpha, dtype=torch.float64).flatten()
     a0 = float(alpha.mean())
     c = (a0 / alpha).to(r.dtype).to(r.device)
-    rec = Lasso(basis, alpha=a0, tol=tol, clip=False, solver=solver, name="sparse-gen deviation").reconstruct(
-        r * c[:, None], physics, progress=progress)
-    shape = (-1,) + (1,) * (rec.x.dim() - 1)
-    return rec.raw.w / c.view(shape), rec.x / c.view(shape), rec.raw.gap.cpu()
+    lasso = Lasso(basis, alpha=a0, tol=tol, clip=False, solver=solver, name="sparse-gen deviation")
+    shape = (-1,) + (1,) * (r.dim() - 1)
+    if w0 is not None and lasso.solver_for(physics) == "fista":
+        res = lasso_fista(r * c.view(shape), physics, basis, a0, tol=tol, clip=False, progress=progress,
+                          w0=w0 * c.view((-1,) + (1,) * (w0.dim() - 1)))
+    else:
+        res = lasso.reconstruct(r * c.view(shape), physics, progress=progress).raw
+    shape = (-1,) + (1,) * (res.x.dim() - 1)
+    return res.w / c.view(shape), res.x / c.view(shape), res.gap.cpu()
 
 
 def sparse_gen_reconstruct(y: torch.Tensor, physics: Physics, G, z0: torch.Tensor, basis="wavelet",
-                           alpha=None, kappa: float = KAPPA, z_reg: float = 0.0, rounds: int = 2,
+                           alpha=None, kappa: float | None = None, z_reg: float = 0.0, rounds: int = 2,
                            z_passes: int = 30, history: int = 10, first_step: float = 0.05,
                            lasso_solver: str = "auto", lasso_tol: float = 1e-6, z_clip: float | None = None,
                            progress: bool = False) -> SparseGenResult:
@@ -120,7 +141,9 @@ def sparse_gen_reconstruct(y: torch.Tensor, physics: Physics, G, z0: torch.Tenso
         The basis the deviation is sparse in.
     alpha : float or (B,) tensor, optional
         The deviation Lasso's l1 weight per image (lam_nu = 2 alpha). Default: ``deviation_alpha``
-        of the start's residual with ``kappa`` and the operator's ``noise_std``.
+        of the start's residual and the operator's ``noise_std``.
+    kappa : float, optional
+        A fixed kappa for ``deviation_alpha`` instead of the rule's ``deviation_kappa(m, n)``.
     z_reg : float
         lambda of lambda ||z||^2 (as in CSGM).
     rounds : int
@@ -140,7 +163,8 @@ def sparse_gen_reconstruct(y: torch.Tensor, physics: Physics, G, z0: torch.Tenso
 
     check_int("rounds", rounds, 0)
     check_int("z_passes", z_passes, 0)
-    check_number("kappa", kappa, strict=True)
+    if kappa is not None:
+        check_number("kappa", kappa, strict=True)
     gen = as_generator(G)
     net = frozen(gen.module)
     if isinstance(basis, str):
@@ -165,7 +189,7 @@ def sparse_gen_reconstruct(y: torch.Tensor, physics: Physics, G, z0: torch.Tenso
 
     for k in range(rounds + 1):
         w_new, v_new, gap_new = lasso_per_image(y - physics.A(g), physics, basis, alpha, lasso_tol, lasso_solver,
-                                                progress)  # w-step
+                                                progress, w0=w if k else None)  # w-step, warm after the first
         w_new, v_new = w_new.to(g.dtype), v_new.to(g.dtype)
         J_new = joint_objective(y, physics, g, z, v_new, w_new, z_reg, alpha)
         ok = J_new < J

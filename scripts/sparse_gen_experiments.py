@@ -76,12 +76,12 @@ def kappa(args):
         mse0 = mse_per_image(d["x"], x)
         print(f"m={m}: start (dcgan-reg {args.budget}) mse {mse0.mean():.5f}", flush=True)
         for basis in args.bases:
-            for k in args.kappas:
+            for k in [None] * args.rule + args.kappas:
                 t0 = time.time()
                 r = sparse_gen_reconstruct(y, p, G, d["z"], basis, kappa=k, z_reg=0.001, rounds=args.rounds,
                                            z_passes=args.z_passes, lasso_solver=args.solver)
                 mse = mse_per_image(r.x, x)
-                print(f"  {basis} kappa {k:g} rounds {args.rounds}: mse {mse.mean():.5f} (better on "
+                print(f"  {basis} kappa {'rule' if k is None else format(k, 'g')} rounds {args.rounds}: mse {mse.mean():.5f} (better on "
                       f"{int((mse < mse0).sum())}/{len(mse)}), alpha {r.alpha.mean():.3g}, nnz/img "
                       f"{(r.w != 0).flatten(1).sum(1).float().mean():.0f}, gap {r.lasso_gap.max():.1e}, objective "
                       f"{' > '.join(f'{h:.4g}' for h in r.history)}, {time.time() - t0:.0f} s", flush=True)
@@ -93,7 +93,7 @@ def main(argv=None):
     a = sub.add_parser("grid")
     a.add_argument("-m", type=int, nargs="+", required=True)
     a.add_argument("--num-images", type=int, default=16)
-    a.add_argument("--alphas", type=float, nargs="+", default=[1e-5, 1e-4, 1e-3, 1e-2])
+    a.add_argument("--alphas", type=float, nargs="*", default=[1e-5, 1e-4, 1e-3, 1e-2])
     a.add_argument("--bases", nargs="+", default=["wavelet", "dct"])
     a.add_argument("--budget", default="lbfgs")
     a.add_argument("--solver", default="auto")
@@ -102,9 +102,10 @@ def main(argv=None):
     a = sub.add_parser("kappa")
     a.add_argument("-m", type=int, nargs="+", required=True)
     a.add_argument("--num-images", type=int, default=16)
-    a.add_argument("--kappas", type=float, nargs="+", default=[0.1, 0.3, 1.0])
+    a.add_argument("--kappas", type=float, nargs="*", default=[])
     a.add_argument("--bases", nargs="+", default=["wavelet", "dct"])
     a.add_argument("--rounds", type=int, default=0)
+    a.add_argument("--rule", action="store_true", help="also the rule's kappa (deviation_kappa)")
     a.add_argument("--z-passes", type=int, default=30)
     a.add_argument("--budget", default="lbfgs")
     a.add_argument("--solver", default="auto")

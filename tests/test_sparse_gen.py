@@ -13,7 +13,7 @@ from invgan.lasso import lasso_homotopy
 from invgan.methods import CSGM, Lasso, SparseGen, available_methods, make_method
 from invgan.models import ModelConfig, build_models, sample_latent
 from invgan.physics import GaussianCS
-from invgan.sparse_gen import deviation_alpha, lasso_per_image, sparse_gen_reconstruct
+from invgan.sparse_gen import RULE_C, RULE_P, deviation_alpha, deviation_kappa, lasso_per_image, sparse_gen_reconstruct
 
 SHAPE = (3, 32, 32)
 
@@ -84,9 +84,11 @@ def test_objective_never_above_the_latent_only_start_even_when_the_deviation_can
     p = GaussianCS(40, SHAPE, noise_std=0.01, seed=2)
     y = p(x, torch.Generator().manual_seed(3))
     start = csgm_reconstruct(y, p, G, restarts=2, iters=60, seed=0, optimizer="lbfgs")
-    for kappa in (1.0, 0.05):
+    for kappa in (None, 1.0, 0.05):  # None: the rule
         r = sparse_gen_reconstruct(y, p, G, start.z, "dct", kappa=kappa, rounds=1, z_passes=10)
         assert (r.objective <= r.start_objective).all()
+        if kappa is None:  # at m = 40 of 3072 the rule keeps the deviation at 0 (z-steps go on with CSGM)
+            assert (r.w == 0).all() and torch.equal(r.x, r.generated.clamp(-1, 1))
         from invgan.sparse_gen import joint_objective
         v = make_basis("dct", SHAPE).synthesis(r.w)
         again = joint_objective(y, p, r.generated, r.z, v, r.w, 0.0, r.alpha)
@@ -108,6 +110,18 @@ def test_deviation_rule_is_the_universal_threshold_of_the_residual_floored_at_th
     p = GaussianCS(m, SHAPE, noise_std=0.0, seed=0)
     w, v, gap = lasso_per_image(r, p, "wavelet", a)
     assert (w == 0).all() and (v == 0).all()
+
+
+def test_deviation_kappa_falls_with_m_from_above_one_to_zero():
+    n = 12288
+    ms = [20, 100, 500, 1000, 2500, 5000, 7500, 10000, n]
+    k = [deviation_kappa(m, n) for m in ms]
+    assert all(a > b for a, b in zip(k, k[1:])) and k[-1] == 0
+    assert deviation_kappa(500, n) > 1 > deviation_kappa(1000, n)  # no deviation below ~n/25 unless it stands out
+    assert deviation_kappa(2500, n) == pytest.approx(RULE_C * (n / 2500 - 1) ** RULE_P)
+    # the rule as the method applies it: kappa(m) times the universal threshold of the residual
+    r = torch.randn(2, 2500, generator=torch.Generator().manual_seed(1))
+    assert torch.allclose(deviation_alpha(r, n, 0.0), deviation_alpha(r, n, 0.0, kappa=deviation_kappa(2500, n)))
 
 
 def test_per_image_alpha_equals_separate_solves():
@@ -132,7 +146,8 @@ def test_sparse_gen_is_a_registered_method_with_its_settings_recorded(tiny32_ckp
     res = json.loads((tmp_path / "metrics.json").read_text())
     s = res["config"]["method_settings"]
     for name, basis in (("sparse-gen", "wavelet"), ("sparse-gen-dct", "dct")):
-        assert s[name]["basis"] == basis and s[name]["start"] == "dcgan-reg" and s[name]["kappa"] > 0
+        assert s[name]["basis"] == basis and s[name]["start"] == "dcgan-reg" and s[name]["kappa"] is None
+        assert s[name]["kappa_used"] == pytest.approx(deviation_kappa(300, 3 * 32 * 32))
         assert s[name]["objective_mean"] <= s[name]["objective_start_mean"]
         assert s[name]["latent_steps_per_image"] == 2 * 20 + 2 * 30
 
@@ -151,3 +166,20 @@ def test_bad_settings_are_clear_errors():
         make_method("sparse-gen", "cs", generator=None)
     m = SparseGen(G, start=CSGM(G, restarts=1, iters=5))
     assert m.name == "sparse-gen" and m.settings["start_budget"] == "custom"
+
+
+def test_fista_warm_start_reaches_the_same_solution_in_fewer_iterations():
+    from invgan.lasso import lasso_fista
+
+    gen = torch.Generator().manual_seed(0)
+    w_true = torch.zeros(2, math.prod(SHAPE))
+    w_true[:, torch.randperm(w_true.shape[1], generator=gen)[:60]] = torch.randn(2, 60, generator=gen)
+    p = GaussianCS(400, SHAPE, noise_std=0.01, seed=5)
+    y = p(make_basis("wavelet", SHAPE).synthesis(w_true.view(2, *SHAPE)), gen)
+    cold = lasso_fista(y, p, "wavelet", alpha=0.01, tol=1e-6, clip=False)
+    y2 = y + 0.05 * torch.randn(y.shape, generator=torch.Generator().manual_seed(1))  # a nearby problem
+    ref = lasso_fista(y2, p, "wavelet", alpha=0.01, tol=1e-6, clip=False)
+    warm = lasso_fista(y2, p, "wavelet", alpha=0.01, tol=1e-6, clip=False, w0=cold.w)
+    assert (warm.gap < 1e-6).all() and (ref.gap < 1e-6).all()
+    assert torch.allclose(warm.objective, ref.objective, rtol=1e-5)
+    assert warm.iterations < ref.iterations, (warm.iterations, ref.iterations)

@@ -134,7 +134,7 @@ def test_sweep_user_errors(tiny_ckpt, celeba_root, tmp_path):
     assert_user_error(run_main("plot", tmp_path, "--out", tmp_path / "f.png"), "holds no results.json")
 
 
-@pytest.mark.parametrize("name", ["cs_paper", "cs_noise", "cs_genspan", "superres", "inpaint_paper"])
+@pytest.mark.parametrize("name", ["cs_paper", "cs_beyond", "cs_noise", "cs_genspan", "superres", "inpaint_paper"])
 def test_shipped_recipes_are_valid(name):
     from invgan.sweep import cells, read_sweep_recipe
 
@@ -143,6 +143,10 @@ def test_shipped_recipes_are_valid(name):
     if name == "cs_paper":
         assert r["grid"]["measurements"] == [20, 50, 100, 200, 500, 1000, 2500, 5000, 7500, 10000]
         assert set(r["methods"]) == {"dcgan", "dcgan-reg", "lasso-dct", "lasso-wavelet"}
+    if name == "cs_beyond":  # the paper's grid, its four methods and Sparse-Gen, all on the lbfgs budget
+        assert r["grid"]["measurements"] == [20, 50, 100, 200, 500, 1000, 2500, 5000, 7500, 10000]
+        assert set(r["methods"]) == {"dcgan", "dcgan-reg", "lasso-dct", "lasso-wavelet", "sparse-gen"}
+        assert r["settings"]["budget"] == "lbfgs"
     if name == "cs_noise":
         assert r["settings"]["measurements"] == 2500 and r["settings"]["iters"] == 5000
 
