@@ -103,19 +103,19 @@ def lasso_per_image(r: torch.Tensor, physics: Physics, basis, alpha: torch.Tenso
     in one batched solve: image b's problem, scaled by c_b = a0 / alpha_b (r_b c_b, w c_b), is the
     problem with the common weight a0 = mean(alpha). ``w0``: a warm start for FISTA (the homotopy
     path starts at 0 and takes none). Returns (w, Psi w, relative gaps (B,)), unclipped."""
-    from invgan.lasso import lasso_fista
-    from invgan.methods import Lasso
+    from invgan.lasso import SOLVERS, homotopy_applies, lasso_fista, lasso_homotopy
 
+    if solver not in SOLVERS:
+        raise InvganError(f"unknown Lasso solver {solver!r}: use {', '.join(SOLVERS)}")
     alpha = torch.as_tensor(alpha, dtype=torch.float64).flatten()
     a0 = float(alpha.mean())
     c = (a0 / alpha).to(r.dtype).to(r.device)
-    lasso = Lasso(basis, alpha=a0, tol=tol, clip=False, solver=solver, name="sparse-gen deviation")
     shape = (-1,) + (1,) * (r.dim() - 1)
-    if w0 is not None and lasso.solver_for(physics) == "fista":
-        res = lasso_fista(r * c.view(shape), physics, basis, a0, tol=tol, clip=False, progress=progress,
-                          w0=w0 * c.view((-1,) + (1,) * (w0.dim() - 1)))
+    if solver == "homotopy" or (solver == "auto" and homotopy_applies(physics)):
+        res = lasso_homotopy(r * c.view(shape), physics, basis, a0, clip=False, progress=progress)
     else:
-        res = lasso.reconstruct(r * c.view(shape), physics, progress=progress).raw
+        res = lasso_fista(r * c.view(shape), physics, basis, a0, tol=tol, clip=False, progress=progress,
+                          w0=None if w0 is None else w0 * c.view((-1,) + (1,) * (w0.dim() - 1)))
     shape = (-1,) + (1,) * (res.x.dim() - 1)
     return res.w / c.view(shape), res.x / c.view(shape), res.gap.cpu()
 
