@@ -148,6 +148,7 @@ def sparse_gen_reconstruct(y: torch.Tensor, physics: Physics, G, z0: torch.Tenso
         lambda of lambda ||z||^2 (as in CSGM).
     rounds : int
         (w-step, z-step) rounds; a last w-step follows them. 0: one w-step on the start's residual.
+        Where every image's deviation is 0 after a w-step, the run ends there with the start's z.
     z_passes, history, first_step : int, int, float
         Each z-step's L-BFGS generator passes, curvature pairs and first step length.
     lasso_solver, lasso_tol
@@ -196,8 +197,8 @@ def sparse_gen_reconstruct(y: torch.Tensor, physics: Physics, G, z0: torch.Tenso
         w, v, J = keep(ok, w_new, w), keep(ok, v_new, v), torch.where(ok, J_new, J)
         gap = torch.where(ok.cpu(), gap_new.double(), gap)
         hist.append(float(J.mean()))
-        if k == rounds or z_passes == 0:
-            break
+        if k == rounds or z_passes == 0 or not bool(w.any()):
+            break  # (no deviation anywhere: the z-step would only go on with CSGM; the start stands)
         vv = v.detach()
 
         def f(u):
