@@ -292,6 +292,7 @@ class SparseGen(Method):
                  alpha: float | None = None, rounds: int = 2, z_passes: int = 30, lasso_solver: str = "auto",
                  lasso_tol: float = 1e-6, budget: str = "paper", seed: int = 0, name: str | None = None):
         from invgan.lasso import SOLVERS
+
         if generator is None:
             raise InvganError("sparse-gen needs a generator")
         if isinstance(basis, str) and basis not in ("dct", "wavelet"):
@@ -309,7 +310,8 @@ class SparseGen(Method):
         check_int("rounds", rounds, 0)
         check_int("z_passes", z_passes, 0)
         check_number("lasso_tol", lasso_tol, strict=True)
-        self.basis, self.kappa, self.alpha, self.lasso_solver, self.lasso_tol = basis, kappa, alpha, lasso_solver, lasso_tol
+        self.basis, self.kappa, self.alpha = basis, kappa, alpha
+        self.lasso_solver, self.lasso_tol = lasso_solver, lasso_tol
         self.name = name or ("sparse-gen" if basis == "wavelet" else f"sparse-gen-{getattr(basis, 'name', basis)}")
         self.settings = {"basis": getattr(basis, "name", basis), "kappa": kappa, "alpha": alpha, "rounds": rounds,
                          "z_passes": z_passes, "start": self.start.name,
@@ -324,7 +326,7 @@ class SparseGen(Method):
             check_homotopy(physics)
 
     def reconstruct(self, y, physics, state=None, progress=False):
-        from invgan.sparse_gen import sparse_gen_reconstruct
+        from invgan.sparse_gen import deviation_kappa, sparse_gen_reconstruct
 
         r0 = self.start.reconstruct(y, physics, state=state, progress=progress)
         s = self.settings
@@ -332,12 +334,10 @@ class SparseGen(Method):
                                    kappa=self.kappa, z_reg=self.start.settings["z_reg"], rounds=s["rounds"],
                                    z_passes=s["z_passes"], lasso_solver=self.lasso_solver, lasso_tol=self.lasso_tol,
                                    z_clip=self.start.z_clip, progress=progress)
-        from invgan.sparse_gen import deviation_kappa
-
         kappa = self.kappa if self.kappa is not None else deviation_kappa(physics.m, r.w[0].numel())
-        details = dict(s, kappa_used=kappa, alpha_mean=float(r.alpha.mean()), objective_start_mean=float(r.start_objective.mean()),
-                       objective_mean=float(r.objective.mean()), deviation_nonzeros_mean=float(
-                           (r.w != 0).flatten(1).sum(1).float().mean()),
+        details = dict(s, kappa_used=kappa, alpha_mean=float(r.alpha.mean()),
+                       objective_start_mean=float(r.start_objective.mean()), objective_mean=float(r.objective.mean()),
+                       deviation_nonzeros_mean=float((r.w != 0).flatten(1).sum(1).float().mean()),
                        max_rel_gap=float(r.lasso_gap.max()),
                        latent_steps_per_image=r0.raw.latent_steps + r.latent_steps)
         return Reconstruction(r.x, details, generated=r.generated, raw=r)

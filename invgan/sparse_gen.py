@@ -49,7 +49,8 @@ def deviation_kappa(m: int, n: int) -> float:
     return RULE_C * max(n / m - 1.0, 0.0) ** RULE_P
 
 
-def deviation_alpha(r: torch.Tensor, n: int, noise_std: float = 0.0, kappa: float | None = None) -> torch.Tensor:
+def deviation_alpha(r: torch.Tensor, n: int, noise_std: float = 0.0, kappa: float | None = None,
+                    m: int | None = None) -> torch.Tensor:
     """Per image, the l1 weight alpha of the deviation's Lasso (lam_nu = 2 alpha in the objective).
 
     alpha = sqrt(2 log(n) / m) * max(kappa * rms(r), noise_std),   kappa = deviation_kappa(m, n)
@@ -60,11 +61,12 @@ def deviation_alpha(r: torch.Tensor, n: int, noise_std: float = 0.0, kappa: floa
     kappa = 1 it is one step of the scaled Lasso (Sun & Zhang 2012) from the latent-only fit. The
     threshold never falls below the measurement noise's (``noise_std``), so where G(z0) explains
     the measurements down to the noise, w stays 0. It uses only the measurements, never the
-    images. ``kappa``: a fixed value instead of ``deviation_kappa``. Returns (B,) float64.
+    images. ``kappa``: a fixed value instead of ``deviation_kappa``. ``m``: the operator's number of
+    measurements (default: r's size per image); rms(r) = ||r|| / sqrt(m). Returns (B,) float64.
     """
-    m = r.flatten(1).shape[1]
+    m = r.flatten(1).shape[1] if m is None else int(m)
     kappa = deviation_kappa(m, n) if kappa is None else kappa
-    rms = r.detach().flatten(1).double().pow(2).mean(1).sqrt()
+    rms = (r.detach().flatten(1).double().pow(2).sum(1) / m).sqrt()
     floor = max(float(noise_std), 1e-12)
     return math.sqrt(2 * math.log(n) / m) * torch.maximum(kappa * rms, torch.full_like(rms, floor))
 
@@ -176,7 +178,7 @@ def sparse_gen_reconstruct(y: torch.Tensor, physics: Physics, G, z0: torch.Tenso
         g = net(z).contiguous()
     n = g[0].numel()
     if alpha is None:
-        alpha = deviation_alpha(y - physics.A(g), n, getattr(physics, "noise_std", 0.0), kappa)
+        alpha = deviation_alpha(y - physics.A(g), n, getattr(physics, "noise_std", 0.0), kappa, m=physics.m)
     alpha = torch.as_tensor(alpha, dtype=torch.float64).flatten().expand(y.shape[0]).clone()
     if not (torch.isfinite(alpha).all() and (alpha > 0).all()):
         raise InvganError("sparse-gen: alpha must be finite and > 0 for every image")

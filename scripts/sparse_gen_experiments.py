@@ -81,7 +81,8 @@ def kappa(args):
                 r = sparse_gen_reconstruct(y, p, G, d["z"], basis, kappa=k, z_reg=0.001, rounds=args.rounds,
                                            z_passes=args.z_passes, lasso_solver=args.solver)
                 mse = mse_per_image(r.x, x)
-                print(f"  {basis} kappa {'rule' if k is None else format(k, 'g')} rounds {args.rounds}: mse {mse.mean():.5f} (better on "
+                kname = "rule" if k is None else format(k, "g")
+                print(f"  {basis} kappa {kname} rounds {args.rounds}: mse {mse.mean():.5f} (better on "
                       f"{int((mse < mse0).sum())}/{len(mse)}), alpha {r.alpha.mean():.3g}, nnz/img "
                       f"{(r.w != 0).flatten(1).sum(1).float().mean():.0f}, gap {r.lasso_gap.max():.1e}, objective "
                       f"{' > '.join(f'{h:.4g}' for h in r.history)}, {time.time() - t0:.0f} s", flush=True)

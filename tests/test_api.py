@@ -59,12 +59,15 @@ def test_any_generator_and_operator_with_every_cs_method():
     assert G.image_shape == (1, 16, 16)
     errors = {}
     for method in (invgan.CSGM(G, restarts=3, iters=200, lr=0.05), invgan.Lasso("dct", alpha=1e-4),
-                   invgan.Lasso("wavelet", alpha=1e-4), invgan.LeastSquares()):
+                   invgan.Lasso("wavelet", alpha=1e-4), invgan.LeastSquares(),
+                   invgan.SparseGen(G, "dct", start=invgan.CSGM(G, restarts=3, iters=200, lr=0.05))):
         r = method(y, physics)
         assert isinstance(r, invgan.Reconstruction) and r.x.shape == x.shape and torch.isfinite(r.x).all()
         errors[method.name] = float(invgan.mse_per_image(r.x, x).mean())
     # x is in G's range: CSGM recovers it far better than the generic baselines
-    assert errors["csgm"] < 0.1 * min(v for k, v in errors.items() if k != "csgm"), errors
+    assert errors["csgm"] < 0.1 * min(v for k, v in errors.items() if k not in ("csgm", "sparse-gen-dct")), errors
+    # Sparse-Gen from that CSGM start, through the user's operator (no explicit matrix: FISTA)
+    assert errors["sparse-gen-dct"] <= errors["csgm"] * 1.05 + 1e-6, errors
     # the user's module is untouched: mode, gradients, values
     assert module.training and all(p.grad is None for p in module.parameters())
     assert all(torch.equal(before[k], v) for k, v in module.state_dict().items())

@@ -103,6 +103,9 @@ def test_deviation_rule_is_the_universal_threshold_of_the_residual_floored_at_th
     sigma = r.double().pow(2).mean(1).sqrt()
     assert torch.allclose(a, math.sqrt(2 * math.log(n) / m) * sigma)
     assert torch.allclose(deviation_alpha(r, n, 0.01, kappa=0.3), 0.3 * a)
+    # rms(r) is taken over the operator's m measurements (an operator whose y holds zeros elsewhere)
+    padded = torch.cat([r, torch.zeros(4, 100)], 1)
+    assert torch.allclose(deviation_alpha(padded, n, 0.01, kappa=1.0, m=m), a)
     # a residual below the noise level: the noise sets the threshold
     assert torch.allclose(deviation_alpha(1e-6 * r, n, noise_std=0.01, kappa=1.0),
                           torch.full((4,), math.sqrt(2 * math.log(n) / m) * 0.01, dtype=torch.float64))
