@@ -25,11 +25,16 @@ from invgan.fileio import atomic_path  # noqa: E402
 from invgan.metrics import mse_per_image  # noqa: E402
 
 
-def latent_start(m, n, budget, cache: Path):
+def latent_start(m, n, budget, cache: Path, noise_std: float = 0.01):
     from invgan.methods import CSGM
+    from invgan.physics import GaussianCS
 
     model_cfg, G, x, ids, p, y = problem(m, n)
     f = cache / f"z0_{budget}_m{m}_n{n}.pt"
+    if noise_std != 0.01:  # as `invgan cs --noise-std`: the same A and noise draw, scaled
+        p = GaussianCS(m, tuple(x.shape[1:]), noise_std, seed=0)
+        y = p(x, torch.Generator().manual_seed(1))
+        f = cache / f"z0_{budget}_m{m}_n{n}_noise{noise_std:g}.pt"
     if f.exists():
         d = torch.load(f, weights_only=True)
     else:
@@ -72,9 +77,9 @@ def kappa(args):
     from invgan.sparse_gen import sparse_gen_reconstruct
 
     for m in args.m:
-        G, x, p, y, d = latent_start(m, args.num_images, args.budget, Path(args.cache))
+        G, x, p, y, d = latent_start(m, args.num_images, args.budget, Path(args.cache), args.noise_std)
         mse0 = mse_per_image(d["x"], x)
-        print(f"m={m}: start (dcgan-reg {args.budget}) mse {mse0.mean():.5f}", flush=True)
+        print(f"m={m}, noise {args.noise_std:g}: start (dcgan-reg {args.budget}) mse {mse0.mean():.5f}", flush=True)
         for basis in args.bases:
             for k in [None] * args.rule + args.kappas:
                 t0 = time.time()
@@ -107,6 +112,7 @@ def main(argv=None):
     a.add_argument("--bases", nargs="+", default=["wavelet", "dct"])
     a.add_argument("--rounds", type=int, default=0)
     a.add_argument("--rule", action="store_true", help="also the rule's kappa (deviation_kappa)")
+    a.add_argument("--noise-std", type=float, default=0.01)
     a.add_argument("--z-passes", type=int, default=30)
     a.add_argument("--budget", default="lbfgs")
     a.add_argument("--solver", default="auto")
