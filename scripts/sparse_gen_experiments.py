@@ -74,6 +74,7 @@ def grid(args):
 
 
 def kappa(args):
+    from invgan.csgm import PAPER_SETTINGS
     from invgan.sparse_gen import sparse_gen_reconstruct
 
     for m in args.m:
@@ -83,8 +84,8 @@ def kappa(args):
         for basis in args.bases:
             for k in [None] * args.rule + args.kappas:
                 t0 = time.time()
-                r = sparse_gen_reconstruct(y, p, G, d["z"], basis, kappa=k, z_reg=0.001, rounds=args.rounds,
-                                           z_passes=args.z_passes, lasso_solver=args.solver)
+                r = sparse_gen_reconstruct(y, p, G, d["z"], basis, kappa=k, z_reg=PAPER_SETTINGS["dcgan-reg"]["z_reg"],
+                                           rounds=args.rounds, z_passes=args.z_passes, lasso_solver=args.solver)
                 mse = mse_per_image(r.x, x)
                 kname = "rule" if k is None else format(k, "g")
                 print(f"  {basis} kappa {kname} rounds {args.rounds}: mse {mse.mean():.5f} (better on "
