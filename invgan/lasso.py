@@ -542,6 +542,16 @@ def homotopy_applies(physics: Physics, max_m: float | None = None) -> bool:
 SOLVERS = ("auto", "fista", "homotopy")
 
 
+def choose_solver(solver: str, physics: Physics) -> str:
+    """The solver ``solver`` ("auto", "fista" or "homotopy") runs on ``physics``: "auto" is the
+    homotopy where ``homotopy_applies``, else FISTA."""
+    if solver not in SOLVERS:
+        raise InvganError(f"unknown Lasso solver {solver!r}: use {', '.join(SOLVERS)}")
+    if solver == "auto":
+        return "homotopy" if homotopy_applies(physics) else "fista"
+    return solver
+
+
 def check_homotopy(physics: Physics) -> None:
     """Raise the one error for ``solver="homotopy"`` on an operator it cannot run on (any m)."""
     if not homotopy_applies(physics, max_m=math.inf):

@@ -242,11 +242,9 @@ class Lasso(Method):
 
     def solver_for(self, physics) -> str:
         """The solver this method runs on ``physics``: "homotopy" or "fista"."""
-        from invgan.lasso import homotopy_applies
+        from invgan.lasso import choose_solver
 
-        if self.solver == "auto":
-            return "homotopy" if homotopy_applies(physics) else "fista"
-        return self.solver
+        return choose_solver(self.solver, physics)
 
     def reconstruct(self, y, physics, state=None, progress=False):
         from invgan.lasso import lasso_fista, lasso_homotopy

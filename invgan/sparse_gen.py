@@ -94,9 +94,10 @@ class SparseGenResult:
 def joint_objective(y, physics: Physics, g, z, v, w, z_reg: float, alpha: torch.Tensor) -> torch.Tensor:
     """(B,) mean_m (y - A(g + v))^2 + z_reg ||z||^2 + 2 alpha ||w||_1, with g = G(z), v = Psi w and
     alpha (B,) or a float."""
+    from invgan.csgm import csgm_objective
+
     a = torch.as_tensor(alpha, dtype=g.dtype, device=g.device)
-    return (physics.data_fidelity(y, g + v) + z_reg * z.pow(2).sum(1)
-            + 2 * a * w.flatten(1).abs().sum(1).to(g.dtype))
+    return csgm_objective(y, physics, g + v, z, z_reg) + 2 * a * w.flatten(1).abs().sum(1).to(g.dtype)
 
 
 def lasso_per_image(r: torch.Tensor, physics: Physics, basis, alpha: torch.Tensor, tol: float = 1e-6,
@@ -105,15 +106,14 @@ def lasso_per_image(r: torch.Tensor, physics: Physics, basis, alpha: torch.Tenso
     in one batched solve: image b's problem, scaled by c_b = a0 / alpha_b (r_b c_b, w c_b), is the
     problem with the common weight a0 = mean(alpha). ``w0``: a warm start for FISTA (the homotopy
     path starts at 0 and takes none). Returns (w, Psi w, relative gaps (B,)), unclipped."""
-    from invgan.lasso import SOLVERS, homotopy_applies, lasso_fista, lasso_homotopy
+    from invgan.lasso import choose_solver, lasso_fista, lasso_homotopy
 
-    if solver not in SOLVERS:
-        raise InvganError(f"unknown Lasso solver {solver!r}: use {', '.join(SOLVERS)}")
+    solver = choose_solver(solver, physics)
     alpha = torch.as_tensor(alpha, dtype=torch.float64).flatten()
     a0 = float(alpha.mean())
     c = (a0 / alpha).to(r.dtype).to(r.device)
     shape = (-1,) + (1,) * (r.dim() - 1)
-    if solver == "homotopy" or (solver == "auto" and homotopy_applies(physics)):
+    if solver == "homotopy":
         res = lasso_homotopy(r * c.view(shape), physics, basis, a0, clip=False, progress=progress)
     else:
         res = lasso_fista(r * c.view(shape), physics, basis, a0, tol=tol, clip=False, progress=progress,
@@ -161,6 +161,7 @@ def sparse_gen_reconstruct(y: torch.Tensor, physics: Physics, G, z0: torch.Tenso
     SparseGenResult
     """
     from invgan.bases import make_basis
+    from invgan.csgm import csgm_objective
     from invgan.generators import as_generator, frozen
     from invgan.latent import lbfgs_latents
 
@@ -177,8 +178,9 @@ def sparse_gen_reconstruct(y: torch.Tensor, physics: Physics, G, z0: torch.Tenso
     with torch.no_grad():
         g = net(z).contiguous()
     n = g[0].numel()
+    r = y - physics.A(g)  # the start's residual: the rule's input and the first w-step's measurements
     if alpha is None:
-        alpha = deviation_alpha(y - physics.A(g), n, getattr(physics, "noise_std", 0.0), kappa, m=physics.m)
+        alpha = deviation_alpha(r, n, getattr(physics, "noise_std", 0.0), kappa, m=physics.m)
     alpha = torch.as_tensor(alpha, dtype=torch.float64).flatten().expand(y.shape[0]).clone()
     if not (torch.isfinite(alpha).all() and (alpha > 0).all()):
         raise InvganError("sparse-gen: alpha must be finite and > 0 for every image")
@@ -191,8 +193,10 @@ def sparse_gen_reconstruct(y: torch.Tensor, physics: Physics, G, z0: torch.Tenso
         return torch.where(ok.view(-1, *([1] * (new.dim() - 1))), new, old)
 
     for k in range(rounds + 1):
-        w_new, v_new, gap_new = lasso_per_image(y - physics.A(g), physics, basis, alpha, lasso_tol, lasso_solver,
-                                                progress, w0=w if k else None)  # w-step, warm after the first
+        if k:
+            r = y - physics.A(g)
+        w_new, v_new, gap_new = lasso_per_image(r, physics, basis, alpha, lasso_tol, lasso_solver, progress,
+                                                w0=w if k else None)  # w-step, warm after the first
         w_new, v_new = w_new.to(g.dtype), v_new.to(g.dtype)
         J_new = joint_objective(y, physics, g, z, v_new, w_new, z_reg, alpha)
         ok = J_new < J
@@ -202,11 +206,7 @@ def sparse_gen_reconstruct(y: torch.Tensor, physics: Physics, G, z0: torch.Tenso
         if k == rounds or z_passes == 0 or not bool(w.any()):
             break  # (no deviation anywhere: the z-step would only go on with CSGM; the start stands)
         vv = v.detach()
-
-        def f(u):
-            return physics.data_fidelity(y, net(u) + vv) + z_reg * u.pow(2).sum(1)
-
-        z_new = lbfgs_latents(f, z, z_passes, first_step, history, bound=bound, progress=progress,
+        z_new = lbfgs_latents(lambda u: csgm_objective(y, physics, net(u) + vv, u, z_reg), z, z_passes, first_step, history, bound=bound, progress=progress,
                               desc="sparse-gen z")  # z-step
         passes += z_passes
         with torch.no_grad():
