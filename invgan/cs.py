@@ -143,9 +143,9 @@ class CSExperiment(Experiment):
 
 
 def run_cs(cfg: CSConfig, out_dir=None, progress: bool = True, verbose: bool = True,
-           keep_images: bool = False, state_dir=None) -> dict:
+           keep_images: bool = False, state_dir=None, cache_dir=None) -> dict:
     """Run the compressed-sensing experiment ``cfg``; see ``invgan.experiment.run_experiment``."""
-    return run_experiment(CSExperiment(cfg), out_dir, progress, verbose, keep_images, state_dir)
+    return run_experiment(CSExperiment(cfg), out_dir, progress, verbose, keep_images, state_dir, cache_dir)
 
 
 def format_table(result: dict) -> str:

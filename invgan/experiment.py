@@ -22,7 +22,7 @@ import torch
 from invgan.errors import InvganError
 from invgan.fileio import image_grid_figure, save_figure, write_images_npz, write_json, write_rows_csv
 from invgan.metrics import summarize
-from invgan.resume import SolveState
+from invgan.resume import SolutionCache, SolveState
 
 DEFAULT_IMAGE_SIZE = 64  # CelebA images without a generator to take the size from
 
@@ -215,12 +215,17 @@ def select_images(images, num_images: int, G, device, seed: int = 0, input: str 
 
 
 def run_experiment(exp: Experiment, out_dir=None, progress: bool = True, verbose: bool = True,
-                   keep_images: bool = False, state_dir=None) -> dict:
+                   keep_images: bool = False, state_dir=None, cache_dir=None) -> dict:
     """Run ``exp``; write its outputs to ``out_dir`` if given; return the metrics dict.
 
     ``keep_images``: also return the images under "images" (CPU tensors by name).
     ``state_dir``: each method saves its solver state there as it runs (STATE_DIR/<method>.pt)
     and resumes from it; the reported time then includes the time the saved state stands for.
+    ``cache_dir``: finished solves that another method reuses (Sparse-Gen's DCGAN+Reg start) are
+    kept there as well as in memory (``invgan.resume.SolutionCache``), so other runs sharing the
+    folder reuse them. A method that reuses one reports the seconds its solve took
+    ("reused_seconds" in its settings) and they count in its time per image, so a method's time
+    is what it costs alone; the result's "reused_seconds" is their sum.
     """
     from tqdm import tqdm
 
@@ -252,12 +257,16 @@ def run_experiment(exp: Experiment, out_dir=None, progress: bool = True, verbose
     physics, y = exp.measure(x, ids, dev)
     context = dict(exp.method_context(), generator=G, discriminator=D, seed=cfg.seed + 2)
     methods = {name: make_method(name, exp.task, **context) for name in cfg.methods}
+    cache = SolutionCache(cache_dir)
+    for method in methods.values():
+        if hasattr(method, "use_cache"):
+            method.use_cache(cache)
     for method in methods.values():  # every method's settings against this problem, before any runs
         check = getattr(method, "check", None)
         if check is not None:
             check(y, physics)
 
-    recon, settings, seconds, resumed, names = {}, {}, {}, 0.0, []
+    recon, settings, seconds, resumed, reused, names = {}, {}, {}, 0.0, 0.0, []
     for name, method in tqdm(methods.items(), desc="methods", disable=not progress or len(methods) == 1):
         if dev.type == "cuda":
             torch.cuda.synchronize()
@@ -269,6 +278,8 @@ def run_experiment(exp: Experiment, out_dir=None, progress: bool = True, verbose
         carried = state.carried if state else 0.0
         resumed += carried
         settings[name] = rec.details
+        carried += float(rec.details.get("reused_seconds", 0.0) or 0.0)
+        reused += float(rec.details.get("reused_seconds", 0.0) or 0.0)
         for vname, xv in exp.variants(name, rec, y, physics).items():
             recon[vname] = xv.detach()
             names.append(vname)
@@ -294,6 +305,8 @@ def run_experiment(exp: Experiment, out_dir=None, progress: bool = True, verbose
     result = {"config": conf, "notes": list(cfg.notes), "summary": summary, "rows": rows}
     if resumed:
         result["resumed_seconds"] = resumed  # solve time of earlier, interrupted runs
+    if reused:
+        result["reused_seconds"] = reused  # solve time of results reused from the cache (not spent here)
     if verbose:
         for note in cfg.notes:
             print(f"note: {note}")

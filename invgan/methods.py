@@ -76,6 +76,13 @@ class Method:
     """
 
     name = "method"
+    cache = None  # an ``invgan.resume.SolutionCache``, set by ``use_cache``
+
+    def use_cache(self, cache) -> None:
+        """Share finished solves through ``cache`` (``invgan.resume.SolutionCache``; None: off).
+        Methods that compute what another may have computed (CSGM's solve, Sparse-Gen's start)
+        look it up there first; the others ignore it."""
+        self.cache = cache
 
     def check(self, y: torch.Tensor, physics: Physics) -> None:
         """Raise ``InvganError`` if the method cannot run on this problem (called before any method
@@ -180,16 +187,55 @@ class CSGM(Method):
             raise InvganError(f"{self.name}: the generator makes {'x'.join(map(str, self.generator.image_shape))} "
                               f"images, the operator measures {'x'.join(map(str, shape))} images")
 
-    def reconstruct(self, y, physics, state=None, progress=False):
-        from invgan.csgm import csgm_reconstruct
+    def solution_key(self, y, physics) -> dict | None:
+        """What this solve's result depends on (settings, and fingerprints of the generator, the
+        operator and y): the ``SolutionCache`` key. None where that cannot be told (a latent prior
+        given as a function, an operator that cannot be probed)."""
+        from invgan.resume import fingerprint, module_fingerprint, operator_fingerprint
 
+        if callable(self.generator.prior):
+            return None
+        op = operator_fingerprint(physics, y.shape[0])
+        if op is None:
+            return None
+        if getattr(self, "_gen_fp", None) is None:
+            self._gen_fp = module_fingerprint(self.generator.module)
+        return dict(self.settings, solver="csgm", generator=self._gen_fp, prior=self.generator.prior, operator=op,
+                    y=fingerprint(y), device=y.device.type, z_clip=self.z_clip, seed=self.seed,
+                    prune=[list(p) for p in self.prune], lr_decay=self.lr_decay, optimizer=self.optimizer,
+                    history=self.history)
+
+    def solve(self, y, physics, state=None, progress=False):
+        """The solve itself (``LatentResult``) and the seconds a cached copy saved (0 if computed):
+        the result is looked up in, and put into, ``self.cache``."""
+        import dataclasses
+        import time
+
+        from invgan.csgm import csgm_reconstruct
+        from invgan.latent import LatentResult
+
+        key = self.solution_key(y, physics) if self.cache is not None else None
+        hit = self.cache.get(key, y.device) if key is not None else None
+        if hit is not None:
+            return LatentResult(**hit["result"]), float(hit["seconds"])
+        t0 = time.time()
         s = self.settings
         r = csgm_reconstruct(y, physics, self.generator, z_reg=s["z_reg"], restarts=s["restarts"], iters=s["iters"],
                              lr=s["lr"], z_clip=self.z_clip, seed=self.seed, progress=progress, state=state,
                              prune=self.prune, lr_decay=self.lr_decay, optimizer=self.optimizer,
                              history=self.history)
+        if key is not None:
+            seconds = time.time() - t0 + (state.carried if state is not None else 0.0)
+            self.cache.put(key, {"result": dataclasses.asdict(r), "seconds": seconds})
+        return r, 0.0
+
+    def reconstruct(self, y, physics, state=None, progress=False):
+        r, reused = self.solve(y, physics, state=state, progress=progress)
+        s = self.settings
         details = dict(s, budget=getattr(self, "budget", "custom"), prune=[list(p) for p in self.prune],
                        latent_steps_per_image=r.latent_steps, optimizer=self.optimizer)
+        if reused:
+            details["reused_seconds"] = reused
         if self.lr_decay != "constant":
             details["lr_decay"] = self.lr_decay
         return Reconstruction(r.x, details, generated=r.x, raw=r)
@@ -315,6 +361,10 @@ class SparseGen(Method):
                          "z_passes": z_passes, "start": self.start.name,
                          "start_budget": getattr(self.start, "budget", "custom")}
 
+    def use_cache(self, cache) -> None:
+        self.cache = cache
+        self.start.use_cache(cache)
+
     def check(self, y, physics):
         from invgan.lasso import _check_inputs, check_homotopy
 
@@ -326,9 +376,9 @@ class SparseGen(Method):
     def reconstruct(self, y, physics, state=None, progress=False):
         from invgan.sparse_gen import deviation_kappa, sparse_gen_reconstruct
 
-        r0 = self.start.reconstruct(y, physics, state=state, progress=progress)
+        r0, reused = self.start.solve(y, physics, state=state, progress=progress)
         s = self.settings
-        r = sparse_gen_reconstruct(y, physics, self.generator, r0.raw.z, self.basis, alpha=self.alpha,
+        r = sparse_gen_reconstruct(y, physics, self.generator, r0.z, self.basis, alpha=self.alpha,
                                    kappa=self.kappa, z_reg=self.start.settings["z_reg"], rounds=s["rounds"],
                                    z_passes=s["z_passes"], lasso_solver=self.lasso_solver, lasso_tol=self.lasso_tol,
                                    z_clip=self.start.z_clip, progress=progress)
@@ -337,7 +387,9 @@ class SparseGen(Method):
                        objective_start_mean=float(r.start_objective.mean()), objective_mean=float(r.objective.mean()),
                        deviation_nonzeros_mean=float((r.w != 0).flatten(1).sum(1).float().mean()),
                        max_rel_gap=float(r.lasso_gap.max()),
-                       latent_steps_per_image=r0.raw.latent_steps + r.latent_steps)
+                       latent_steps_per_image=r0.latent_steps + r.latent_steps)
+        if reused:
+            details["reused_seconds"] = reused  # the start came from the cache: its solve's time
         return Reconstruction(r.x, details, generated=r.generated, raw=r)
 
 

@@ -76,3 +76,95 @@ class SolveState:
     def remove(self) -> None:
         """Delete the state file (the solve finished)."""
         self.path.unlink(missing_ok=True)
+
+
+class SolutionCache:
+    """Finished solves kept by key, so that a result one method computed serves another method that
+    would compute it again: Sparse-Gen's DCGAN+Reg start is the ``dcgan-reg`` method's own solve,
+    so in one run (``invgan cs --methods dcgan-reg,sparse-gen``) or one sweep folder it is
+    computed once.
+
+    Entries live in memory and, with ``directory``, also as one file per key there (``torch.save``
+    of plain containers and tensors, written atomically, read with ``weights_only=True``), so the
+    cells of a sweep, its ``--jobs`` workers and a later rerun share them. The key is a dict of the
+    solver's settings and fingerprints of everything it reads (generator weights, operator,
+    measurements); an unreadable file or one saved under another key counts as absent.
+    """
+
+    def __init__(self, directory=None):
+        self.directory = None if directory is None else Path(directory)
+        self._memory: dict[str, tuple[dict, dict]] = {}
+        self.hits = 0
+
+    @staticmethod
+    def _name(key: dict) -> str:
+        import json
+
+        return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:32]
+
+    def get(self, key: dict, device=None) -> dict | None:
+        """The value saved under ``key`` (tensors moved to ``device``), or None."""
+        name = self._name(key)
+        found = self._memory.get(name)
+        if found is None and self.directory is not None and (self.directory / f"{name}.pt").is_file():
+            try:
+                obj = torch.load(self.directory / f"{name}.pt", map_location="cpu", weights_only=True)
+                found = (obj["key"], obj["value"])
+            except Exception:  # unreadable or foreign file: treated as absent, overwritten by the next put
+                found = None
+        if found is None or found[0] != key:
+            return None
+        self._memory[name] = found
+        self.hits += 1
+        return _to(found[1], device)
+
+    def put(self, key: dict, value: dict) -> None:
+        """Keep ``value`` (plain containers of tensors and numbers) under ``key``."""
+        value = _to(value, "cpu")
+        name = self._name(key)
+        self._memory[name] = (key, value)
+        if self.directory is not None:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            with atomic_path(self.directory / f"{name}.pt") as tmp:
+                torch.save({"key": key, "value": value}, tmp)
+
+
+def _to(v, device):
+    if isinstance(v, torch.Tensor):
+        return v.detach().to(device or "cpu").clone()
+    if isinstance(v, dict):
+        return {k: _to(x, device) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return type(v)(_to(x, device) for x in v)
+    return v
+
+
+def operator_fingerprint(physics, batch: int = 1) -> str | None:
+    """Hash of a linear operator's action: its class, measurement count, noise level and A applied
+    to fixed seeded probe images (so any operator, explicit matrix or not, gets one; ``batch``
+    probes for operators with one mask per image). None if A cannot be applied to the probe."""
+    shape = tuple(getattr(physics, "img_shape", ()) or ())
+    if len(shape) != 3:
+        return None
+    h = [type(physics).__name__, str(getattr(physics, "m", "")), str(getattr(physics, "noise_std", "")), str(shape)]
+    dev = getattr(getattr(physics, "matrix", None), "device", None) or getattr(getattr(physics, "mask", None), "device", "cpu")
+    for b in dict.fromkeys((1, batch)):
+        probe = torch.randn((b, *shape), generator=torch.Generator().manual_seed(12345)).to(dev)
+        try:
+            with torch.no_grad():
+                out = physics.A(probe)
+        except Exception:  # an operator bound to another batch size: try the run's
+            continue
+        if torch.is_tensor(out):
+            return hashlib.sha256("|".join(h + [fingerprint(out)]).encode()).hexdigest()[:32]
+    return None
+
+
+def module_fingerprint(module) -> str:
+    """Hash of a module's parameters and buffers (names, shapes, values)."""
+    sd = module.state_dict()
+    h = hashlib.sha256()
+    for k in sorted(sd):
+        h.update(k.encode())
+        h.update(fingerprint(sd[k]).encode())
+    return h.hexdigest()[:32]

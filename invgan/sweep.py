@@ -16,7 +16,10 @@ cell is written at once to OUT/cells/<cell>.json (rows, summary, wall time) and
 OUT/cells/<cell>.npz (the first few reconstructions, uint8); a rerun skips finished cells, so an
 interrupted sweep resumes. Within a cell, the solver saves its state every minute to
 OUT/partial/<cell>/ (see ``invgan.resume``), so an interrupted cell continues where it stopped
-rather than from the start; a cell's recorded time includes its interrupted runs' solve time. ``shard=(i, n)`` runs cells i, i+n, i+2n, ...; under torchrun the
+rather than from the start; a cell's recorded time includes its interrupted runs' solve time.
+Finished solves that another cell reuses (the ``dcgan-reg`` cell's solve is the ``sparse-gen``
+cell's start at the same grid point) are kept in OUT/solutions/ (``invgan.resume.SolutionCache``),
+so each is computed once per sweep folder; the reusing cell's rows still count its time. ``shard=(i, n)`` runs cells i, i+n, i+2n, ...; under torchrun the
 shard is the process's RANK / WORLD_SIZE and each process takes GPU LOCAL_RANK. Every process
 merges the cell files present into OUT/results.csv and OUT/results.json (one row per image x
 method x cell); the last to finish writes the complete set. A process locks a cell while it runs
@@ -367,11 +370,13 @@ def run_cell(recipe: dict, cell: dict, out: Path, device, progress: bool) -> Non
     t0 = time.time()
     if recipe["experiment"] == "cs":
         from invgan.cs import run_cs
-        res = run_cs(cfg, None, progress=progress, verbose=False, keep_images=True, state_dir=state_dir)
+        res = run_cs(cfg, None, progress=progress, verbose=False, keep_images=True, state_dir=state_dir,
+                     cache_dir=out / "solutions")
     else:
         from invgan.inpaint import run_inpaint
-        res = run_inpaint(cfg, None, progress=progress, verbose=False, keep_images=True, state_dir=state_dir)
-    seconds = time.time() - t0 + res.pop("resumed_seconds", 0.0)
+        res = run_inpaint(cfg, None, progress=progress, verbose=False, keep_images=True, state_dir=state_dir,
+                          cache_dir=out / "solutions")
+    seconds = time.time() - t0 + res.pop("resumed_seconds", 0.0)  # compute spent on this cell (not "reused_seconds")
     images = res.pop("images")
     for row in res["rows"]:
         for k, v in cell.items():
