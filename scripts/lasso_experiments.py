@@ -16,6 +16,10 @@ solvers use). Reference: invgan's exact homotopy path.
         gap-safe screening at FISTA points: how many coefficients the safe test can remove
     python scripts/lasso_experiments.py homotopy -m 2500 --basis wavelet --images 20
         the exact path above HOMOTOPY_MAX_M, in one batch: seconds per image, steps, certificate
+    python scripts/lasso_experiments.py dual -m 10000 --basis wavelet --images 4
+        near basis pursuit: FISTA from two starts (zero with continuation, and the minimum-norm
+        least-squares point), their objectives against each other, and the certified gap with
+        the residual's dual point and with the subgradient's projection onto B's row space
 
 These are experiments, not library code: they print, they are not tested.
 """
@@ -244,10 +248,48 @@ def cmd_homotopy(a):
           f"MSE {mse.mean():.4f}")
 
 
+def cmd_dual(a):
+    """Is an uncertified large-m FISTA point far from the optimum, or is its certificate weak?"""
+    from invgan.lasso import lasso_fista
+
+    x, p, y = faces(a.m, a.images)
+    basis = make_basis(a.basis, 64)
+    lam = a.m * PAPER_ALPHA[a.basis]
+    B = dense_matrix(p, basis, (3, 64, 64)).double()
+    Y = y.reshape(a.images, -1).double()
+    chol = torch.linalg.cholesky(B @ B.T)  # B B^T = A A^T: one factorisation per operator
+    w_ls = (torch.cholesky_solve(Y.T, chol).T @ B).float().view(x.shape)  # B^T (B B^T)^-1 y: minimum norm
+    runs = {}
+    for name, w0 in (("cold", None), ("least-squares start", w_ls)):
+        t = time.time()
+        r = lasso_fista(y, p, a.basis, tol=1e-4, w0=w0)
+        runs[name] = r.w.reshape(a.images, -1).double()
+        print(f"FISTA, {name}: {time.time() - t:.0f} s, iterations per image {r.image_iterations.tolist()}, "
+              f"certified gaps {[f'{g:.1e}' for g in r.gap.tolist()]}, MSE {mse_per_image(r.x, x).mean():.5f}",
+              flush=True)
+    p0, p1 = (_primal_dual(Y, w, B, B.T, lam)[0] for w in runs.values())
+    print(f"relative objective difference of the two runs, per image: {[f'{v:+.1e}' for v in ((p1 - p0) / p0).tolist()]}")
+    w = runs["cold"]
+    r = Y - w @ B.T
+    primal = _primal_dual(Y, w, B, B.T, lam)[0]
+
+    def dual(theta):  # theta scaled into the dual feasible set
+        s = torch.clamp(lam / (theta @ B).abs().amax(1), max=1.0)
+        th = s[:, None] * theta
+        return (Y * th).sum(1) - 0.5 * (th * th).sum(1)
+
+    g = torch.where(w != 0, lam * torch.sign(w), (r @ B).clamp(-lam, lam))  # the subgradient FISTA's point implies
+    th = torch.cholesky_solve((g @ B.T).T, chol).T  # B^T th: g projected onto B's row space
+    print(f"cold run: support {(w != 0).sum(1).tolist()} (m = {a.m}); certified gap with the residual "
+          f"{[f'{v:.1e}' for v in ((primal - dual(r)) / primal).tolist()]}, with the projected subgradient "
+          f"{[f'{v:.1e}' for v in ((primal - dual(th)) / primal).tolist()]} "
+          f"(its max |B^T theta| / lam {[round(v, 3) for v in ((th @ B).abs().amax(1) / lam).tolist()]})")
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
-    for name in ("support", "warm", "admm", "screen", "homotopy"):
+    for name in ("support", "warm", "admm", "screen", "homotopy", "dual"):
         s = sub.add_parser(name)
         s.add_argument("-m", type=int, default=500)
         s.add_argument("--basis", default="dct")
@@ -261,7 +303,7 @@ def main(argv=None):
             s.add_argument("--iters", type=int, default=600)
     a = ap.parse_args(argv)
     {"support": cmd_support, "warm": cmd_warm, "admm": cmd_admm, "screen": cmd_screen,
-     "homotopy": cmd_homotopy}[a.cmd](a)
+     "homotopy": cmd_homotopy, "dual": cmd_dual}[a.cmd](a)
 
 
 if __name__ == "__main__":
