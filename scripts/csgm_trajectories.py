@@ -11,6 +11,10 @@ One paper-budget run therefore scores every schedule exactly, image by image.
     python scripts/csgm_trajectories.py compare runs/traj/dcgan-reg_m500.pt --iters 200 \
         --lr-decay cosine --schedule 50:5,100:2      # runs that budget, pairs it with the record
     python scripts/csgm_trajectories.py compare runs/traj/dcgan_m500.pt --budget lbfgs   # as `invgan cs --budget lbfgs`
+    python scripts/csgm_trajectories.py starts runs/traj/dcgan_m500.pt --screen 0:100 8:100 --halve 4:25:1:100
+        # L-BFGS (60 pairs, first step 1) from screened starts (the best R of K*R prior draws by
+        # a forward pass, K counted as passes) or with one pruning round (K starts x p1 passes,
+        # the best `keep` per image go on p2 passes with their curvature), paired with the record
 
 Recording uses the same images, A, noise and seeds as `invgan cs` (64 lowest CelebA val ids).
 """
@@ -134,6 +138,71 @@ def compare(args):
           f"objective lower on {int((fast.objective < obj_full).sum())}/{B}", flush=True)
 
 
+class _LastState:
+    """A SolveState stand-in that keeps lbfgs_latents' latest state in memory (to continue a subset)."""
+
+    carried = 0.0
+
+    def due(self):
+        return True
+
+    def save(self, key, state):
+        self.state = state
+
+
+def starts(args):
+    """Cheaper starts for per-latent L-BFGS at about 100 passes per restart (issue 18, item 2)."""
+    from invgan.generators import as_generator, frozen
+    from invgan.latent import lbfgs_latents
+
+    r = torch.load(args.files[0], weights_only=True)
+    s = PAPER_SETTINGS[r["method"]]
+    R, B = r["restarts"], r["num_images"]
+    _, G, x, ids, p, y = problem(r["m"], B)
+    assert list(ids) == list(r["ids"])
+    gen = as_generator(G)
+    net = frozen(gen.module)
+    _, mse_full = paper_pick(r)
+    obj_full = r["final"].view(R, B).min(0).values
+
+    def objective(rows):
+        return lambda v: csgm_objective(y.repeat(rows, 1), p, net(v), v, s["z_reg"])
+
+    def report(label, z, rows, passes, t0):
+        with torch.no_grad():
+            xh, fin = net(z), objective(rows)(z).view(rows, B)
+        best = fin.argmin(0)
+        mse = (xh.view(rows, B, *xh.shape[1:])[best, torch.arange(B)] - x).pow(2).flatten(1).mean(1)
+        print(f"{r['method']:10s} m={r['m']:6d} {label} ({passes} passes per image, paper {R * r['losses'].shape[0]}): "
+              f"{time.time() - t0:.0f} s; {paired(mse, mse_full)}; better on {int((mse < mse_full).sum())}/{B}; "
+              f"objective lower on {int((fin.min(0).values < obj_full).sum())}/{B} "
+              f"(mean {float(fin.min(0).values.mean()):.2f}, paper {float(obj_full.mean()):.2f})", flush=True)
+
+    for spec in args.screen:
+        K, P = (int(v) for v in spec.split(":"))
+        t0 = time.time()
+        z0 = gen.sample(max(K, 1) * R * B, torch.Generator().manual_seed(2))
+        if K:
+            with torch.no_grad():
+                f = torch.cat([objective(K)(c) for c in z0.split(K * B)])
+            pick = f.view(K * R, B).argsort(0)[:R]
+            z0 = z0.view(K * R, B, -1).gather(0, pick[:, :, None].expand(R, B, z0.shape[1])).reshape(R * B, -1)
+        z = lbfgs_latents(objective(R), z0, P - K, args.lr, args.history)
+        report(f"screen best {R} of {max(K, 1) * R} draws, then {P - K} L-BFGS passes", z, R, R * P, t0)
+    for spec in args.halve:
+        K, p1, keep, p2 = (int(v) for v in spec.split(":"))
+        t0 = time.time()
+        grab = _LastState()
+        lbfgs_latents(objective(K), gen.sample(K * B, torch.Generator().manual_seed(2)), p1 + 1, args.lr,
+                      args.history, state=grab, state_key={})  # (its last pass is not used)
+        st = grab.state  # after p1 passes
+        rows = (st["f"].view(K, B).argsort(0)[:keep] * B + torch.arange(B)).flatten()
+        sub = {k: (v[:, rows] if k in ("S", "Y") else v[rows] if torch.is_tensor(v) and v.dim() else v)
+               for k, v in st.items()}
+        z = lbfgs_latents(objective(keep), sub["z"], p1 + p2, args.lr, args.history, saved=sub)
+        report(f"{K} starts x {p1} passes, best {keep} x {p2} more", z, keep, K * p1 + keep * p2, t0)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -156,8 +225,14 @@ def main(argv=None):
     c.add_argument("--lr", type=float, default=None, help="Adam's lr, or L-BFGS's first step (default: the paper's 0.1)")
     c.add_argument("--budget", choices=sorted(BUDGETS), default=None,
                    help="run a named budget of invgan cs exactly (overrides --iters, --optimizer, --schedule, ...)")
+    d = sub.add_parser("starts")
+    d.add_argument("files", nargs=1)
+    d.add_argument("--screen", nargs="*", default=[], help="K:P  best R of K*R draws, then P-K passes per restart")
+    d.add_argument("--halve", nargs="*", default=[], help="K:P1:KEEP:P2  K starts x P1 passes, best KEEP x P2 more")
+    d.add_argument("--lr", type=float, default=1.0, help="L-BFGS first step")
+    d.add_argument("--history", type=int, default=60)
     args = ap.parse_args(argv)
-    {"record": record, "replay": replay, "compare": compare}[args.cmd](args)
+    {"record": record, "replay": replay, "compare": compare, "starts": starts}[args.cmd](args)
 
 
 if __name__ == "__main__":
