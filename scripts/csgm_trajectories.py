@@ -75,6 +75,16 @@ def record(args):
     print(f"wrote {args.out} ({time.time() - t0:.0f} s)")
 
 
+def recorded_problem(path):
+    """A record, its method's paper settings, restarts R, images B, and the problem it was made on
+    (G, x, operator p, measurements y)."""
+    r = torch.load(path, weights_only=True)
+    R, B = r["restarts"], r["num_images"]
+    _, G, x, ids, p, y = problem(r["m"], B)
+    assert list(ids) == list(r["ids"])
+    return r, PAPER_SETTINGS[r["method"]], R, B, G, x, p, y
+
+
 def parse_schedule(text: str) -> list[tuple[int, int]]:
     return [tuple(int(v) for v in part.split(":")) for part in text.split(",") if part]
 
@@ -111,11 +121,7 @@ def compare(args):
     """Run a cheaper budget on the record's problem and pair it image by image with the paper pick."""
     from invgan.methods import CSGM
 
-    r = torch.load(args.files[0], weights_only=True)
-    s = PAPER_SETTINGS[r["method"]]
-    R, B = r["restarts"], r["num_images"]
-    model_cfg, G, x, ids, p, y = problem(r["m"], B)
-    assert list(ids) == list(r["ids"])
+    r, s, R, B, G, x, p, y = recorded_problem(args.files[0])
     if args.budget:  # the method `invgan cs --budget NAME` runs, with the record's starting latents
         method = CSGM.preset(r["method"], G, budget=args.budget, seed=2)
     else:
@@ -155,11 +161,7 @@ def starts(args):
     from invgan.generators import as_generator, frozen
     from invgan.latent import lbfgs_latents
 
-    r = torch.load(args.files[0], weights_only=True)
-    s = PAPER_SETTINGS[r["method"]]
-    R, B = r["restarts"], r["num_images"]
-    _, G, x, ids, p, y = problem(r["m"], B)
-    assert list(ids) == list(r["ids"])
+    r, s, R, B, G, x, p, y = recorded_problem(args.files[0])
     gen = as_generator(G)
     net = frozen(gen.module)
     _, mse_full = paper_pick(r)
