@@ -94,7 +94,6 @@ class SolutionCache:
     def __init__(self, directory=None):
         self.directory = None if directory is None else Path(directory)
         self._memory: dict[str, tuple[dict, dict]] = {}
-        self.hits = 0
 
     @staticmethod
     def _name(key: dict) -> str:
@@ -115,7 +114,6 @@ class SolutionCache:
         if found is None or found[0] != key:
             return None
         self._memory[name] = found
-        self.hits += 1
         return _to(found[1], device)
 
     def put(self, key: dict, value: dict) -> None:
