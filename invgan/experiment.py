@@ -278,8 +278,9 @@ def run_experiment(exp: Experiment, out_dir=None, progress: bool = True, verbose
         carried = state.carried if state else 0.0
         resumed += carried
         settings[name] = rec.details
-        carried += float(rec.details.get("reused_seconds", 0.0) or 0.0)
-        reused += float(rec.details.get("reused_seconds", 0.0) or 0.0)
+        took = float(rec.details.get("reused_seconds", 0.0))  # a reused solve's time counts as the method's
+        carried += took
+        reused += took
         for vname, xv in exp.variants(name, rec, y, physics).items():
             recon[vname] = xv.detach()
             names.append(vname)

@@ -164,6 +164,7 @@ class CSGM(Method):
         if optimizer == "lbfgs":
             self.settings["history"] = history
         self.history = history
+        self._gen_fp = None  # the generator's fingerprint, for ``solution_key``
 
     @classmethod
     def preset(cls, preset: str, generator, budget: str = "paper", **overrides) -> "CSGM":
@@ -191,15 +192,15 @@ class CSGM(Method):
         """What this solve's result depends on (settings, and fingerprints of the generator, the
         operator and y): the ``SolutionCache`` key. None where that cannot be told (a latent prior
         given as a function, an operator that cannot be probed)."""
-        from invgan.resume import fingerprint, module_fingerprint, operator_fingerprint
+        from invgan.resume import fingerprint, operator_fingerprint
 
         if callable(self.generator.prior):
             return None
-        op = operator_fingerprint(physics, y.shape[0])
+        op = operator_fingerprint(physics, y.shape[0], y.device)
         if op is None:
             return None
-        if getattr(self, "_gen_fp", None) is None:
-            self._gen_fp = module_fingerprint(self.generator.module)
+        if self._gen_fp is None:  # (the generator is fixed for the method's life: hashed once)
+            self._gen_fp = fingerprint(*self.generator.module.state_dict().values())
         return dict(self.settings, solver="csgm", generator=self._gen_fp, prior=self.generator.prior, operator=op,
                     y=fingerprint(y), device=y.device.type, z_clip=self.z_clip, seed=self.seed,
                     prune=[list(p) for p in self.prune], lr_decay=self.lr_decay, optimizer=self.optimizer,

@@ -30,6 +30,17 @@ def fingerprint(*tensors: torch.Tensor) -> str:
     return h.hexdigest()[:32]
 
 
+def _to(v, device):
+    """A copy of plain containers (dict, list, tuple) with every tensor detached and on ``device``."""
+    if isinstance(v, torch.Tensor):
+        return v.detach().to(device or "cpu").clone()
+    if isinstance(v, dict):
+        return {k: _to(x, device) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return type(v)(_to(x, device) for x in v)
+    return v
+
+
 class SolveState:
     """One solve's state file at ``path``; ``every``: seconds between saves."""
 
@@ -59,18 +70,9 @@ class SolveState:
 
     def save(self, key: dict, state: dict) -> None:
         """Write atomically; tensors are stored on the CPU."""
-        def cpu(v):
-            if isinstance(v, torch.Tensor):
-                return v.detach().cpu().clone()
-            if isinstance(v, dict):
-                return {k: cpu(x) for k, x in v.items()}
-            if isinstance(v, (list, tuple)):
-                return [cpu(x) for x in v]
-            return v
-
         with atomic_path(self.path) as tmp:
             seconds = self.carried + time.monotonic() - self._t0
-            torch.save({"key": key, "seconds": seconds, "state": cpu(state)}, tmp)
+            torch.save({"key": key, "seconds": seconds, "state": _to(state, "cpu")}, tmp)
         self._last = time.monotonic()
 
     def remove(self) -> None:
@@ -127,27 +129,16 @@ class SolutionCache:
                 torch.save({"key": key, "value": value}, tmp)
 
 
-def _to(v, device):
-    if isinstance(v, torch.Tensor):
-        return v.detach().to(device or "cpu").clone()
-    if isinstance(v, dict):
-        return {k: _to(x, device) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return type(v)(_to(x, device) for x in v)
-    return v
-
-
-def operator_fingerprint(physics, batch: int = 1) -> str | None:
+def operator_fingerprint(physics, batch: int = 1, device="cpu") -> str | None:
     """Hash of a linear operator's action: its class, measurement count, noise level and A applied
-    to fixed seeded probe images (so any operator, explicit matrix or not, gets one; ``batch``
-    probes for operators with one mask per image). None if A cannot be applied to the probe."""
+    to fixed seeded probe images on ``device`` (so any operator, explicit matrix or not, gets one;
+    ``batch`` probes for operators with one mask per image). None if A cannot be applied to them."""
     shape = tuple(getattr(physics, "img_shape", ()) or ())
     if len(shape) != 3:
         return None
     h = [type(physics).__name__, str(getattr(physics, "m", "")), str(getattr(physics, "noise_std", "")), str(shape)]
-    dev = getattr(getattr(physics, "matrix", None), "device", None) or getattr(getattr(physics, "mask", None), "device", "cpu")
     for b in dict.fromkeys((1, batch)):
-        probe = torch.randn((b, *shape), generator=torch.Generator().manual_seed(12345)).to(dev)
+        probe = torch.randn((b, *shape), generator=torch.Generator().manual_seed(12345)).to(device)
         try:
             with torch.no_grad():
                 out = physics.A(probe)
@@ -157,12 +148,3 @@ def operator_fingerprint(physics, batch: int = 1) -> str | None:
             return hashlib.sha256("|".join(h + [fingerprint(out)]).encode()).hexdigest()[:32]
     return None
 
-
-def module_fingerprint(module) -> str:
-    """Hash of a module's parameters and buffers (names, shapes, values)."""
-    sd = module.state_dict()
-    h = hashlib.sha256()
-    for k in sorted(sd):
-        h.update(k.encode())
-        h.update(fingerprint(sd[k]).encode())
-    return h.hexdigest()[:32]

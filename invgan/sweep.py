@@ -19,8 +19,8 @@ OUT/partial/<cell>/ (see ``invgan.resume``), so an interrupted cell continues wh
 rather than from the start; a cell's recorded time includes its interrupted runs' solve time.
 Finished solves that another cell reuses (the ``dcgan-reg`` cell's solve is the ``sparse-gen``
 cell's start at the same grid point) are kept in OUT/solutions/ (``invgan.resume.SolutionCache``),
-so each is computed once per sweep folder; the reusing cell's rows still count its time. ``shard=(i, n)`` runs cells i, i+n, i+2n, ...; under torchrun the
-shard is the process's RANK / WORLD_SIZE and each process takes GPU LOCAL_RANK. Every process
+so each is computed once per sweep folder; the reusing cell's rows still count its time.
+``shard=(i, n)`` runs cells i, i+n, i+2n, ...; under torchrun the shard is the process's RANK / WORLD_SIZE and each process takes GPU LOCAL_RANK. Every process
 merges the cell files present into OUT/results.csv and OUT/results.json (one row per image x
 method x cell); the last to finish writes the complete set. A process locks a cell while it runs
 it (``cell_lock``), so processes whose cells overlap skip each other's running cells;
@@ -376,7 +376,7 @@ def run_cell(recipe: dict, cell: dict, out: Path, device, progress: bool) -> Non
         from invgan.inpaint import run_inpaint
         res = run_inpaint(cfg, None, progress=progress, verbose=False, keep_images=True, state_dir=state_dir,
                           cache_dir=out / "solutions")
-    seconds = time.time() - t0 + res.pop("resumed_seconds", 0.0)  # compute spent on this cell (not "reused_seconds")
+    seconds = time.time() - t0 + res.pop("resumed_seconds", 0.0)  # this cell's compute, not "reused_seconds"
     images = res.pop("images")
     for row in res["rows"]:
         for k, v in cell.items():

@@ -34,7 +34,7 @@ import torch
 
 from invgan.bases import make_basis
 from invgan.data import load_images
-from invgan.lasso import (PAPER_ALPHA, _Gram, _LazyInverse, _move_support, _primal_dual, _rank_one_update, _support_solution,
+from invgan.lasso import (PAPER_ALPHA, _Gram, _dual_value, _LazyInverse, _move_support, _primal_dual, _rank_one_update, _support_solution,
                           dense_matrix, lasso_homotopy, operator_norm_sq, support_newton)
 from invgan.metrics import mse_per_image
 from invgan.physics import GaussianCS
@@ -267,22 +267,17 @@ def cmd_dual(a):
         print(f"FISTA, {name}: {time.time() - t:.0f} s, iterations per image {r.image_iterations.tolist()}, "
               f"certified gaps {[f'{g:.1e}' for g in r.gap.tolist()]}, MSE {mse_per_image(r.x, x).mean():.5f}",
               flush=True)
-    p0, p1 = (_primal_dual(Y, w, B, B.T, lam)[0] for w in runs.values())
-    print(f"relative objective difference of the two runs, per image: {[f'{v:+.1e}' for v in ((p1 - p0) / p0).tolist()]}")
+    (primal, dual_r), (p1, _) = (_primal_dual(Y, w, B, B.T, lam) for w in runs.values())
+    print(f"relative objective difference of the two runs, per image: "
+          f"{[f'{v:+.1e}' for v in ((p1 - primal) / primal).tolist()]}")
     w = runs["cold"]
     r = Y - w @ B.T
-    primal = _primal_dual(Y, w, B, B.T, lam)[0]
-
-    def dual(theta):  # theta scaled into the dual feasible set
-        s = torch.clamp(lam / (theta @ B).abs().amax(1), max=1.0)
-        th = s[:, None] * theta
-        return (Y * th).sum(1) - 0.5 * (th * th).sum(1)
-
     g = torch.where(w != 0, lam * torch.sign(w), (r @ B).clamp(-lam, lam))  # the subgradient FISTA's point implies
     th = torch.cholesky_solve((g @ B.T).T, chol).T  # B^T th: g projected onto B's row space
+    dual_th = _dual_value(th, th @ B, Y, lam)  # th scaled into the dual feasible set
     print(f"cold run: support {(w != 0).sum(1).tolist()} (m = {a.m}); certified gap with the residual "
-          f"{[f'{v:.1e}' for v in ((primal - dual(r)) / primal).tolist()]}, with the projected subgradient "
-          f"{[f'{v:.1e}' for v in ((primal - dual(th)) / primal).tolist()]} "
+          f"{[f'{v:.1e}' for v in ((primal - dual_r) / primal).tolist()]}, with the projected subgradient "
+          f"{[f'{v:.1e}' for v in ((primal - dual_th) / primal).tolist()]} "
           f"(its max |B^T theta| / lam {[round(v, 3) for v in ((th @ B).abs().amax(1) / lam).tolist()]})")
 
 
