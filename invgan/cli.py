@@ -170,7 +170,7 @@ def cmd_inpaint(args):
                         mask_file=args.mask_file, methods=_comma_list(args.methods), blends=blends,
                         lam=args.lam, perceptual=args.perceptual, window=args.window, iters=args.iters,
                         image_size=args.image_size,
-                        restarts=args.restarts, lr=args.lr, z_clip=args.z_clip, images=args.images,
+                        restarts=args.restarts, lr=args.lr, z_clip=args.z_clip, budget=args.budget, images=args.images,
                         num_images=args.num_images, generator=resolve_checkpoint(args.generator),
                         discriminator=resolve_checkpoint(args.discriminator), seed=args.seed,
                         device=args.device, grid_images=args.grid_images)
@@ -313,6 +313,7 @@ def _cs_parser(sub) -> None:
 def _inpaint_parser(sub) -> None:
     """`invgan inpaint`."""
     from invgan.methods import available_methods
+    from invgan.yeh import BUDGETS as YEH_BUDGETS
 
     i = sub.add_parser("inpaint", help="semantic inpainting: fill masked pixels",
                        description="Fill the missing pixels of masked images with a GAN (Yeh et al. 2017: "
@@ -332,9 +333,14 @@ def _inpaint_parser(sub) -> None:
     i.add_argument("--perceptual", default="paper", choices=["paper", "generator"],
                    help="the perceptual loss: paper: log(1 - D(G(z))); generator: -log D(G(z))")
     i.add_argument("--window", type=_window, default=7, help="importance-weight window (odd; paper: 7)")
-    i.add_argument("--iters", type=_positive_int, default=1500, help="Adam iterations (paper: 1500)")
+    i.add_argument("--iters", type=_positive_int, help="Adam iterations (paper: 1500); with --budget lbfgs, "
+                   "L-BFGS passes (300)")
     i.add_argument("--restarts", type=_positive_int, default=1, help="random restarts, batched (default 1)")
-    i.add_argument("--lr", type=_positive_float, default=0.01, help="Adam learning rate (paper: 0.01)")
+    i.add_argument("--lr", type=_positive_float, help="Adam learning rate (paper: 0.01); with --budget lbfgs, "
+                   "the first step's length (0.1)")
+    i.add_argument("--budget", default="paper", choices=list(YEH_BUDGETS),
+                   help="Yeh's latent search: paper (default: 1500 Adam steps) or lbfgs (300 passes of "
+                        "per-latent L-BFGS, 0.2 of the work; README: Inpainting budgets)")
     i.add_argument("--z-clip", type=_positive_float, help="clip z to [-c, c] after each step (uniform prior: 1)")
     i.add_argument("--images", help="CelebA folder, image folder or glob (default: CelebA test, else val, "
                                     "lowest ids; the built-in demo set without CelebA)")
@@ -353,6 +359,7 @@ def _inpaint_parser(sub) -> None:
 def _sweep_parser(sub) -> None:
     """`invgan sweep`."""
     from invgan.csgm import BUDGETS
+    from invgan.yeh import BUDGETS as YEH_BUDGETS
 
     w = sub.add_parser("sweep", help="run a grid of experiments from a recipe (resumable, shardable)",
                        description="Run every cell (method x grid point) of a sweep recipe; finished cells "
@@ -365,8 +372,9 @@ def _sweep_parser(sub) -> None:
                         "threads divided among them (default 1; README: Scaling)")
     w.add_argument("--num-images", type=_positive_int, help="override the recipe's number of images")
     w.add_argument("--images", help="override the recipe's images")
-    w.add_argument("--budget", choices=list(BUDGETS),
-                   help="override the recipe's CSGM budget (cs sweeps; the default is paper)")
+    w.add_argument("--budget", choices=list(dict.fromkeys([*BUDGETS, *YEH_BUDGETS])),
+                   help="override the recipe's latent-search budget: paper, fast or lbfgs for cs sweeps, "
+                        "paper or lbfgs for inpaint sweeps (the default is paper)")
     w.add_argument("--methods", help="run only these of the recipe's methods now (comma list)")
     w.add_argument("--device")
     w.add_argument("--merge-only", action="store_true", help="only merge finished cells into results")

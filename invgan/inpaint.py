@@ -22,7 +22,7 @@ from invgan.experiment import Experiment, run_experiment
 from invgan.masks import MASK_KINDS, describe, make_masks
 from invgan.metrics import mse_per_image, psnr_from_mse, ssim_per_image
 from invgan.physics import Inpainting
-from invgan.yeh import PAPER_SETTINGS, PERCEPTUAL_LOSSES
+from invgan.yeh import BUDGETS as YEH_BUDGETS, PAPER_SETTINGS, PERCEPTUAL_LOSSES
 
 DEFAULT_METHODS = ("yeh", "biharmonic", "tv")
 METRICS = ("mse", "psnr", "ssim", "mse_hole", "psnr_hole", "ssim_hole")
@@ -36,7 +36,9 @@ class InpaintConfig:
     ``mask`` kind with ``hole``, ``fraction``, ``side``, ``mask_file``; ``methods``: registered
     names; ``blends``: how a generator's output enters the hole ("poisson", "none");
     ``lam``, ``perceptual``, ``window``, ``iters``, ``restarts``, ``lr``: Yeh's settings (paper's
-    defaults); ``image_size``: None follows the generator.
+    defaults; ``iters`` and ``lr`` None: the budget's); ``budget``: Yeh's latent search, "paper"
+    (Adam, 1500 steps) or "lbfgs" (opt-in, 0.2 of the work; ``invgan.yeh.BUDGETS``);
+    ``image_size``: None follows the generator.
     """
 
     mask: str = "center"
@@ -49,9 +51,10 @@ class InpaintConfig:
     lam: float = PAPER_SETTINGS["lam"]
     perceptual: str = PAPER_SETTINGS["perceptual"]
     window: int = PAPER_SETTINGS["window"]
-    iters: int = PAPER_SETTINGS["iters"]
+    iters: int | None = None         # None: the budget's (paper: 1500 Adam steps)
     restarts: int = PAPER_SETTINGS["restarts"]
-    lr: float = PAPER_SETTINGS["lr"]
+    lr: float | None = None          # None: the budget's (paper: Adam lr 0.01)
+    budget: str = "paper"            # Yeh's latent search: "paper" or "lbfgs" (invgan.yeh.BUDGETS)
     z_clip: float | None = None
     images: str | None = None
     num_images: int = 64
@@ -62,6 +65,13 @@ class InpaintConfig:
     device: str | None = None
     grid_images: int = 8
     notes: list = field(default_factory=list)
+
+    def __post_init__(self):
+        # iters and lr left as None take the budget's values, so that a run records what it ran
+        budget = dict(PAPER_SETTINGS, **YEH_BUDGETS.get(self.budget, {}))
+        for k in ("iters", "lr"):
+            if getattr(self, k) is None and self.budget in YEH_BUDGETS:
+                setattr(self, k, budget[k])
 
     def validate(self):
         """Raise ``InvganError`` naming the first bad setting."""
@@ -78,14 +88,19 @@ class InpaintConfig:
             raise InvganError(f"unknown mask {self.mask!r}: use one of {', '.join(MASK_KINDS)}")
         if self.perceptual not in PERCEPTUAL_LOSSES:
             raise InvganError(f"unknown perceptual loss {self.perceptual!r}: use one of {', '.join(PERCEPTUAL_LOSSES)}")
-        for k in ("num_images", "iters", "restarts", "grid_images", "window"):
+        for k in ("num_images", "restarts", "grid_images", "window"):
             check_int(k, getattr(self, k), 1)
+        if self.iters is not None:
+            check_int("iters", self.iters, 1)
+        if self.budget not in YEH_BUDGETS:
+            raise InvganError(f"unknown budget {self.budget!r} for inpainting: use {' or '.join(YEH_BUDGETS)}")
         if self.window % 2 == 0:
             raise InvganError(f"window must be odd, got {self.window}")
         if self.image_size is not None:
             check_int("image_size", self.image_size, 8)
         check_number("lam", self.lam, 0)
-        check_number("lr", self.lr, 0, strict=True)
+        if self.lr is not None:
+            check_number("lr", self.lr, 0, strict=True)
         if self.z_clip is not None:
             check_number("z_clip", self.z_clip, 0, strict=True)
         if self.fraction is not None:
@@ -139,7 +154,7 @@ class InpaintExperiment(Experiment):
 
     def method_context(self):
         c = self.cfg
-        ctx = {k: getattr(c, k) for k in ("lam", "perceptual", "window", "iters", "restarts", "lr", "z_clip")}
+        ctx = {k: getattr(c, k) for k in ("lam", "perceptual", "window", "iters", "restarts", "lr", "z_clip", "budget")}
         return ctx | {"blend": "none"}  # the harness blends G(z) itself, once per cfg.blends
 
     def load_discriminator(self):

@@ -455,13 +455,16 @@ class YehInpainting(Method):
     lam, perceptual, window, restarts, iters, lr : the paper's 0.003, "paper", 7, 1, 1500, 0.01
     blend : {"poisson", "none"}
         How G(z_hat) enters the hole; ``Reconstruction.generated`` holds G(z_hat) itself.
+    optimizer, history : "adam" (the paper's) or "lbfgs" (per-latent L-BFGS with ``history``
+        curvature pairs; ``iters`` then counts passes, ``lr`` is the first step's length).
+        ``YehInpainting.preset(budget, ...)`` gives a named budget's (``invgan.yeh.BUDGETS``).
     """
 
     name = "yeh"
 
     def __init__(self, generator, discriminator=None, lam: float = 0.003, perceptual: str = "paper", window: int = 7,
                  restarts: int = 1, iters: int = 1500, lr: float = 0.01, z_clip: float | None = None, seed: int = 0,
-                 blend: str = "poisson"):
+                 blend: str = "poisson", optimizer: str = "adam", history: int = 10):
         from invgan.blend import BLENDS
         from invgan.generators import as_generator
         from invgan.yeh import PERCEPTUAL_LOSSES
@@ -479,7 +482,25 @@ class YehInpainting(Method):
         self.settings = {"lam": lam, "perceptual": perceptual, "window": window, "iters": check_int("iters", iters),
                          "restarts": check_int("restarts", restarts), "lr": check_number("lr", lr, strict=True),
                          "z_clip": z_clip}
-        self.seed, self.blend = seed, blend
+        if optimizer not in ("adam", "lbfgs"):
+            raise InvganError(f"optimizer must be 'adam' or 'lbfgs', got {optimizer!r}")
+        if optimizer == "lbfgs":
+            self.settings.update(optimizer="lbfgs", history=check_int("history", history))
+        self.seed, self.blend, self.budget = seed, blend, "custom"
+
+    @classmethod
+    def preset(cls, budget: str, generator, discriminator=None, **overrides) -> "YehInpainting":
+        """The paper's settings with the latent search of ``budget``, "paper" or "lbfgs"
+        (``invgan.yeh.BUDGETS``), and any setting overridden (None values are ignored)."""
+        from invgan.yeh import BUDGETS, PAPER_SETTINGS
+
+        if budget not in BUDGETS:
+            raise InvganError(f"unknown budget {budget!r} for yeh: use {' or '.join(BUDGETS)}")
+        s = dict(PAPER_SETTINGS, **BUDGETS[budget])
+        s.update({k: v for k, v in overrides.items() if v is not None})
+        m = cls(generator, discriminator, **s)
+        m.budget = budget
+        return m
 
     def reconstruct(self, y, physics, state=None, progress=False):
         from invgan.blend import blend
@@ -489,9 +510,10 @@ class YehInpainting(Method):
         s = self.settings
         r = yeh_inpaint(y, physics, self.generator, self.discriminator, lam=s["lam"], perceptual=s["perceptual"],
                         window=s["window"], restarts=s["restarts"], iters=s["iters"], lr=s["lr"], z_clip=s["z_clip"],
-                        seed=self.seed, progress=progress, state=state)
+                        seed=self.seed, progress=progress, state=state, optimizer=s.get("optimizer", "adam"),
+                        history=s.get("history", 10))
         x = blend(r.x, y, mask[:, :1].expand(y.shape[0], 1, *y.shape[2:]), self.blend)
-        return Reconstruction(x, dict(s, blend=self.blend, final_loss_mean=float(r.objective.mean())),
+        return Reconstruction(x, dict(s, blend=self.blend, budget=self.budget, final_loss_mean=float(r.objective.mean())),
                               generated=r.x, raw=r)
 
 
@@ -623,10 +645,11 @@ def _sparse_gen_builder(basis):
     return build
 
 
-def _yeh(generator=None, discriminator=None, seed=0, lam=0.003, perceptual="paper", window=7, restarts=1, iters=1500,
-         lr=0.01, z_clip=None, blend="poisson", **_):
-    return YehInpainting(generator, discriminator if lam else None, lam=lam, perceptual=perceptual, window=window,
-                         restarts=restarts, iters=iters, lr=lr, z_clip=z_clip, seed=seed, blend=blend)
+def _yeh(generator=None, discriminator=None, seed=0, lam=0.003, perceptual="paper", window=7, restarts=1, iters=None,
+         lr=None, z_clip=None, blend="poisson", budget="paper", **_):
+    return YehInpainting.preset(budget, generator, discriminator if lam else None, lam=lam, perceptual=perceptual,
+                                window=window, restarts=restarts, iters=iters, lr=lr, z_clip=z_clip, seed=seed,
+                                blend=blend)
 
 
 register_method("dcgan", _csgm_builder("dcgan"), needs_generator=True,

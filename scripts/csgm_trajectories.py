@@ -125,7 +125,7 @@ def compare(args):
     if args.budget:  # the method `invgan cs --budget NAME` runs, with the record's starting latents
         method = CSGM.preset(r["method"], G, budget=args.budget, seed=2)
     else:
-        method = CSGM(G, z_reg=s["z_reg"], restarts=R, iters=args.iters, lr=args.lr or s["lr"], seed=2,
+        method = CSGM(G, z_reg=s["z_reg"], restarts=args.restarts or R, iters=args.iters, lr=args.lr or s["lr"], seed=2,
                       prune=parse_schedule(args.schedule), lr_decay=args.lr_decay, optimizer=args.optimizer,
                       history=args.history, name=r["method"])
     run = dict(method.settings, optimizer=method.optimizer, history=method.history, lr_decay=method.lr_decay,
@@ -137,7 +137,7 @@ def compare(args):
     obj_full = r["final"].view(R, B).min(0).values
     mse_fast = (fast.x - x).pow(2).flatten(1).mean(1)
     work = fast.latent_steps / (R * r["losses"].shape[0])
-    print(f"{r['method']:10s} m={r['m']:6d} budget {args.budget or 'custom'}: {run['optimizer']} iters {run['iters']} "
+    print(f"{r['method']:10s} m={r['m']:6d} budget {args.budget or 'custom'}: {run['optimizer']} restarts {run['restarts']} iters {run['iters']} "
           f"lr {run['lr']} history {run['history']} lr-decay {run['lr_decay']} schedule {run['schedule']}: "
           f"work {work:.3f} of the paper budget ({secs:.0f} s against {r['seconds']:.0f} s recorded); "
           f"{paired(mse_fast, mse_full)}; better on {int((mse_fast < mse_full).sum())}/{B}; "
@@ -225,6 +225,8 @@ def main(argv=None):
                    help="lbfgs: per-latent L-BFGS, --iters generator passes")
     c.add_argument("--history", type=int, default=10, help="L-BFGS curvature pairs per latent")
     c.add_argument("--lr", type=float, default=None, help="Adam's lr, or L-BFGS's first step (default: the paper's 0.1)")
+    c.add_argument("--restarts", type=int, default=None,
+                   help="restarts per image (default: the record's; the first R of them start where the record's do)")
     c.add_argument("--budget", choices=sorted(BUDGETS), default=None,
                    help="run a named budget of invgan cs exactly (overrides --iters, --optimizer, --schedule, ...)")
     d = sub.add_parser("starts")

@@ -73,6 +73,7 @@ def _mask_png(path, arr):
     (["--mask", "square"], "invalid choice"),
     (["--methods", "yeh,magic"], "unknown method 'magic'"),
     (["--window", "4"], "must be odd"),
+    (["--budget", "fast"], "invalid choice"),
     (["--hole-size", "64"], "between 1 and 63"),
     (["--images", "/nonexistent/folder"], "does not exist"),
 ])
@@ -84,3 +85,27 @@ def test_inpaint_user_errors(args, needle, tmp_path):
         args += ["--methods", "biharmonic"]  # fast: the error comes before any method runs
     assert_user_error(run_cli("inpaint", *args, "--iters", 1, "--num-images", 1, "--out", tmp_path / "o",
                               "--quiet"), needle)
+
+
+def test_inpaint_lbfgs_budget_records_what_it_ran(celeba_root, tmp_path):
+    """--budget lbfgs: Yeh runs per-latent L-BFGS with the budget's first step and pairs; --iters
+    still sets the passes; the config and the method's settings say so."""
+    out = tmp_path / "inp"
+    p = run_cli("inpaint", "--images", celeba_root, "--num-images", 2, "--methods", "yeh", "--budget", "lbfgs",
+                "--iters", 5, "--out", out, "--quiet")
+    assert p.returncode == 0, p.stderr
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["config"]["budget"] == "lbfgs" and m["config"]["iters"] == 5 and m["config"]["lr"] == 0.1
+    s = m["config"]["method_settings"]["yeh"]
+    assert s["optimizer"] == "lbfgs" and s["history"] == 60 and s["iters"] == 5 and s["budget"] == "lbfgs"
+
+
+def test_inpaint_sweep_recipe_rejects_a_cs_only_budget(tmp_path):
+    from invgan import InvganError
+    from invgan.sweep import read_sweep_recipe
+
+    r = tmp_path / "r.toml"
+    r.write_text('[sweep]\nexperiment = "inpaint"\nmethods = ["biharmonic"]\n[settings]\nbudget = "fast"\n'
+                 '[grid]\nmask = ["center"]\n')
+    with pytest.raises(InvganError, match="unknown budget 'fast' for inpainting"):
+        read_sweep_recipe(r)
