@@ -204,8 +204,8 @@ def test_latent_stays_in_uniform_prior_support():
 
 
 def test_lbfgs_budget_reaches_a_lower_loss_in_fewer_passes():
-    """The opt-in "lbfgs" budget's claim in counts: per-latent L-BFGS after 60 passes is below Adam
-    (the paper's lr 0.01) after 100 steps on every image, and below it after 300 steps on average."""
+    """The opt-in "lbfgs" budget's claim in counts: per-latent L-BFGS after 30 passes is below Adam
+    (the paper's lr 0.01) after 100 steps on every image."""
     from invgan.checkpoint import load_models
     from invgan.methods import YehInpainting
     from invgan.yeh import BUDGETS
@@ -214,12 +214,12 @@ def test_lbfgs_budget_reaches_a_lower_loss_in_fewer_passes():
     x = G(sample_latent(4, cfg, torch.Generator().manual_seed(9))).detach()
     phys = Inpainting(make_masks("center", 4, 64))
     y = phys.A(x)
-    adam = {k: yeh_inpaint(y, phys, G, D, iters=k, seed=0).objective for k in (100, 300)}
-    lb = yeh_inpaint(y, phys, G, D, iters=60, lr=0.1, optimizer="lbfgs", history=60, seed=0)
-    assert (lb.objective < adam[100]).all() and lb.objective.mean() < adam[300].mean()
+    adam = yeh_inpaint(y, phys, G, D, iters=100, seed=0).objective
+    lb = yeh_inpaint(y, phys, G, D, iters=30, lr=0.1, optimizer="lbfgs", history=60, seed=0)
+    assert (lb.objective < adam).all()
     # the named budget runs exactly that optimiser, with its settings
     assert BUDGETS["lbfgs"] == {"optimizer": "lbfgs", "iters": 300, "lr": 0.1, "history": 60}
-    m = YehInpainting.preset("lbfgs", G, D, iters=60, seed=0, blend="none")
+    m = YehInpainting.preset("lbfgs", G, D, iters=30, seed=0, blend="none")
     rec = m(y, phys)
     assert torch.equal(rec.generated, lb.x) and rec.details["budget"] == "lbfgs"
     assert rec.details["optimizer"] == "lbfgs" and rec.details["history"] == 60 and rec.details["lr"] == 0.1
