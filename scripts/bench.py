@@ -14,7 +14,9 @@ Measured side by side in this run, each against a named baseline:
 3. Lasso: the exact homotopy path (m <= 1000) and batched FISTA against the previous FISTA and
    cvxpy (Clarabel): time, certified images and objective gaps (scripts/bench_cs.py);
 4. CSGM budgets: DCGAN's paper budget (Adam, 500 steps) against the lbfgs budget (per-latent
-   L-BFGS, 150 passes, 60 curvature pairs) on the same faces, with the paired error difference (scripts/bench_cs.py).
+   L-BFGS, 150 passes, 60 curvature pairs) on the same faces, with the paired error difference (scripts/bench_cs.py);
+5. inpainting budgets: Yeh's paper budget (Adam, 1500 steps) against the lbfgs budget (300
+   passes) on the same faces, centre mask, with the paired hole error (scripts/inpaint_budgets.py).
 The full cs_paper sweep takes hours on a CPU, so it is not rerun here: --sweep DIR reports the
 wall time that sweep's cells recorded when they ran (sum over cells, with how many are done).
 """
@@ -69,7 +71,7 @@ def sweep_time(folder: Path) -> dict:
             "devices": res["devices"], "num_images": res["recipe"]["settings"].get("num_images")}
 
 
-BENCHMARKS = ("train", "csgm", "lasso", "budget")
+BENCHMARKS = ("train", "csgm", "lasso", "budget", "inpaint")
 
 
 def carried_over(path: Path, skip: set, r: dict) -> dict:
@@ -109,6 +111,12 @@ def table(r: dict) -> str:
         lines.append(f"| CSGM lbfgs budget, DCGAN, m = {b['m']}, {b['images']} faces | {b['lbfgs_s']:.1f} s "
                      f"(MSE {b['mse_lbfgs_mean']:.4f}, paired {b['mse_diff_mean']:+.4f} +- {b['mse_diff_ci95']:.4f}) "
                      f"| paper budget (Adam 500): {b['paper_s']:.1f} s (MSE {b['mse_paper_mean']:.4f}) | {b['speedup']:.2f}x |")
+    if "inpaint" in r:
+        b = r["inpaint"]
+        lines.append(f"| Yeh inpainting, lbfgs budget, {b['mask']} mask, {b['images']} faces | {b['lbfgs_s']:.1f} s "
+                     f"(hole MSE {b['mse_hole_lbfgs_mean']:.4f}, paired {b['mse_hole_diff_mean']:+.4f} +- "
+                     f"{b['mse_hole_diff_ci95']:.4f}; loss lower on {b['loss_lower']}) | paper budget (Adam 1500): "
+                     f"{b['paper_s']:.1f} s (hole MSE {b['mse_hole_paper_mean']:.4f}) | {b['speedup']:.2f}x |")
     for row in r.get("lasso", []):
         name = f"Lasso-{row['basis'].upper() if row['basis'] == 'dct' else row['basis']}, m = {row['m']}"
         if "previous_s_per_image" in row:
@@ -160,7 +168,8 @@ def main():
     ap.add_argument("--lasso-ms", default="100,500", help="comma list of m for the Lasso rows")
     ap.add_argument("--budget-images", type=int, default=16)
     ap.add_argument("--cvxpy-images", type=int, default=1)
-    ap.add_argument("--skip", default="", help="comma list of train,csgm,lasso,budget")
+    ap.add_argument("--inpaint-images", type=int, default=16)
+    ap.add_argument("--skip", default="", help="comma list of train,csgm,lasso,budget,inpaint")
     ap.add_argument("--update", action="store_true",
                     help="keep the skipped benchmarks' results (and their machine and command) from --out")
     a = ap.parse_args()
@@ -184,6 +193,10 @@ def main():
         res, r["budget_seconds"], r["budget_command"] = run_script(
             ["scripts/bench_cs.py", "--device", a.device, "--images", str(a.budget_images), "--skip", "lasso,csgm,memory"])
         r["budget"] = res["budget"]
+    if "inpaint" not in skip:
+        res, r["inpaint_seconds"], r["inpaint_command"] = run_script(
+            ["scripts/inpaint_budgets.py", "bench", "--device", a.device, "--num-images", str(a.inpaint_images)])
+        r["inpaint"] = res["inpaint"]
     if "lasso" not in skip:
         res, r["lasso_seconds"], r["lasso_command"] = run_script(
             ["scripts/bench_cs.py", "--device", a.device, "--images", str(a.lasso_images), "--cvxpy-images",

@@ -8,6 +8,7 @@ difference, its mean and 95% interval (t-based), and the upper end as a share of
     python scripts/inpaint_budgets.py record --mask center --out runs/inpaint_budgets/center.pt
     python scripts/inpaint_budgets.py compare runs/inpaint_budgets/center.pt --optimizer lbfgs --iters 100 --history 60
     python scripts/inpaint_budgets.py compare runs/inpaint_budgets/center.pt --optimizer adam --iters 300 --lr 0.05
+    python scripts/inpaint_budgets.py bench --num-images 16 --out r.json   # both budgets side by side (scripts/bench.py)
 """
 
 from __future__ import annotations
@@ -21,17 +22,17 @@ import torch
 from invgan.fileio import atomic_path
 
 
-def problem(mask: str, num_images: int):
+def problem(mask: str, num_images: int, device: str = "cpu"):
     """(experiment, x, y, physics, G, D) exactly as `invgan inpaint --mask MASK --num-images N` builds them."""
     from invgan.experiment import load_networks, select_images
     from invgan.inpaint import InpaintConfig, InpaintExperiment
 
     cfg = InpaintConfig(mask=mask, num_images=num_images)
     exp = InpaintExperiment(cfg)
-    G, D, _ = load_networks(None, None, True, True, True, "cpu")
-    x, ids, _ = select_images(None, num_images, G, "cpu", cfg.seed, "data", [], size=G.image_shape[1],
+    G, D, _ = load_networks(None, None, True, True, True, device)
+    x, ids, _ = select_images(None, num_images, G, device, cfg.seed, "data", [], size=G.image_shape[1],
                               channels=G.image_shape[0])
-    physics, y = exp.measure(x, ids, "cpu")
+    physics, y = exp.measure(x, ids, device)
     return exp, x, y, physics, G, D
 
 
@@ -88,6 +89,32 @@ def compare(a):
     print(f"  paired, new - paper: {paired(mse, rec['mse_hole'])}")
 
 
+def bench(a):
+    """The paper budget and the named lbfgs budget side by side on the same faces: seconds and the
+    paired hole error, as JSON (a row of scripts/bench.py)."""
+    from invgan.fileio import write_json
+    from invgan.metrics import mse_per_image
+    from invgan.yeh import BUDGETS
+
+    exp, x, y, physics, G, D = problem(a.mask, a.num_images, a.device)
+    runs = {}
+    for name in ("paper", "lbfgs"):
+        s = dict({"optimizer": "adam", "iters": 1500, "lr": 0.01, "history": 10}, **BUDGETS[name])
+        x_hat, obj, sec = solve(exp, y, physics, G, D, s["optimizer"], s["iters"], s["lr"], s["history"])
+        runs[name] = (torch.from_numpy(mse_per_image(x_hat, x, exp.hole)).double(), obj, sec)
+    (mp, op, sp), (ml, ol, sl) = runs["paper"], runs["lbfgs"]
+    d = ml - mp
+    from scipy import stats
+
+    half = float(stats.t.ppf(0.975, len(d) - 1) * d.std() / len(d) ** 0.5)
+    r = {"inpaint": {"mask": a.mask, "images": a.num_images, "paper_s": sp, "lbfgs_s": sl, "speedup": sp / sl,
+                     "mse_hole_paper_mean": float(mp.mean()), "mse_hole_lbfgs_mean": float(ml.mean()),
+                     "mse_hole_diff_mean": float(d.mean()), "mse_hole_diff_ci95": half,
+                     "loss_lower": int((ol < op).sum())}}
+    print(r)
+    write_json(a.out, r)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -101,8 +128,13 @@ def main(argv=None):
     c.add_argument("--iters", type=int, default=100)
     c.add_argument("--lr", type=float, default=0.01)
     c.add_argument("--history", type=int, default=60)
+    b = sub.add_parser("bench")
+    b.add_argument("--mask", default="center")
+    b.add_argument("--num-images", type=int, default=16)
+    b.add_argument("--device", default="cpu")
+    b.add_argument("--out", required=True)
     a = ap.parse_args(argv)
-    {"record": record, "compare": compare}[a.cmd](a)
+    {"record": record, "compare": compare, "bench": bench}[a.cmd](a)
 
 
 if __name__ == "__main__":
