@@ -209,6 +209,7 @@ class CSGM(Method):
     def solve(self, y, physics, state=None, progress=False):
         """The solve itself (``LatentResult``) and the seconds a cached copy saved (0 if computed):
         the result is looked up in, and put into, ``self.cache``."""
+        import contextlib
         import dataclasses
         import time
 
@@ -216,18 +217,19 @@ class CSGM(Method):
         from invgan.latent import LatentResult
 
         key = self.solution_key(y, physics) if self.cache is not None else None
-        hit = self.cache.get(key, y.device) if key is not None else None
-        if hit is not None:
-            return LatentResult(**hit["result"]), float(hit["seconds"])
-        t0 = time.time()
-        s = self.settings
-        r = csgm_reconstruct(y, physics, self.generator, z_reg=s["z_reg"], restarts=s["restarts"], iters=s["iters"],
-                             lr=s["lr"], z_clip=self.z_clip, seed=self.seed, progress=progress, state=state,
-                             prune=self.prune, lr_decay=self.lr_decay, optimizer=self.optimizer,
-                             history=self.history)
-        if key is not None:
-            seconds = time.time() - t0 + (state.carried if state is not None else 0.0)
-            self.cache.put(key, {"result": dataclasses.asdict(r), "seconds": seconds})
+        with self.cache.computing(key) if key is not None else contextlib.nullcontext():
+            hit = self.cache.get(key, y.device) if key is not None else None
+            if hit is not None:
+                return LatentResult(**hit["result"]), float(hit["seconds"])
+            t0 = time.time()
+            s = self.settings
+            r = csgm_reconstruct(y, physics, self.generator, z_reg=s["z_reg"], restarts=s["restarts"],
+                                 iters=s["iters"], lr=s["lr"], z_clip=self.z_clip, seed=self.seed, progress=progress,
+                                 state=state, prune=self.prune, lr_decay=self.lr_decay, optimizer=self.optimizer,
+                                 history=self.history)
+            if key is not None:
+                seconds = time.time() - t0 + (state.carried if state is not None else 0.0)
+                self.cache.put(key, {"result": dataclasses.asdict(r), "seconds": seconds})
         return r, 0.0
 
     def reconstruct(self, y, physics, state=None, progress=False):

@@ -11,6 +11,7 @@ state stands for (seconds spent up to its save), so a resumed run can report its
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import time
 from pathlib import Path
@@ -117,6 +118,26 @@ class SolutionCache:
             return None
         self._memory[name] = found
         return _to(found[1], device)
+
+    @contextlib.contextmanager
+    def computing(self, key: dict):
+        """Hold ``key``'s lock (``directory/<name>.lock``, an advisory ``flock``) while it is looked up
+        and, on a miss, computed and put: a second process or worker sharing the folder that needs
+        the same solve meanwhile waits here and then finds it, instead of computing it again (a
+        sweep's ``--jobs`` workers running a ``sparse-gen`` cell beside its ``dcgan-reg`` cell). The
+        system drops the lock when its holder ends or is killed. Without a directory: no lock."""
+        if self.directory is None:
+            yield
+            return
+        import fcntl
+
+        self.directory.mkdir(parents=True, exist_ok=True)
+        with open(self.directory / f"{self._name(key)}.lock", "a") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
 
     def put(self, key: dict, value: dict) -> None:
         """Keep ``value`` (plain containers of tensors and numbers) under ``key``."""

@@ -131,3 +131,36 @@ measurements = [300]
     assert len(count_solves) == 1
     again = {(r["method"], r["id"]): r for r in json.loads((out / "results.json").read_text())["rows"]}
     assert {k: r["mse"] for k, r in again.items()} == {k: r["mse"] for k, r in rows.items()}
+
+
+def test_two_workers_needing_the_same_solve_at_once_compute_it_once(tiny32_ckpt, tmp_path, count_solves):
+    """Two workers sharing a cache folder (a sweep's --jobs) start the same solve together: one
+    computes it under the key's lock, the other waits and takes it (without the lock both would
+    compute, since both look it up before either has put it)."""
+    import threading
+
+    from invgan.checkpoint import load_models
+    from invgan.generators import as_generator
+    from invgan.methods import CSGM
+    from invgan.physics import GaussianCS
+    from invgan.resume import SolutionCache
+
+    G = as_generator(load_models(tiny32_ckpt)[1])
+    p = GaussianCS(100, (3, 32, 32), seed=0)
+    y = p(G.module(G.sample(2, torch.Generator().manual_seed(0))).detach(), torch.Generator().manual_seed(1))
+    start, out = threading.Barrier(2), [None, None]
+
+    def worker(i):
+        m = CSGM(G, z_reg=0.001, restarts=2, iters=30)
+        m.use_cache(SolutionCache(tmp_path / "c"))  # each worker its own cache object, one folder
+        start.wait()
+        out[i] = m(y, p)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(count_solves) == 1
+    assert sorted("reused_seconds" in r.details for r in out) == [False, True]
+    assert torch.equal(out[0].x, out[1].x)
