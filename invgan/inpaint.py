@@ -22,7 +22,7 @@ from invgan.experiment import Experiment, run_experiment
 from invgan.masks import MASK_KINDS, describe, make_masks
 from invgan.metrics import mse_per_image, psnr_from_mse, ssim_per_image
 from invgan.physics import Inpainting
-from invgan.yeh import BUDGETS as YEH_BUDGETS, PAPER_SETTINGS, PERCEPTUAL_LOSSES
+from invgan.yeh import BUDGETS as YEH_BUDGETS, PAPER_SETTINGS, PERCEPTUAL_LOSSES, budget_settings
 
 DEFAULT_METHODS = ("yeh", "biharmonic", "tv")
 METRICS = ("mse", "psnr", "ssim", "mse_hole", "psnr_hole", "ssim_hole")
@@ -68,10 +68,10 @@ class InpaintConfig:
 
     def __post_init__(self):
         # iters and lr left as None take the budget's values, so that a run records what it ran
-        budget = dict(PAPER_SETTINGS, **YEH_BUDGETS.get(self.budget, {}))
-        for k in ("iters", "lr"):
-            if getattr(self, k) is None and self.budget in YEH_BUDGETS:
-                setattr(self, k, budget[k])
+        if self.budget in YEH_BUDGETS:  # (an unknown one is reported by validate)
+            s = budget_settings(self.budget)
+            self.iters = s["iters"] if self.iters is None else self.iters
+            self.lr = s["lr"] if self.lr is None else self.lr
 
     def validate(self):
         """Raise ``InvganError`` naming the first bad setting."""
@@ -92,8 +92,7 @@ class InpaintConfig:
             check_int(k, getattr(self, k), 1)
         if self.iters is not None:
             check_int("iters", self.iters, 1)
-        if self.budget not in YEH_BUDGETS:
-            raise InvganError(f"unknown budget {self.budget!r} for inpainting: use {' or '.join(YEH_BUDGETS)}")
+        budget_settings(self.budget)  # an unknown budget: one line naming the known ones
         if self.window % 2 == 0:
             raise InvganError(f"window must be odd, got {self.window}")
         if self.image_size is not None:

@@ -494,11 +494,9 @@ class YehInpainting(Method):
     def preset(cls, budget: str, generator, discriminator=None, **overrides) -> "YehInpainting":
         """The paper's settings with the latent search of ``budget``, "paper" or "lbfgs"
         (``invgan.yeh.BUDGETS``), and any setting overridden (None values are ignored)."""
-        from invgan.yeh import BUDGETS, PAPER_SETTINGS
+        from invgan.yeh import budget_settings
 
-        if budget not in BUDGETS:
-            raise InvganError(f"unknown budget {budget!r} for yeh: use {' or '.join(BUDGETS)}")
-        s = dict(PAPER_SETTINGS, **BUDGETS[budget])
+        s = budget_settings(budget)
         s.update({k: v for k, v in overrides.items() if v is not None})
         m = cls(generator, discriminator, **s)
         m.budget = budget

@@ -45,6 +45,14 @@ BUDGETS = {
 }
 
 
+def budget_settings(budget: str) -> dict:
+    """The paper's settings with ``budget``'s changes (``BUDGETS``): what ``YehInpainting.preset``
+    and ``InpaintConfig`` run."""
+    if budget not in BUDGETS:
+        raise InvganError(f"unknown budget {budget!r} for inpainting: use {' or '.join(BUDGETS)}")
+    return dict(PAPER_SETTINGS, **BUDGETS[budget])
+
+
 def importance_weights(mask: torch.Tensor, window: int = 7) -> torch.Tensor:
     """W = M * (fraction of missing pixels in a window x window box around each pixel).
 

@@ -36,30 +36,35 @@ def problem(mask: str, num_images: int, device: str = "cpu"):
     return exp, x, y, physics, G, D
 
 
-def solve(exp, y, physics, G, D, optimizer="adam", iters=1500, lr=0.01, history=10):
-    """Yeh's latent search (paper settings but the optimiser's), blended: (hole MSE (B,), objective (B,), seconds)."""
-    from invgan.blend import blend
-    from invgan.metrics import mse_per_image
-    from invgan.yeh import yeh_inpaint
+def solve(exp, y, physics, G, D, budget="paper", **overrides):
+    """Yeh as `invgan inpaint --budget BUDGET` runs it (``YehInpainting.preset``, seed and blending
+    as the experiment's), with any setting overridden: (Poisson-blended x_hat, loss (B,), seconds)."""
+    from invgan.methods import YehInpainting
 
     c = exp.cfg
+    method = YehInpainting.preset(budget, G, D, seed=c.seed + 2, blend="none", **overrides)
     t0 = time.time()
-    r = yeh_inpaint(y, physics, G, D, lam=c.lam, perceptual=c.perceptual, window=c.window, restarts=c.restarts,
-                    iters=iters, lr=lr, seed=c.seed + 2, progress=True, optimizer=optimizer, history=history)
+    rec = method(y, physics, progress=True)
     sec = time.time() - t0
-    x_hat = blend(r.x, y, exp.masks, "poisson").clamp(-1, 1)
-    return x_hat, r.objective, sec
+    return exp.variants("yeh", rec, y, physics)["yeh+poisson"], rec.raw.objective, sec
+
+
+def paired_interval(new: torch.Tensor, ref: torch.Tensor) -> tuple[float, float]:
+    """Mean of new - ref and the half-width of its 95% interval (t-based: ``summarize``'s std)."""
+    from scipy import stats
+
+    from invgan.metrics import summarize
+
+    d = summarize((new - ref).tolist())
+    n = d["n"]
+    return d["mean"], float(stats.t.ppf(0.975, n - 1) * d["std"] / n ** 0.5) if n > 1 else float("nan")
 
 
 def paired(new: torch.Tensor, ref: torch.Tensor) -> str:
-    from scipy import stats
-
-    d = (new - ref).double()
-    n = len(d)
-    half = float(stats.t.ppf(0.975, n - 1) * d.std() / n ** 0.5) if n > 1 else float("nan")
-    mean, base = float(d.mean()), float(ref.mean())
+    mean, half = paired_interval(new, ref)
+    base = float(ref.mean())
     return (f"{mean:+.5f} +- {half:.5f} (upper end {100 * (mean + half) / base:+.1f}% of {base:.5f}), "
-            f"better on {int((d < 0).sum())} of {n}")
+            f"better on {int((new < ref).sum())} of {len(new)}")
 
 
 def record(a):
@@ -80,7 +85,7 @@ def compare(a):
 
     rec = torch.load(a.record, weights_only=True)
     exp, x, y, physics, G, D = problem(rec["mask"], rec["num_images"])
-    x_hat, obj, sec = solve(exp, y, physics, G, D, a.optimizer, a.iters, a.lr, a.history)
+    x_hat, obj, sec = solve(exp, y, physics, G, D, optimizer=a.optimizer, iters=a.iters, lr=a.lr, history=a.history)
     mse = torch.from_numpy(mse_per_image(x_hat, x, exp.hole))
     print(f"{a.optimizer} {a.iters} passes (lr {a.lr}, history {a.history}): hole MSE {mse.mean():.5f} "
           f"against the paper's {rec['mse_hole'].mean():.5f}; objective {obj.mean():.2f} against "
@@ -94,22 +99,17 @@ def bench(a):
     paired hole error, as JSON (a row of scripts/bench.py)."""
     from invgan.fileio import write_json
     from invgan.metrics import mse_per_image
-    from invgan.yeh import BUDGETS
 
     exp, x, y, physics, G, D = problem(a.mask, a.num_images, a.device)
     runs = {}
     for name in ("paper", "lbfgs"):
-        s = dict({"optimizer": "adam", "iters": 1500, "lr": 0.01, "history": 10}, **BUDGETS[name])
-        x_hat, obj, sec = solve(exp, y, physics, G, D, s["optimizer"], s["iters"], s["lr"], s["history"])
+        x_hat, obj, sec = solve(exp, y, physics, G, D, name)
         runs[name] = (torch.from_numpy(mse_per_image(x_hat, x, exp.hole)).double(), obj, sec)
     (mp, op, sp), (ml, ol, sl) = runs["paper"], runs["lbfgs"]
-    d = ml - mp
-    from scipy import stats
-
-    half = float(stats.t.ppf(0.975, len(d) - 1) * d.std() / len(d) ** 0.5)
+    mean, half = paired_interval(ml, mp)
     r = {"inpaint": {"mask": a.mask, "images": a.num_images, "paper_s": sp, "lbfgs_s": sl, "speedup": sp / sl,
                      "mse_hole_paper_mean": float(mp.mean()), "mse_hole_lbfgs_mean": float(ml.mean()),
-                     "mse_hole_diff_mean": float(d.mean()), "mse_hole_diff_ci95": half,
+                     "mse_hole_diff_mean": mean, "mse_hole_diff_ci95": half,
                      "loss_lower": int((ol < op).sum())}}
     print(r)
     write_json(a.out, r)

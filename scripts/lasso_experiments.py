@@ -37,7 +37,7 @@ import torch
 
 from invgan.bases import make_basis
 from invgan.data import load_images
-from invgan.lasso import (PAPER_ALPHA, _Gram, _dual_value, _LazyInverse, _move_support, _primal_dual, _rank_one_update, _support_solution,
+from invgan.lasso import (PAPER_ALPHA, _Gram, _dual_value, _LazyInverse, _line_search, _move_support, _primal_dual, _rank_one_update, _support_solution,
                           dense_matrix, lasso_homotopy, operator_norm_sq, support_newton)
 from invgan.metrics import mse_per_image
 from invgan.physics import GaussianCS
@@ -316,14 +316,7 @@ def cmd_pdas(a):
                 target[i] = 0
                 target[i, j] = torch.cholesky_solve((c0[i, j] - lam * torch.sign(u[i, j]))[:, None], L).squeeze(1)
         d = target - w
-        res, Bd = Y - w @ B.T, d @ B.T
-        qa, qb = Bd.pow(2).sum(1), (res * Bd).sum(1)
-        lo, hi = torch.zeros(a.images, dtype=w.dtype), torch.ones(a.images, dtype=w.dtype)
-        for _ in range(60):  # exact line search: bisection on the slope of a convex function of s
-            mid = (lo + hi) / 2
-            v = w + mid[:, None] * d
-            neg = -qb + mid * qa + lam * (torch.where(v != 0, torch.sign(v), torch.sign(d)) * d).sum(1) <= 0
-            lo, hi = torch.where(neg, mid, lo), torch.where(neg, hi, mid)
+        lo = _line_search(w, d, G, c0, lam)  # exact, on 1/2 w'Gw - c0'w + lam |w|_1 (the objective up to a constant)
         w = w + lo[:, None] * d
         print(f"step {it}: |J| {J.sum(1).tolist()}, step lengths {[round(v, 3) for v in lo.tolist()]}, certified gaps "
               f"{[f'{g:.1e}' for g in certificate(Y, B, B.T, lam, w)[0].tolist()]}", flush=True)
