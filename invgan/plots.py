@@ -118,6 +118,56 @@ def paired_difference(rows: list[dict], a: str, b: str, x: str = "m", metric: st
     return out
 
 
+def against_best(rows: list[dict], method: str, baselines, x: str = "m", metric: str = "mse") -> list[dict]:
+    """``method`` against the best of ``baselines`` (lowest mean ``metric``) at every x, image by image.
+
+    At each x where ``method`` and at least one baseline were run, the best baseline is the one
+    with the lowest mean over its images (every baseline is counted, so a baseline missing at
+    that x is reported in ``missing``). Returns one dict per x: ``best`` (its name), ``best_mean``
+    / ``best_ci95`` and ``mean`` / ``ci95`` (the two methods' own means and 95% intervals),
+    ``diff`` / ``diff_ci95`` / ``n`` / ``better`` (``method`` minus best, paired by image id: the
+    mean, its paired 95% interval, the images paired, those where ``method`` is lower), and
+    ``verdict``: "below" (its mean is below the best's), "overlap" (not below, but the two 95%
+    intervals overlap) or "worse"; ``at_least_as_good`` is True for the first two. Lower is
+    better (an error metric). Issue 18's criterion for "at least as good as the best baseline".
+    """
+    baselines = list(baselines)
+    if method in baselines:
+        raise InvganError(f"{method!r} is both the method and a baseline")
+    per = defaultdict(dict)  # (x, method) -> {image id: value}
+    for r in rows:
+        if r["method"] == method or r["method"] in baselines:
+            if metric not in r or x not in r:
+                raise InvganError(f"the results have no column {metric if metric not in r else x!r}")
+            per[float(r[x]), r["method"]][str(r["id"])] = float(r[metric])
+    out = []
+    for xv in sorted({xv for xv, name in per if name == method}):
+        mine = per[xv, method]
+        present = [b for b in baselines if (xv, b) in per]
+        if not present:
+            continue
+        means = {b: float(np.mean(list(per[xv, b].values()))) for b in present}
+        best = min(present, key=means.get)
+        ids = sorted(set(mine) & set(per[xv, best]))
+        if not ids:
+            continue
+        d = np.array([mine[i] - per[xv, best][i] for i in ids])
+        sm, sb, sd = summarize(list(mine.values())), summarize(list(per[xv, best].values())), summarize(d)
+        if sm["mean"] < sb["mean"]:
+            verdict = "below"
+        elif sm["mean"] - sm["ci95"] <= sb["mean"] + sb["ci95"]:
+            verdict = "overlap"
+        else:
+            verdict = "worse"
+        out.append({x: xv, "best": best, "best_mean": sb["mean"], "best_ci95": sb["ci95"], "mean": sm["mean"],
+                    "ci95": sm["ci95"], "diff": sd["mean"], "diff_ci95": sd["ci95"], "n": len(ids),
+                    "better": int((d < 0).sum()), "verdict": verdict, "at_least_as_good": verdict != "worse",
+                    "missing": [b for b in baselines if b not in present]})
+    if not out:
+        raise InvganError(f"no {x} at which {method!r} and one of {', '.join(baselines)} were both run")
+    return out
+
+
 def choose_axis(rows: list[dict]) -> str:
     """The x axis of a curve: "m" or "noise_std", whichever varies in ``rows``."""
     for x in ("m", "noise_std"):

@@ -2,37 +2,75 @@
 
     python scripts/paired_diff.py runs/sweeps/cs_paper dcgan dcgan-reg
     python scripts/paired_diff.py runs/sweeps/cs_noise dcgan lasso-dct --x noise_std
+    python scripts/paired_diff.py runs/sweeps/cs_beyond sparse-gen --best dcgan,dcgan-reg,lasso-dct,lasso-wavelet
 
 RESULTS is anything `invgan plot` reads (a sweep folder, results.json or results.csv). Positive
 differences in mse mean B is better. Prints a Markdown table.
+
+``--best BASELINES``: A against the best of BASELINES at each m (the lowest mean; it may differ
+from m to m), with both methods' means and 95% intervals, the paired difference, the seconds per
+image of each, and the verdict of ``invgan.plots.against_best`` ("below": A's mean is lower;
+"overlap": the two intervals overlap; "worse").
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from collections import defaultdict
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from invgan import InvganError  # noqa: E402
-from invgan.plots import load_results, paired_difference  # noqa: E402
+from invgan.plots import METHOD_LABELS, against_best, load_results, paired_difference  # noqa: E402
+
+
+def seconds_per_image(rows, x: str) -> dict:
+    """{(x, method): mean seconds per image} (a cell's time over its images)."""
+    acc = defaultdict(list)
+    for r in rows:
+        if "seconds" in r:
+            acc[float(r[x]), r["method"]].append(float(r["seconds"]))
+    return {k: sum(v) / len(v) for k, v in acc.items()}
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("results")
     ap.add_argument("a")
-    ap.add_argument("b")
+    ap.add_argument("b", nargs="?")
+    ap.add_argument("--best", help="comma list of baselines: compare A with the best of them at each x")
     ap.add_argument("--x", default="m")
     ap.add_argument("--metric", default="mse")
     args = ap.parse_args(argv)
+    if (args.b is None) == (args.best is None):
+        print("paired_diff: error: give either method B or --best BASELINES", file=sys.stderr)
+        return 2
     try:
         rows = load_results(args.results)[0]
-        diffs = paired_difference(rows, args.a, args.b, args.x, args.metric)
+        if args.best:
+            table = against_best(rows, args.a, args.best.split(","), args.x, args.metric)
+        else:
+            diffs = paired_difference(rows, args.a, args.b, args.x, args.metric)
     except InvganError as exc:
         print(f"paired_diff: error: {exc}", file=sys.stderr)
         return 2
+    if args.best:
+        secs = seconds_per_image(rows, args.x)
+        name = METHOD_LABELS.get(args.a, args.a)
+        print(f"| {args.x} | best baseline | its {args.metric} | {name} | {name} - best, paired | "
+              f"{name} lower on | verdict | s/image ({name} / best) |")
+        print("|---|---|---|---|---|---|---|---|")
+        for d in table:
+            xv = d[args.x]
+            sa, sb = secs.get((xv, args.a)), secs.get((xv, d["best"]))
+            s = f"{sa:.2g} / {sb:.2g}" if sa is not None and sb is not None else "-"
+            miss = f" (not run: {', '.join(d['missing'])})" if d["missing"] else ""
+            print(f"| {xv:g} | {METHOD_LABELS.get(d['best'], d['best'])}{miss} | {d['best_mean']:.3g} +- "
+                  f"{d['best_ci95']:.2g} | {d['mean']:.3g} +- {d['ci95']:.2g} | {d['diff']:+.2g} +- "
+                  f"{d['diff_ci95']:.2g} | {d['better']} of {d['n']} | {d['verdict']} | {s} |")
+        return 0
     print(f"| {args.x} | images | {args.metric}: {args.a} - {args.b} (mean +- paired 95% interval) "
           f"| {args.b} better on |")
     print("|---|---|---|---|")

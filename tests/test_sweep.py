@@ -231,6 +231,41 @@ def test_paired_difference_pairs_images_by_id():
         paired_difference(rows, "a", "c")
 
 
+def test_against_best_picks_the_best_baseline_per_m_and_judges_it():
+    from invgan import InvganError
+    from invgan.plots import against_best
+
+    rng = np.random.default_rng(0)
+    ids = [f"i{k}" for k in range(40)]
+    rows = []
+
+    def add(method, m, values):
+        rows.extend({"method": method, "m": m, "id": i, "mse": float(v)} for i, v in zip(ids, values))
+
+    base = rng.uniform(0.5, 1.5, 40)
+    add("p", 20, base)                 # p is best at m = 20
+    add("q", 20, base + 0.5)
+    add("new", 20, base + 0.01)        # a little worse than p on every image, inside its interval
+    add("p", 50, base + 1.0)
+    add("q", 50, base)                 # q is best at m = 50
+    add("new", 50, base - 0.05)        # below q
+    add("p", 100, base)
+    add("new", 100, base + 5.0)        # q not run at 100; far worse than p
+    table = against_best(rows, "new", ["p", "q"])
+    assert [(d["m"], d["best"]) for d in table] == [(20, "p"), (50, "q"), (100, "p")]
+    t20, t50, t100 = table
+    assert t20["verdict"] == "overlap" and t20["at_least_as_good"]          # +0.01 inside both intervals
+    assert abs(t20["diff"] - 0.01) < 1e-12 and t20["diff_ci95"] < 1e-12 and t20["better"] == 0
+    assert t50["verdict"] == "below" and t50["better"] == 40 and abs(t50["diff"] + 0.05) < 1e-12
+    assert t100["verdict"] == "worse" and not t100["at_least_as_good"] and t100["missing"] == ["q"]
+    assert abs(t100["best_mean"] - base.mean()) < 1e-12
+    assert abs(t100["best_ci95"] - 1.96 * base.std(ddof=1) / np.sqrt(40)) < 1e-12
+    with pytest.raises(InvganError, match="both the method and a baseline"):
+        against_best(rows, "p", ["p", "q"])
+    with pytest.raises(InvganError, match="no m at which"):
+        against_best(rows, "new", ["r"])
+
+
 def test_sweep_jobs_share_the_cells(tiny_ckpt, celeba_root, tmp_path):
     recipe = write_recipe(tmp_path / "r.toml", tiny_ckpt, celeba_root)
     one, two = tmp_path / "one", tmp_path / "two"
