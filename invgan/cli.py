@@ -192,10 +192,10 @@ def cmd_sweep(args):
         methods = _comma_list(args.methods) if args.methods else None
         if args.jobs > 1:
             res = run_sweep_jobs(recipe, out, args.jobs, parse_shard(args.shard), args.device,
-                                 progress=not args.quiet, methods=methods)
+                                 progress=not args.quiet, methods=methods, order=args.order)
         else:
             res = run_sweep(recipe, out, parse_shard(args.shard), args.device, progress=not args.quiet,
-                            methods=methods)
+                            methods=methods, order=args.order)
     print(f"{res['cells_done']} of {res['cells_done'] + len(res['cells_missing'])} cells done "
           f"({res['cell_seconds_total']:.0f} s of cell time); results: {out}/results.csv, results.json")
 
@@ -359,6 +359,7 @@ def _inpaint_parser(sub) -> None:
 def _sweep_parser(sub) -> None:
     """`invgan sweep`."""
     from invgan.csgm import BUDGETS
+    from invgan.sweepfiles import ORDERS
     from invgan.yeh import BUDGETS as YEH_BUDGETS
 
     w = sub.add_parser("sweep", help="run a grid of experiments from a recipe (resumable, shardable)",
@@ -376,6 +377,9 @@ def _sweep_parser(sub) -> None:
                    help="override the recipe's latent-search budget: paper, fast or lbfgs for cs sweeps, "
                         "paper or lbfgs for inpaint sweeps (the default is paper)")
     w.add_argument("--methods", help="run only these of the recipe's methods now (comma list)")
+    w.add_argument("--order", choices=ORDERS, default="methods",
+                   help="the order cells run in: methods (each method over the whole grid, the default) "
+                        "or grid (every method at a grid point before the next point; results are the same)")
     w.add_argument("--device")
     w.add_argument("--merge-only", action="store_true", help="only merge finished cells into results")
     w.add_argument("--quiet", action="store_true")

@@ -45,7 +45,7 @@ from pathlib import Path
 
 from invgan.errors import InvganError
 from invgan.fileio import write_images_npz, write_json
-from invgan.sweepfiles import cell_name, cells
+from invgan.sweepfiles import ORDERS, cell_name, cells
 
 EXPERIMENTS = ("cs", "inpaint")
 SAVED_IMAGES = 8
@@ -214,21 +214,27 @@ def _open_out(out, recipe: dict) -> Path:
     return out
 
 
-def _plan(recipe: dict, out: Path, shard, methods) -> tuple[list, list]:
-    """This shard's cells (of ``methods`` only, if given) and those of them not yet finished."""
+def _plan(recipe: dict, out: Path, shard, methods, order: str = "methods") -> tuple[list, list]:
+    """This shard's cells (of ``methods`` only, if given; in ``order``) and those not yet finished."""
     if methods:
         bad = [m for m in methods if m not in recipe["methods"]]
         if bad:
             raise InvganError(f"method {bad[0]!r} is not in the recipe ({', '.join(recipe['methods'])})")
-    todo = [c for c in cells(recipe) if not methods or c["method"] in methods][shard[0]::shard[1]]
+    if order not in ORDERS:
+        raise InvganError(f"unknown cell order {order!r}: use {' or '.join(ORDERS)}")
+    todo = [c for c in cells(recipe, order) if not methods or c["method"] in methods][shard[0]::shard[1]]
     return todo, [c for c in todo if not cell_done(out, cell_name(c))]
 
 
 def run_sweep(recipe: dict, out, shard=(0, 1), device: str | None = None, progress: bool = True,
-              methods=None, merged: bool = True) -> dict | None:
+              methods=None, merged: bool = True, order: str = "methods") -> dict | None:
     """Run this shard's unfinished cells, then merge; returns the merged results dict.
 
-    ``methods``: run only these of the recipe's methods now (the others stay to do). ``merged``:
+    ``methods``: run only these of the recipe's methods now (the others stay to do). ``order``:
+    "methods" (each method over the whole grid in turn, the default) or "grid" (every method at
+    one grid point before the next point: an interrupted sweep then has complete comparisons at
+    the first points; ``invgan.sweepfiles.cells``). The order does not change any cell's result;
+    it also decides which cells a ``shard`` takes. ``merged``:
     False skips the merge and returns None (``run_sweep_jobs``' workers: their parent merges).
     Several processes on one folder share its cells (``cell_lock``); ``run_sweep_jobs`` starts them.
     """
@@ -240,7 +246,7 @@ def run_sweep(recipe: dict, out, shard=(0, 1), device: str | None = None, progre
 
         if torch.cuda.is_available():
             device = f"cuda:{int(os.environ['LOCAL_RANK']) % torch.cuda.device_count()}"
-    todo, pending = _plan(recipe, out, shard, methods)
+    todo, pending = _plan(recipe, out, shard, methods, order)
     if progress:
         print(f"sweep {recipe['name']}: {len(todo)} cells in shard {shard[0]}/{shard[1]}, "
               f"{len(todo) - len(pending)} already done")
@@ -257,7 +263,7 @@ def run_sweep(recipe: dict, out, shard=(0, 1), device: str | None = None, progre
     return merge(out) if merged else None
 
 
-def _job_worker(recipe: dict, out: str, shard, device, methods, threads: int) -> None:
+def _job_worker(recipe: dict, out: str, shard, device, methods, threads: int, order: str = "methods") -> None:
     """One process of ``run_sweep_jobs``: ``threads`` threads, this shard's cells claimed one by one."""
     import sys
 
@@ -265,7 +271,7 @@ def _job_worker(recipe: dict, out: str, shard, device, methods, threads: int) ->
 
     torch.set_num_threads(threads)
     try:
-        run_sweep(recipe, out, shard, device, progress=False, methods=methods, merged=False)
+        run_sweep(recipe, out, shard, device, progress=False, methods=methods, merged=False, order=order)
     except InvganError as exc:
         print(f"invgan: error: {exc}", file=sys.stderr)
         sys.exit(2)
@@ -274,10 +280,10 @@ def _job_worker(recipe: dict, out: str, shard, device, methods, threads: int) ->
 
 
 def run_sweep_jobs(recipe: dict, out, jobs: int, shard=(0, 1), device: str | None = None, progress: bool = True,
-                   methods=None, threads: int | None = None) -> dict:
+                   methods=None, threads: int | None = None, order: str = "methods") -> dict:
     """Run this shard's unfinished cells in ``jobs`` worker processes on this machine, then merge.
 
-    The workers share the cells dynamically: each walks the shard's cells in recipe order and runs
+    The workers share the cells dynamically: each walks the shard's cells in ``order`` and runs
     the next one no other worker holds (``cell_lock``) or has finished, so a worker that drew short
     cells takes more of them; the wall time is about the cell time divided by ``jobs``, plus at
     most the longest cell. Each worker uses ``threads`` threads (default: this process's torch
@@ -295,14 +301,14 @@ def run_sweep_jobs(recipe: dict, out, jobs: int, shard=(0, 1), device: str | Non
     if not isinstance(jobs, int) or jobs < 1:
         raise InvganError(f"jobs must be a whole number >= 1, got {jobs!r}")
     out = _open_out(out, recipe)
-    todo, pending = _plan(recipe, out, shard, methods)
+    todo, pending = _plan(recipe, out, shard, methods, order)
     pending = [cell_name(c) for c in pending]
     threads = threads or max(1, torch.get_num_threads() // jobs)
     if progress:
         print(f"sweep {recipe['name']}: {len(todo)} cells in shard {shard[0]}/{shard[1]}, "
               f"{len(todo) - len(pending)} already done; {jobs} workers of {threads} thread(s)")
     ctx = mp.get_context("spawn")  # a fresh interpreter per worker: no forked thread pools
-    procs = [ctx.Process(target=_job_worker, args=(recipe, str(out), shard, device, methods, threads), daemon=True)
+    procs = [ctx.Process(target=_job_worker, args=(recipe, str(out), shard, device, methods, threads, order), daemon=True)
              for _ in range(min(jobs, len(pending)))]  # none if nothing is left to do
 
     def stop(signum, frame):  # `kill PID` of this process: stop the workers as Ctrl-C does

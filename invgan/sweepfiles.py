@@ -9,14 +9,20 @@ import itertools
 import re
 
 
-def cells(recipe: dict) -> list[dict]:
-    """All cells in a fixed order: methods outermost (in the recipe's order), then the grid."""
+ORDERS = ("methods", "grid")
+
+
+def cells(recipe: dict, order: str = "methods") -> list[dict]:
+    """All cells in a fixed order. ``order`` "methods": methods outermost (in the recipe's order),
+    then the grid; "grid": grid points outermost (in the recipe's order, e.g. m ascending), then the
+    methods, so every method at the first grid points is done before any at the later ones."""
     keys = list(recipe["grid"])
-    out = []
-    for method in recipe["methods"]:
-        for values in itertools.product(*(recipe["grid"][k] for k in keys)):
-            out.append({"method": method, **dict(zip(keys, values))})
-    return out
+    points = list(itertools.product(*(recipe["grid"][k] for k in keys)))
+    if order == "methods":
+        return [{"method": method, **dict(zip(keys, v))} for method in recipe["methods"] for v in points]
+    if order == "grid":
+        return [{"method": method, **dict(zip(keys, v))} for v in points for method in recipe["methods"]]
+    raise ValueError(f"unknown cell order {order!r}: use {' or '.join(ORDERS)}")
 
 
 def cell_name(cell: dict) -> str:

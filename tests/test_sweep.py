@@ -231,6 +231,25 @@ def test_paired_difference_pairs_images_by_id():
         paired_difference(rows, "a", "c")
 
 
+def test_cell_order_grid_runs_every_method_at_a_point_first(tiny_ckpt, celeba_root, tmp_path):
+    from invgan.sweepfiles import cells
+
+    recipe = {"methods": ["a", "b"], "grid": {"measurements": [20, 100]}}
+    assert [(c["method"], c["measurements"]) for c in cells(recipe)] == [("a", 20), ("a", 100), ("b", 20), ("b", 100)]
+    assert [(c["method"], c["measurements"]) for c in cells(recipe, "grid")] == [
+        ("a", 20), ("b", 20), ("a", 100), ("b", 100)]
+    # the order decides which cells a shard takes: 0/2 in grid order is every dcgan cell
+    r = write_recipe(tmp_path / "r.toml", tiny_ckpt, celeba_root)
+    out = tmp_path / "sw"
+    p = run_main("sweep", "--recipe", r, "--out", out, "--shard", "0/2", "--order", "grid", "--quiet")
+    assert p.returncode == 0, p.stderr
+    assert sorted(cell_mtimes(out)) == ["method=dcgan__measurements=100.json", "method=dcgan__measurements=20.json"]
+    p = run_main("sweep", "--recipe", r, "--out", out, "--shard", "0/2", "--quiet")  # methods order: + lasso-dct at 20
+    assert p.returncode == 0, p.stderr
+    assert "3 of 4 cells done" in p.stdout and len(cell_mtimes(out)) == 3
+    assert_user_error(run_main("sweep", "--recipe", r, "--out", out, "--order", "random"), "invalid choice")
+
+
 def test_against_best_picks_the_best_baseline_per_m_and_judges_it():
     from invgan import InvganError
     from invgan.plots import against_best
