@@ -318,6 +318,23 @@ def plot_grid(folder: Path, out, ncols: int = 6, summaries=()) -> None:
     save_figure(image_grid_figure(rows, ncols), out, dpi=100)
 
 
+def seconds_table(rows: list[dict], x: str, methods=None) -> str | None:
+    """Seconds per image (a cell's time over its images, so the mean over a cell's rows) as a
+    Markdown table like ``curves_table``'s; None if the rows carry no "seconds" column."""
+    if not rows or any("seconds" not in r for r in rows):
+        return None
+    data = curves(rows, x, "seconds", methods)
+    xs_all = sorted({float(v) for xs, *_ in data.values() for v in xs})
+    lines = [f"| seconds per image, at {x} = | " + " | ".join(f"{v:g}" for v in xs_all) + " |",
+             "|---" * (len(xs_all) + 1) + "|"]
+    for label, (xs, mean, _, _) in data.items():
+        name, _, rest = label.partition(",")
+        found = {float(v): mu for v, mu in zip(xs, mean)}
+        lines.append(f"| {METHOD_LABELS.get(name, name)}{',' + rest if rest else ''} | "
+                     + " | ".join(f"{found[v]:.2g}" if v in found else "-" for v in xs_all) + " |")
+    return "\n".join(lines)
+
+
 def plot(results, out, kind: str = "auto", x: str | None = None, metric: str = "mse", methods=None,
          logy: bool = False, ncols: int = 6) -> str:
     """Make the figure; returns what was drawn ("curve m", "curve noise_std" or "grid")."""
@@ -345,5 +362,6 @@ def plot(results, out, kind: str = "auto", x: str | None = None, metric: str = "
     data = plot_curves(rows, out, x, metric, methods, logy)
     from invgan.fileio import write_text
 
-    write_text(Path(out).with_suffix(".md"), curves_table(data, x, metric) + "\n")
+    secs = seconds_table(rows, x, methods)
+    write_text(Path(out).with_suffix(".md"), curves_table(data, x, metric) + "\n" + (f"\n{secs}\n" if secs else ""))
     return f"curve {x}"

@@ -79,6 +79,9 @@ def test_sweep_shards_resume_merge_and_plot(tiny_ckpt, celeba_root, tmp_path):
         assert fig.stat().st_size > 5_000
     table = (tmp_path / "curve_m.md").read_text()  # the plotted numbers, beside the figure
     assert "| Lasso (DCT), noise_std=0.01 |" in table and f"{np.mean(lasso_20):.3g} +- " in table
+    secs = table.split("| seconds per image, at m = | 20 | 100 |")[1].splitlines()  # the second table
+    dcgan_20 = [float(r["seconds"]) for r in rows if r["method"] == "dcgan" and r["m"] == "20" and r["noise_std"] == "1.0"]
+    assert f"| DCGAN, noise_std=1.0 | {np.mean(dcgan_20):.2g} | " in "\n".join(secs)
     p = run_main("plot", out / "results.csv", "--out", tmp_path / "csv.png", "--methods", "dcgan", "--logy")
     assert p.returncode == 0, p.stderr
 
