@@ -234,16 +234,19 @@ def plot_curves(rows, out, x: str | None = None, metric: str = "mse", methods=No
     return data
 
 
-def curves_table(data: dict, x: str, metric: str = "mse") -> str:
+def curves_table(data: dict, x: str, metric: str = "mse", interval: bool = True, title: str | None = None) -> str:
     """The plotted numbers as a Markdown table: one row per series, one column per x value,
-    "mean +- 95% interval"; "-" where a series has no value (a cell not run yet)."""
+    "mean +- 95% interval" (``interval`` False: the mean only); "-" where a series has no value
+    (a cell not run yet). ``title``: the first header cell (default "METRIC, mean +- 95% interval")."""
     xs_all = sorted({float(v) for xs, *_ in data.values() for v in xs})
-    head = f"| {metric}, mean +- 95% interval, at {x} = | " + " | ".join(f"{v:g}" for v in xs_all) + " |"
+    title = title or f"{metric}, mean +- 95% interval"
+    head = f"| {title}, at {x} = | " + " | ".join(f"{v:g}" for v in xs_all) + " |"
     lines = [head, "|---" * (len(xs_all) + 1) + "|"]
     for label, (xs, mean, ci, _) in data.items():
         name, _, rest = label.partition(",")
         found = {float(v): (mu, c) for v, mu, c in zip(xs, mean, ci)}
-        cells = [f"{found[v][0]:.3g} +- {found[v][1]:.2g}" if v in found else "-" for v in xs_all]
+        cells = [("-" if v not in found else f"{found[v][0]:.3g} +- {found[v][1]:.2g}" if interval
+                  else f"{found[v][0]:.2g}") for v in xs_all]
         lines.append(f"| {METHOD_LABELS.get(name, name)}{',' + rest if rest else ''} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -323,16 +326,7 @@ def seconds_table(rows: list[dict], x: str, methods=None) -> str | None:
     Markdown table like ``curves_table``'s; None if the rows carry no "seconds" column."""
     if not rows or any("seconds" not in r for r in rows):
         return None
-    data = curves(rows, x, "seconds", methods)
-    xs_all = sorted({float(v) for xs, *_ in data.values() for v in xs})
-    lines = [f"| seconds per image, at {x} = | " + " | ".join(f"{v:g}" for v in xs_all) + " |",
-             "|---" * (len(xs_all) + 1) + "|"]
-    for label, (xs, mean, _, _) in data.items():
-        name, _, rest = label.partition(",")
-        found = {float(v): mu for v, mu in zip(xs, mean)}
-        lines.append(f"| {METHOD_LABELS.get(name, name)}{',' + rest if rest else ''} | "
-                     + " | ".join(f"{found[v]:.2g}" if v in found else "-" for v in xs_all) + " |")
-    return "\n".join(lines)
+    return curves_table(curves(rows, x, "seconds", methods), x, interval=False, title="seconds per image")
 
 
 def plot(results, out, kind: str = "auto", x: str | None = None, metric: str = "mse", methods=None,

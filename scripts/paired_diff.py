@@ -17,22 +17,20 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections import defaultdict
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from invgan import InvganError  # noqa: E402
-from invgan.plots import METHOD_LABELS, against_best, load_results, paired_difference  # noqa: E402
+from invgan.plots import METHOD_LABELS, against_best, curves, load_results, paired_difference  # noqa: E402
 
 
 def seconds_per_image(rows, x: str) -> dict:
-    """{(x, method): mean seconds per image} (a cell's time over its images)."""
-    acc = defaultdict(list)
-    for r in rows:
-        if "seconds" in r:
-            acc[float(r[x]), r["method"]].append(float(r["seconds"]))
-    return {k: sum(v) / len(v) for k, v in acc.items()}
+    """{(x, method): mean seconds per image} (a cell's time over its images; ``curves``' means)."""
+    if not rows or any("seconds" not in r for r in rows):
+        return {}
+    return {(float(v), label): float(mu) for label, (xs, means, _, _) in curves(rows, x, "seconds").items()
+            for v, mu in zip(xs, means)}
 
 
 def main(argv=None) -> int:
