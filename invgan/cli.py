@@ -302,12 +302,17 @@ def _cs_parser(sub) -> None:
                         "L-BFGS, 0.3 of the work; README: CSGM budgets)")
     c.add_argument("--factor", type=_positive_int, default=4, help="super-resolution factor")
     c.add_argument("--generator", help="checkpoint or run folder (default: the shipped CelebA model)")
-    c.add_argument("--seed", type=int, default=0)
-    c.add_argument("--device")
-    c.add_argument("--grid-images", type=_positive_int, default=8)
-    c.add_argument("--out", default="runs/cs", help="output folder (default runs/cs)")
-    c.add_argument("--quiet", action="store_true")
+    _experiment_run_args(c, "runs/cs")
     c.set_defaults(func=cmd_cs)
+
+
+def _experiment_run_args(p, out: str) -> None:
+    """The run arguments `invgan cs` and `invgan inpaint` share: seed, device, grid, output folder."""
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device")
+    p.add_argument("--grid-images", type=_positive_int, default=8)
+    p.add_argument("--out", default=out, help=f"output folder (default {out})")
+    p.add_argument("--quiet", action="store_true")
 
 
 def _inpaint_parser(sub) -> None:
@@ -348,11 +353,7 @@ def _inpaint_parser(sub) -> None:
     i.add_argument("--image-size", type=_positive_int, help="image side in pixels (default: the generator's, else 64)")
     i.add_argument("--generator", help="checkpoint or run folder (default: the shipped CelebA model)")
     i.add_argument("--discriminator", help="checkpoint holding D (default: the generator's file, or the shipped D)")
-    i.add_argument("--seed", type=int, default=0)
-    i.add_argument("--device")
-    i.add_argument("--grid-images", type=_positive_int, default=8)
-    i.add_argument("--out", default="runs/inpaint", help="output folder (default runs/inpaint)")
-    i.add_argument("--quiet", action="store_true")
+    _experiment_run_args(i, "runs/inpaint")
     i.set_defaults(func=cmd_inpaint)
 
 
