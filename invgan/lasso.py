@@ -102,6 +102,11 @@ def _primal_dual(Y: torch.Tensor, w: torch.Tensor, B: torch.Tensor, Bt: torch.Te
     return 0.5 * r.pow(2).sum(1) + lam * w.abs().sum(1), _dual_value(r, r @ B, Y, lam)
 
 
+def _relative_gap(primal: torch.Tensor, dual: torch.Tensor) -> torch.Tensor:
+    """The certified relative duality gap (primal - dual) / primal, at least 0."""
+    return (primal - dual).clamp_min(0) / primal.clamp_min(1e-300)
+
+
 def _extrapolate(history: list[torch.Tensor]) -> torch.Tensor:
     """Extrapolated residual from the last K+1 residuals (Anderson-type; celer's dual extrapolation)."""
     U = torch.stack([b - a for a, b in zip(history[:-1], history[1:])], 2)  # (B, m, K)
@@ -122,8 +127,8 @@ def _soft(v, thr):
 
 DENSE_LIMIT = 2.5e8  # largest m * n for which B = A Psi is formed (1 GB in float32)
 NEWTON_GAP = 2e-3  # support Newton steps for images whose relative gap is below this
-POLISH_PASSES = 4  # support-Newton passes (each followed by entering violators) of the final polish
-POLISH_GAP = 1e-4  # ... which images that end above this relative gap (and above tol) take
+POLISH_GAP = 1e-4  # the final polish: for images that end above this relative gap (and above tol)
+POLISH_PASSES = 4  # ... support-Newton passes (each followed by entering violators)
 
 
 def _explicit_matrix(physics: Physics, img_shape) -> torch.Tensor | None:
@@ -483,7 +488,7 @@ def _lasso_fista(y, physics, basis, alpha, tol, max_iter, stall_tol, continuatio
                         va[near] = torch.where(ok.view(shape), cand, va[near])
                         ta[near] = torch.where(ok, torch.ones_like(ta[near]), ta[near])
                         w[rows], v[rows], t[rows] = wa, va, ta
-                gap = ((best_p - best_d).clamp_min(0) / best_p.clamp_min(1e-300)).to(y.dtype)
+                gap = _relative_gap(best_p, best_d).to(y.dtype)
                 history.append(best_f.clone())
                 window = 20 if final else 5  # x check iterations
                 stalled = torch.zeros_like(active)
@@ -514,7 +519,7 @@ def _lasso_fista(y, physics, basis, alpha, tol, max_iter, stall_tol, continuatio
     primal, _, dual = rel_gap(w, lam)
     if final_dual is not None:  # the best dual point of the last stage (same lambda)
         dual = torch.maximum(dual, final_dual)
-    gap = ((primal - dual).clamp_min(0) / primal.clamp_min(1e-300))
+    gap = _relative_gap(primal, dual)
     # A final polish: images that stopped (stagnation or max_iter) above tol and above POLISH_GAP but
     # near the optimum take support Newton steps once, also where FISTA ended before its first
     # scheduled ones. Only where Newton steps are scheduled at all (Bt formed), and if their cost
@@ -524,20 +529,15 @@ def _lasso_fista(y, physics, basis, alpha, tol, max_iter, stall_tol, continuatio
     if (Bt is not None and bool(polish.any())
             and 4.67 * m ** 3 * int(polish.sum()) <= float(ran.sum()) * 4 * m * n):
         sub = polish.nonzero().squeeze(1)
-        ys = y[sub].reshape(len(sub), -1).double()
-
-        def exact(v):  # the objective in float64 throughout, as the Newton point's own value
-            v = v.reshape(len(sub), -1).double()
-            return 0.5 * (ys - v @ Bt).pow(2).sum(1) + lam * v.abs().sum(1)
-
-        cand, tried, p_n, d_n = _newton_rows(w[sub].reshape(len(sub), -1), Bt, ys, lam, passes=POLISH_PASSES)
-        cand = cand.to(w.dtype).view(len(sub), *w.shape[1:])  # the point returned, at the data's precision
-        p_c = exact(cand)
-        ok = tried & (p_c < exact(w[sub]))
-        w[sub] = torch.where(ok.view(-1, *[1] * (w.dim() - 1)), cand, w[sub])
+        ys, ws = y[sub].reshape(len(sub), -1).double(), w[sub].reshape(len(sub), -1)
+        cand, tried, _, d_n = _newton_rows(ws, Bt, ys, lam, passes=POLISH_PASSES)
+        cand = cand.to(w.dtype)  # the point returned, at the data's precision; compared in float64
+        p_c, _ = _primal_dual(ys, cand.double(), Bt.T, Bt, lam)
+        ok = tried & (p_c < _primal_dual(ys, ws.double(), Bt.T, Bt, lam)[0])
+        w[sub] = torch.where(ok[:, None], cand, ws).view(len(sub), *w.shape[1:])
         primal[sub] = torch.where(ok, p_c, primal[sub])
         dual[sub] = torch.maximum(dual[sub], d_n)  # a dual value is valid anywhere
-        gap = ((primal - dual).clamp_min(0) / primal.clamp_min(1e-300))
+        gap = _relative_gap(primal, dual)
     gap = gap.to(y.dtype)
     x = basis.synthesis(w)
     if clip:
@@ -921,7 +921,7 @@ def _lasso_homotopy(y, physics, basis, alpha, clip, progress, state, max_steps):
     bar.close()
     w = torch.cat(outs)
     primal, dual = _primal_dual(Y.double(), w, Bd, Btd, lam)
-    gap = ((primal - dual).clamp_min(0) / primal.clamp_min(1e-300)).to(y.dtype)
+    gap = _relative_gap(primal, dual).to(y.dtype)
     w = w.to(y.dtype).reshape(nb, *img_shape)
     x = basis.synthesis(w)
     if clip:

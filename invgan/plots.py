@@ -244,9 +244,9 @@ def curves_table(data: dict, x: str, metric: str = "mse", interval: bool = True,
     lines = [head, "|---" * (len(xs_all) + 1) + "|"]
     for label, (xs, mean, ci, _) in data.items():
         name, _, rest = label.partition(",")
-        found = {float(v): (mu, c) for v, mu, c in zip(xs, mean, ci)}
-        cells = [("-" if v not in found else f"{found[v][0]:.3g} +- {found[v][1]:.2g}" if interval
-                  else f"{found[v][0]:.2g}") for v in xs_all]
+        fmt = (lambda mu, c: f"{mu:.3g} +- {c:.2g}") if interval else (lambda mu, c: f"{mu:.2g}")
+        found = {float(v): fmt(mu, c) for v, mu, c in zip(xs, mean, ci)}
+        cells = [found.get(v, "-") for v in xs_all]
         lines.append(f"| {METHOD_LABELS.get(name, name)}{',' + rest if rest else ''} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
