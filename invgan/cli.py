@@ -294,8 +294,9 @@ def _cs_parser(sub) -> None:
     c.add_argument("--z-clip", type=_positive_float, help="clip z to [-c, c] after each step")
     c.add_argument("--lasso-tol", type=_positive_float, default=1e-5, help="Lasso relative duality-gap tolerance")
     c.add_argument("--lasso-solver", default="auto", choices=list(SOLVERS),
-                   help="auto (default): the exact homotopy path for a Gaussian A up to m = 1000, FISTA above; "
-                        "fista; homotopy (README: Lasso solvers)")
+                   help="auto (default): the exact homotopy path for a Gaussian A up to m = 1000; above, ADMM "
+                        "near basis pursuit (alpha <= 1e-3: the wavelet's), FISTA otherwise; fista; homotopy; admm "
+                        "(README: Lasso solvers)")
     c.add_argument("--budget", default="paper", choices=list(BUDGETS),
                    help="CSGM work: paper (default: Adam, every restart runs every iteration), fast "
                         "(restarts that are behind are dropped early) or lbfgs (150 passes of per-latent "

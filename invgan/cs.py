@@ -50,7 +50,8 @@ class CSConfig:
     z_reg: float | None = None
     z_clip: float | None = None
     lasso_tol: float = 1e-5
-    lasso_solver: str = "auto"       # "auto": the exact homotopy for a Gaussian A up to m = 1000, else FISTA
+    lasso_solver: str = "auto"       # "auto": the exact homotopy for a Gaussian A up to m = 1000; above, ADMM near
+    # basis pursuit (alpha <= 1e-3, the wavelet's), else FISTA (invgan.lasso.choose_solver)
     budget: str = "paper"            # CSGM work: "paper" (fixed budget), "fast" (restart pruning) or "lbfgs"
     superres_factor: int = 4
     generator: str | None = None

@@ -25,7 +25,13 @@ problem's structure (``dense="auto"``, the default, for operators with an explic
 
 ``lasso_homotopy``: the exact solution by the homotopy (LARS-Lasso) path, batched over images,
 for explicit-matrix operators; the fast and certified choice up to m ~ ``HOMOTOPY_MAX_M``
-(``Lasso(solver="auto")`` takes it there, FISTA elsewhere).
+(``Lasso(solver="auto")`` takes it there).
+
+``lasso_admm``: ADMM with one cached factorisation of A A^T + rho I (= B B^T + rho I), batched over
+images, for explicit-matrix operators, with a certificate from ADMM's own dual variable; it
+converges near basis pursuit (the wavelet's alpha 1e-5 at large m), where FISTA stalls
+uncertified. ``Lasso(solver="auto")`` takes it above ``HOMOTOPY_MAX_M`` for alpha at most
+``ADMM_MAX_ALPHA``, FISTA otherwise (``choose_solver``).
 
 ``lasso_cvxpy``: the exact reference formulation in cvxpy (dense A Psi; for tests and
 benchmarks on small or few problems).
@@ -565,23 +571,33 @@ def homotopy_applies(physics: Physics, max_m: float | None = None) -> bool:
             and _explicit_matrix(physics, tuple(img_shape)) is not None)
 
 
-SOLVERS = ("auto", "fista", "homotopy")
+SOLVERS = ("auto", "fista", "homotopy", "admm")
 
 
-def choose_solver(solver: str, physics: Physics) -> str:
-    """The solver ``solver`` ("auto", "fista" or "homotopy") runs on ``physics``: "auto" is the
-    homotopy where ``homotopy_applies``, else FISTA."""
+ADMM_MAX_ALPHA = 1e-3  # solver="auto" above HOMOTOPY_MAX_M: ADMM for alpha at most this (near basis pursuit for
+# images in [-1, 1], such as the wavelet's paper alpha 1e-5, where FISTA stalls uncertified), FISTA above it
+
+
+def choose_solver(solver: str, physics: Physics, alpha: float | None = None) -> str:
+    """The solver ``solver`` ("auto", "fista", "homotopy" or "admm") runs on ``physics`` with l1
+    weight ``alpha``. "auto": the exact homotopy where ``homotopy_applies`` (a shared explicit matrix,
+    m <= ``HOMOTOPY_MAX_M``); above, for an explicit matrix and alpha <= ``ADMM_MAX_ALPHA`` (near
+    basis pursuit), ADMM; else FISTA."""
     if solver not in SOLVERS:
         raise InvganError(f"unknown Lasso solver {solver!r}: use {', '.join(SOLVERS)}")
     if solver == "auto":
-        return "homotopy" if homotopy_applies(physics) else "fista"
+        if homotopy_applies(physics):
+            return "homotopy"
+        near_bp = alpha is not None and alpha <= ADMM_MAX_ALPHA
+        return "admm" if near_bp and homotopy_applies(physics, max_m=math.inf) else "fista"
     return solver
 
 
-def check_homotopy(physics: Physics) -> None:
-    """Raise the one error for ``solver="homotopy"`` on an operator it cannot run on (any m)."""
+def check_dense(physics: Physics, solver: str = "homotopy") -> None:
+    """Raise the one error for a solver that needs B = A Psi formed ("homotopy", "admm") on an
+    operator it cannot run on (any m)."""
     if not homotopy_applies(physics, max_m=math.inf):
-        raise InvganError(f"the homotopy Lasso solver needs an operator that is an explicit matrix shared by all "
+        raise InvganError(f"the {solver} Lasso solver needs an operator that is an explicit matrix shared by all "
                           f"images (such as gaussian), with m * n <= {DENSE_LIMIT:.0e}; {type(physics).__name__} "
                           f"is not: use solver fista or auto")
 
@@ -886,7 +902,7 @@ def _lasso_homotopy(y, physics, basis, alpha, clip, progress, state, max_steps):
     from tqdm import tqdm
 
     basis, alpha, img_shape = _check_inputs(y, physics, basis, alpha, 1.0)
-    check_homotopy(physics)
+    check_dense(physics, "homotopy")
     if max_steps is not None and (not isinstance(max_steps, int) or max_steps < 1):
         raise InvganError(f"max_steps must be a whole number >= 1, got {max_steps!r}")
     Bm = dense_matrix(physics, basis, img_shape)
@@ -928,6 +944,151 @@ def _lasso_homotopy(y, physics, basis, alpha, clip, progress, state, max_steps):
         x = x.clamp(-1, 1)
     steps = torch.cat(steps)
     return LassoResult(x, w, lasso_objective(y, physics, basis, w, alpha), gap, int(steps.max()) if nb else 0, steps)
+
+
+ADMM_RHO = 0.3  # ADMM's penalty in the scaled problem 1/2 ||y - B w||^2 + lam ||w||_1 (measured best of 0.03 to 1)
+ADMM_RELAX = 1.7  # over-relaxation (Eckstein & Bertsekas; 1.5 to 1.8 is the usual range)
+ADMM_CHECK = 100  # iterations between certificates (and stopping tests)
+ADMM_SPACING = 20  # iterations between the dual points that the extrapolation combines
+
+
+def lasso_admm(y: torch.Tensor, physics: Physics, basis="dct", alpha: float | None = None,
+               tol: float = 1e-6, max_iter: int = 10000, rho: float = ADMM_RHO, relax: float = ADMM_RELAX,
+               clip: bool = True, progress: bool = False, state: SolveState | None = None) -> LassoResult:
+    """The Lasso by ADMM with one cached factorisation, batched over images, with a certified gap.
+
+    For an explicit-matrix operator B = A Psi (``dense_matrix``) the w-step of ADMM (Boyd et al.
+    2011, section 6.4), (B^T B + rho I)^-1 v, is by Woodbury (v - B^T (B B^T + rho I)^-1 B v) / rho,
+    and B B^T = A A^T because Psi is orthonormal: one m x m Cholesky, shared by every image and
+    both bases, turns an iteration into two products with B and one with an (m, m) inverse.
+    Over-relaxed (``relax``), then z = soft(w + u, lam / rho), u += w - z. Near basis pursuit (the
+    wavelet's small alpha at large m) this converges where FISTA stalls: at m = 2500 (4 val faces)
+    its objective is within 3e-6 of the exact optimum after 5,000 iterations, FISTA's certified gap
+    is still 0.09 after 10,000.
+
+    The certificate: ADMM's scaled dual u gives rho u, a subgradient of lam ||.||_1 at the limit;
+    its least-squares preimage theta = (B B^T)^-1 B rho u (a second cached Cholesky) is a dual point,
+    and so is the extrapolation of the last six such points taken ``ADMM_SPACING`` iterations apart
+    (Anderson-type, as celer extrapolates residuals; Massias et al. 2018). Every ``ADMM_CHECK``
+    iterations the better of them, scaled into the dual feasible set, bounds the optimum from
+    below; an image stops when its relative duality gap (float64) at z is at most ``tol``, or after
+    ``max_iter`` iterations. All in float64.
+
+    Parameters
+    ----------
+    y : torch.Tensor
+        (B, m) measurements under ``physics``.
+    physics : invgan.physics.Physics
+        An explicit-matrix operator such as ``GaussianCS``, shared by all images.
+    basis : {"dct", "wavelet"} or basis object
+    alpha : float, optional
+        The l1 weight; default the paper's for a named basis.
+    tol : float
+        Relative duality-gap tolerance.
+    max_iter : int
+        Iterations at most.
+    rho, relax : float
+        ADMM's penalty (for the scaled objective, lam = m alpha) and over-relaxation in (0, 2).
+    state : invgan.resume.SolveState, optional
+        Save the run as it goes and resume from it.
+
+    Returns
+    -------
+    LassoResult
+        ``gap``: certified relative duality gaps; ``image_iterations``: (B,) iterations per image.
+    """
+    with flush_denormal():
+        return _lasso_admm(y, physics, basis, alpha, tol, max_iter, rho, relax, clip, progress, state)
+
+
+def _lasso_admm(y, physics, basis, alpha, tol, max_iter, rho, relax, clip, progress, state):
+    from tqdm import tqdm
+
+    basis, alpha, img_shape = _check_inputs(y, physics, basis, alpha, tol)
+    check_dense(physics, "admm")
+    if not (isinstance(max_iter, int) and max_iter >= 1):
+        raise InvganError(f"max_iter must be a whole number >= 1, got {max_iter!r}")
+    if not (math.isfinite(rho) and rho > 0):
+        raise InvganError(f"rho must be a finite number > 0, got {rho}")
+    if not (math.isfinite(relax) and 0 < relax < 2):
+        raise InvganError(f"relax must be in (0, 2), got {relax}")
+    m, nb, dev, f64 = physics.m, y.shape[0], y.device, torch.float64
+    lam = m * alpha
+    B = dense_matrix(physics, basis, img_shape).to(y.dtype).double()  # (m, n), the problem's B in float64
+    Bt = B.T.contiguous()
+    K = B @ Bt  # B B^T = A A^T
+    eye = torch.eye(m, dtype=f64, device=dev)
+    M = torch.cholesky_inverse(torch.linalg.cholesky(K + rho * eye))  # (B B^T + rho I)^-1
+    ridge = 1e-12 * float(K.diagonal().mean())
+    P = torch.cholesky_inverse(torch.linalg.cholesky(K + ridge * eye))  # (B B^T)^-1, for the dual points
+    del K
+    Y = y.reshape(nb, -1).double()
+    c0 = Y @ B  # B^T y
+    n = c0.shape[1]
+    z, u = torch.zeros_like(c0), torch.zeros_like(c0)
+    best_z = torch.zeros_like(c0)
+    best_p = torch.full((nb,), math.inf, dtype=f64, device=dev)
+    best_d = torch.full((nb,), -math.inf, dtype=f64, device=dev)
+    ran = torch.zeros(nb, dtype=torch.long, device=dev)
+    it, key = 0, None
+    if state is not None:
+        key = {"solver": "lasso-admm-1", "basis": getattr(basis, "name", type(basis).__name__), "alpha": alpha,
+               "tol": tol, "max_iter": max_iter, "rho": rho, "relax": relax, "check": ADMM_CHECK,
+               "spacing": ADMM_SPACING, "physics": type(physics).__name__, "m": m, "y": fingerprint(y)}
+        saved = state.load(key, dev)
+        if saved:  # saved at a check, where the extrapolation's history starts afresh
+            z, u, best_z, best_p, best_d, ran, it = (saved[k] for k in ("z", "u", "best_z", "best_p", "best_d",
+                                                                          "ran", "it"))
+            it = int(it)
+    gap = _relative_gap(best_p, best_d)
+    rows = (gap > tol).nonzero().squeeze(1) if it else torch.arange(nb, device=dev)
+    za, ua = z[rows], u[rows]
+    history = []  # the last dual points theta of the running rows
+    bar = tqdm(total=max_iter, initial=it, desc=f"lasso-{getattr(basis, 'name', 'basis')} admm", unit="it",
+               disable=not progress, leave=False)
+    while it < max_iter and len(rows):
+        v = c0[rows] + rho * (za - ua)
+        w = (v - ((v @ B.T) @ M) @ B) / rho  # (B^T B + rho I)^-1 v
+        wr = relax * w + (1 - relax) * za
+        za = _soft(wr + ua, lam / rho)
+        ua = ua + wr - za
+        it += 1
+        if it % ADMM_SPACING == 0:
+            history.append(((rho * ua) @ Bt) @ P)  # B theta = rho u in the least-squares sense
+            del history[:-(EXTRAPOLATION + 1)]
+        if it % ADMM_CHECK and it < max_iter:
+            continue
+        ran[rows] = it
+        Yr = Y[rows]
+        r = Yr - za @ Bt
+        primal = 0.5 * r.pow(2).sum(1) + lam * za.abs().sum(1)
+        thetas = [r] + history[-1:]
+        if len(history) == EXTRAPOLATION + 1:
+            thetas.append(_extrapolate(history))
+        dual = torch.stack([_dual_value(t, t @ B, Yr, lam) for t in thetas]).amax(0)
+        better = primal < best_p[rows]
+        best_z[rows] = torch.where(better[:, None], za, best_z[rows])
+        best_p[rows] = torch.minimum(primal, best_p[rows])
+        best_d[rows] = torch.maximum(dual, best_d[rows])
+        z[rows], u[rows] = za, ua
+        gap = _relative_gap(best_p, best_d)
+        keep = (gap[rows] > tol).nonzero().squeeze(1)
+        if len(keep) < len(rows):
+            rows, za, ua = rows[keep], za[keep], ua[keep]
+            history = [h[keep] for h in history]
+        bar.update(it - bar.n)
+        bar.set_postfix(running=len(rows), gap=f"{float(gap.max()):.1e}", refresh=False)
+        if state is not None and state.due() and len(rows):
+            history = []  # a resumed run restarts the extrapolation here: so does this one
+            state.save(key, {"z": z, "u": u, "best_z": best_z, "best_p": best_p, "best_d": best_d, "ran": ran,
+                             "it": torch.tensor(it)})
+    bar.close()
+    gap = _relative_gap(best_p, best_d).to(y.dtype)
+    w = best_z.to(y.dtype).reshape(nb, *img_shape)
+    x = basis.synthesis(w)
+    if clip:
+        x = x.clamp(-1, 1)
+    return LassoResult(x, w, lasso_objective(y, physics, basis, w, alpha), gap, it, ran)
 
 
 def explicit_matrix(physics: Physics, basis, y_shape, device="cpu", dtype=torch.float32) -> np.ndarray:

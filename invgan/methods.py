@@ -259,10 +259,11 @@ class Lasso(Method):
         Relative duality-gap tolerance (FISTA; the homotopy ends at the exact solution).
     max_iter : int, default 10000
         FISTA iterations.
-    solver : {"auto", "fista", "homotopy"}, default "auto"
+    solver : {"auto", "fista", "homotopy", "admm"}, default "auto"
         "homotopy": ``invgan.lasso.lasso_homotopy``, the exact solution path (explicit-matrix
-        operators only); "fista": ``lasso_fista``; "auto": the homotopy where
-        ``invgan.lasso.homotopy_applies`` (a shared explicit matrix, m <= ``HOMOTOPY_MAX_M``), else FISTA.
+        operators only); "admm": ``lasso_admm`` (explicit-matrix operators only; converges near
+        basis pursuit, where FISTA stalls); "fista": ``lasso_fista``; "auto": see
+        ``invgan.lasso.choose_solver``.
     """
 
     def __init__(self, basis="dct", alpha: float | None = None, tol: float = 1e-5, max_iter: int = 10000,
@@ -283,24 +284,27 @@ class Lasso(Method):
         self.name = name or f"lasso-{getattr(basis, 'name', basis)}"
 
     def check(self, y, physics):
-        from invgan.lasso import _check_inputs, check_homotopy
+        from invgan.lasso import _check_inputs, check_dense
 
         _check_inputs(y[:1], physics, self.basis, self.alpha, self.tol)
-        if self.solver == "homotopy":
-            check_homotopy(physics)
+        if self.solver in ("homotopy", "admm"):
+            check_dense(physics, self.solver)
 
     def solver_for(self, physics) -> str:
-        """The solver this method runs on ``physics``: "homotopy" or "fista"."""
+        """The solver this method runs on ``physics``: "homotopy", "admm" or "fista"."""
         from invgan.lasso import choose_solver
 
-        return choose_solver(self.solver, physics)
+        return choose_solver(self.solver, physics, self.alpha)
 
     def reconstruct(self, y, physics, state=None, progress=False):
-        from invgan.lasso import lasso_fista, lasso_homotopy
+        from invgan.lasso import lasso_admm, lasso_fista, lasso_homotopy
 
         solver = self.solver_for(physics)
         if solver == "homotopy":
             r = lasso_homotopy(y, physics, self.basis, self.alpha, clip=self.clip, progress=progress, state=state)
+        elif solver == "admm":
+            r = lasso_admm(y, physics, self.basis, self.alpha, tol=self.tol, max_iter=self.max_iter, clip=self.clip,
+                           progress=progress, state=state)
         else:
             r = lasso_fista(y, physics, self.basis, self.alpha, tol=self.tol, max_iter=self.max_iter, clip=self.clip,
                             progress=progress, state=state)
@@ -369,12 +373,12 @@ class SparseGen(Method):
         self.start.use_cache(cache)
 
     def check(self, y, physics):
-        from invgan.lasso import _check_inputs, check_homotopy
+        from invgan.lasso import _check_inputs, check_dense
 
         self.start.check(y, physics)
         _check_inputs(y[:1], physics, self.basis, self.alpha or 1.0, self.lasso_tol)
-        if self.lasso_solver == "homotopy":
-            check_homotopy(physics)
+        if self.lasso_solver in ("homotopy", "admm"):
+            check_dense(physics, self.lasso_solver)
 
     def reconstruct(self, y, physics, state=None, progress=False):
         from invgan.sparse_gen import deviation_kappa, sparse_gen_reconstruct

@@ -113,17 +113,21 @@ def test_homotopy_needs_an_explicit_matrix():
         Lasso("dct", solver="lars")
 
 
-def test_auto_takes_the_homotopy_up_to_its_m_and_fista_above():
+def test_auto_takes_the_homotopy_up_to_its_m_and_admm_or_fista_above():
     small = GaussianCS(200, SHAPE, noise_std=0.0, seed=0)
     big = GaussianCS(lasso_module.HOMOTOPY_MAX_M + 1, (3, 32, 32), noise_std=0.0, seed=0)
     assert Lasso("wavelet").solver_for(small) == "homotopy"
-    assert Lasso("wavelet").solver_for(big) == "fista"
+    assert Lasso("wavelet").solver_for(big) == "admm"  # alpha 1e-5: near basis pursuit
+    assert Lasso("dct").solver_for(big) == "fista"  # alpha 0.1
+    assert Lasso("wavelet", alpha=2 * lasso_module.ADMM_MAX_ALPHA).solver_for(big) == "fista"
+    sr = make_physics("superres", (3, 32, 32), None, 0.0, 0, 4, "cpu")
+    assert Lasso("wavelet").solver_for(sr) == "fista"  # no explicit matrix: FISTA whatever alpha
     assert Lasso("wavelet", solver="homotopy").solver_for(big) == "homotopy"
     assert Lasso("wavelet", solver="fista").solver_for(small) == "fista"
     saved = lasso_module.HOMOTOPY_MAX_M
     try:  # the limit is read when the choice is made
         lasso_module.HOMOTOPY_MAX_M = 100
-        assert Lasso("wavelet").solver_for(small) == "fista"
+        assert Lasso("wavelet").solver_for(small) == "admm" and Lasso("dct").solver_for(small) == "fista"
     finally:
         lasso_module.HOMOTOPY_MAX_M = saved
     x, p, y = _problem(120, seed=6, n_images=2)
