@@ -1030,20 +1030,20 @@ def _lasso_admm(y, physics, basis, alpha, tol, max_iter, rho, relax, clip, progr
     best_p = torch.full((nb,), math.inf, dtype=f64, device=dev)
     best_d = torch.full((nb,), -math.inf, dtype=f64, device=dev)
     ran = torch.zeros(nb, dtype=torch.long, device=dev)
-    it, key = 0, None
+    it, key, saved = 0, None, None
     if state is not None:
         key = {"solver": "lasso-admm-1", "basis": getattr(basis, "name", type(basis).__name__), "alpha": alpha,
                "tol": tol, "max_iter": max_iter, "rho": rho, "relax": relax, "check": ADMM_CHECK,
                "spacing": ADMM_SPACING, "physics": type(physics).__name__, "m": m, "y": fingerprint(y)}
         saved = state.load(key, dev)
-        if saved:  # saved at a check, where the extrapolation's history starts afresh
-            z, u, best_z, best_p, best_d, ran, it = (saved[k] for k in ("z", "u", "best_z", "best_p", "best_d",
-                                                                          "ran", "it"))
-            it = int(it)
+    history = []  # the last dual points theta of the running rows
+    if saved:  # saved at a check, after the finished rows left
+        z, u, best_z, best_p, best_d, ran, it = (saved[k] for k in ("z", "u", "best_z", "best_p", "best_d",
+                                                                      "ran", "it"))
+        it, history = int(it), list(saved["history"].unbind(0))
     gap = _relative_gap(best_p, best_d)
     rows = (gap > tol).nonzero().squeeze(1) if it else torch.arange(nb, device=dev)
     za, ua = z[rows], u[rows]
-    history = []  # the last dual points theta of the running rows
     bar = tqdm(total=max_iter, initial=it, desc=f"lasso-{getattr(basis, 'name', 'basis')} admm", unit="it",
                disable=not progress, leave=False)
     while it < max_iter and len(rows):
@@ -1078,10 +1078,10 @@ def _lasso_admm(y, physics, basis, alpha, tol, max_iter, rho, relax, clip, progr
             history = [h[keep] for h in history]
         bar.update(it - bar.n)
         bar.set_postfix(running=len(rows), gap=f"{float(gap.max()):.1e}", refresh=False)
-        if state is not None and state.due() and len(rows):
-            history = []  # a resumed run restarts the extrapolation here: so does this one
+        if state is not None and state.due() and len(rows):  # the run goes on as if it had not saved
             state.save(key, {"z": z, "u": u, "best_z": best_z, "best_p": best_p, "best_d": best_d, "ran": ran,
-                             "it": torch.tensor(it)})
+                             "it": torch.tensor(it),
+                             "history": torch.stack(history) if history else c0.new_zeros(0, len(rows), n)})
     bar.close()
     gap = _relative_gap(best_p, best_d).to(y.dtype)
     w = best_z.to(y.dtype).reshape(nb, *img_shape)

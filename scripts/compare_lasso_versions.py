@@ -4,6 +4,8 @@ largest certified relative duality gap, the summed objective and the MSE of each
 
     python scripts/compare_lasso_versions.py --rev c02679f --images 16 -m 500 --basis wavelet --tol 1e-4
     python scripts/compare_lasso_versions.py --rev a13059e --solver homotopy --images 3 -m 300
+    python scripts/compare_lasso_versions.py --rev dca59d4 --solver admm --old-solver fista --images 64 -m 2500 --basis wavelet
+        (a solver now against another one as it was: ADMM against FISTA before ADMM existed)
 
 The last line pairs the two revisions image by image: the largest relative objective difference.
 """
@@ -44,26 +46,34 @@ def main(argv=None):
     ap.add_argument("-m", type=int, default=500)
     ap.add_argument("--basis", default="dct", choices=["dct", "wavelet"])
     ap.add_argument("--tol", type=float, default=1e-4)
-    ap.add_argument("--solver", default="fista", choices=["fista", "homotopy"])
+    ap.add_argument("--solver", default="fista", choices=["fista", "homotopy", "admm"])
+    ap.add_argument("--old-solver", choices=["fista", "homotopy", "admm"], help="the earlier revision's (default: --solver)")
     args = ap.parse_args(argv)
     x = load_images(None, partition="val", limit=args.images, progress=False).tensor()
     p = GaussianCS(args.m, (3, 64, 64), noise_std=0.01, seed=0)
     y = p(x, torch.Generator().manual_seed(1))
-    objectives, seconds = [], []
-    for name, mod in (("now", lasso_now), (args.rev, old_module(args.rev))):
+    objectives, seconds, errors = [], [], []
+    runs = (("now", lasso_now, args.solver), (args.rev, old_module(args.rev), args.old_solver or args.solver))
+    for name, mod, solver in runs:
         t = time.time()
-        if args.solver == "homotopy":
+        if solver == "homotopy":
             r = mod.lasso_homotopy(y, p, args.basis)
+        elif solver == "admm":
+            r = mod.lasso_admm(y, p, args.basis, tol=args.tol)
         else:
             r = mod.lasso_fista(y, p, args.basis, tol=args.tol)
         seconds.append(time.time() - t)
         objectives.append(r.objective.double())
-        print(f"{name:8s} {time.time() - t:6.1f} s  iterations {r.iterations}  largest certified gap "
-              f"{float(r.gap.max()):.2e}  objective (sum) {float(r.objective.double().sum()):.6f}  "
-              f"mse {float((r.x - x).pow(2).mean()):.5f}", flush=True)
+        errors.append((r.x - x).pow(2).flatten(1).mean(1).double())
+        print(f"{name:8s} {solver:8s} {time.time() - t:6.1f} s  iterations {r.iterations}  largest certified gap "
+              f"{float(r.gap.max()):.2e} ({int((r.gap <= 1e-4).sum())} of {len(r.gap)} at most 1e-4)  objective (sum) "
+              f"{float(r.objective.double().sum()):.6f}  mse {float(errors[-1].mean()):.5f}", flush=True)
     rel = (objectives[0] - objectives[1]) / objectives[1]
+    d = errors[0] - errors[1]
+    ci = 1.96 * float(d.std()) / len(d) ** 0.5 if len(d) > 1 else float("nan")
     print(f"now / {args.rev}: time ratio {seconds[1] / seconds[0]:.2f}x; per image, relative objective difference "
-          f"{float(rel.min()):+.1e} to {float(rel.max()):+.1e}")
+          f"{float(rel.min()):+.1e} to {float(rel.max()):+.1e}; mse difference (now - then) {float(d.mean()):+.5f} "
+          f"+- {ci:.5f}, lower on {int((d < 0).sum())} of {len(d)}")
 
 
 if __name__ == "__main__":

@@ -9,9 +9,10 @@ solvers use). Reference: invgan's exact homotopy path.
     python scripts/lasso_experiments.py warm -m 500 --basis dct --images 16 --fista 200
         the eps-homotopy from a FISTA point (the point made exact for a perturbed problem,
         then the perturbation removed along a piecewise-linear path): steps and certificate
-    python scripts/lasso_experiments.py admm -m 2500 --basis wavelet --images 16 --rho 0.1
-        ADMM with one cached factorisation of B B^T + rho I (= A A^T + rho I), over-relaxed,
-        then support Newton steps on its support: certified gap against iterations
+    python scripts/lasso_experiments.py admm -m 2500 --basis wavelet --images 4 --iters 5000 --exact
+        ADMM with one cached factorisation of B B^T + rho I (= A A^T + rho I), over-relaxed (or
+        --fast): certified gap with three dual points against iterations, and the distance to the
+        exact optimum (what invgan.lasso.lasso_admm does, unbatched by rows)
     python scripts/lasso_experiments.py screen -m 500 --basis dct --images 16
         gap-safe screening at FISTA points: how many coefficients the safe test can remove
     python scripts/lasso_experiments.py homotopy -m 2500 --basis wavelet --images 20
@@ -38,7 +39,7 @@ import torch
 from invgan.bases import make_basis
 from invgan.data import load_images
 from invgan.lasso import (PAPER_ALPHA, _Gram, _dual_value, _LazyInverse, _line_search, _move_support, _primal_dual, _rank_one_update, _support_solution,
-                          dense_matrix, lasso_homotopy, operator_norm_sq, support_newton)
+                          dense_matrix, lasso_homotopy, operator_norm_sq)
 from invgan.metrics import mse_per_image
 from invgan.physics import GaussianCS
 
@@ -213,30 +214,61 @@ def cmd_screen(a):
 
 
 def cmd_admm(a):
+    """ADMM with cached (B B^T + rho I)^-1 (B B^T = A A^T), over-relaxed or restarted-fast (Goldstein
+    et al. 2014): every --every iterations the certified gap with three dual points (the z-step's
+    residual, the preimage of rho u, that preimage extrapolated over six points --spacing apart),
+    and with --exact the distance to the homotopy's exact optimum (primal above it, support)."""
+    from invgan.lasso import _extrapolate
+
     p, y, B, Bt, Y, lam = problem(a.m, a.basis, a.images)
+    exact = lasso_homotopy(y, p, a.basis).w.reshape(a.images, -1).double() if a.exact else None
     t = time.time()
     eye = torch.eye(a.m, dtype=torch.float64)
-    Minv = torch.cholesky_inverse(torch.linalg.cholesky(B @ Bt + a.rho * eye))  # (A A^T + rho I)^-1
+    K = B @ Bt
+    Minv = torch.cholesky_inverse(torch.linalg.cholesky(K + a.rho * eye))  # (A A^T + rho I)^-1
+    P = torch.cholesky_inverse(torch.linalg.cholesky(K))  # (A A^T)^-1: the dual points' preimage
     c0 = Y @ B
-    z = torch.zeros_like(c0)
-    u = torch.zeros_like(c0)
+    z, u = torch.zeros_like(c0), torch.zeros_like(c0)
+    zh, uh = z.clone(), u.clone()
+    alpha = torch.ones(a.images, 1, dtype=torch.float64)
+    cprev = torch.full((a.images, 1), INF, dtype=torch.float64)
+    hist = []
     for k in range(1, a.iters + 1):
-        v = c0 + a.rho * (z - u)
-        w = (v - ((v @ Bt) @ Minv) @ B) / a.rho  # (B^T B + rho I)^-1 v by Woodbury
-        wr = a.relax * w + (1 - a.relax) * z
-        z_new = wr + u
-        z_new = torch.sign(z_new) * (z_new.abs() - lam / a.rho).clamp_min(0)
-        u = u + wr - z_new
-        z = z_new
-        if k % 100 == 0 or k == a.iters:
-            gap = certificate(Y, B, Bt, lam, z, w)[0]
-            print(f"  ADMM it {k}: largest gap {gap.max():.1e}, median {gap.median():.1e}, "
-                  f"support {(z != 0).sum(1).float().mean():.0f}, {time.time() - t:.0f} s", flush=True)
-    zn, _ = support_newton(z, Bt, Y, lam)
-    gap = certificate(Y, B, Bt, lam, zn)[0]
-    r = Y - zn @ Bt
-    print(f"  then support Newton: largest gap {gap.max():.1e}, largest |B^T r| / lam off the support "
-          f"{((r @ B).abs().amax(1) / lam).max():.0f}")
+        zold, uold = z, u
+        if a.fast:  # Goldstein et al. 2014, Algorithm 8 (restart when the combined residual grows)
+            w = c0 + a.rho * (zh - uh)
+            w = (w - ((w @ Bt) @ Minv) @ B) / a.rho
+            z = torch.sign(w + uh) * ((w + uh).abs() - lam / a.rho).clamp_min(0)
+            u = uh + w - z
+            ck = (u - uh).pow(2).sum(1, keepdim=True) + (z - zh).pow(2).sum(1, keepdim=True)
+            good = ck < 0.999 * cprev
+            an = (1 + torch.sqrt(1 + 4 * alpha * alpha)) / 2
+            zh = torch.where(good, z + (alpha - 1) / an * (z - zold), zold)
+            uh = torch.where(good, u + (alpha - 1) / an * (u - uold), uold)
+            z, u = torch.where(good, z, zold), torch.where(good, u, uold)
+            alpha = torch.where(good, an, torch.ones_like(an))
+            cprev = torch.where(good, ck, cprev / 0.999)
+        else:
+            v = c0 + a.rho * (z - u)
+            w = (v - ((v @ Bt) @ Minv) @ B) / a.rho  # (B^T B + rho I)^-1 v by Woodbury
+            wr = a.relax * w + (1 - a.relax) * z
+            z = torch.sign(wr + u) * ((wr + u).abs() - lam / a.rho).clamp_min(0)
+            u = u + wr - z
+        if k % a.spacing == 0:
+            hist = (hist + [((a.rho * u) @ Bt) @ P])[-6:]
+        if k % a.every == 0 or k == a.iters:
+            primal, d_res = _primal_dual(Y, z, B, Bt, lam)
+            d_u = _dual_value(hist[-1], hist[-1] @ B, Y, lam) if hist else d_res
+            d_x = _dual_value(e := _extrapolate(hist), e @ B, Y, lam) if len(hist) == 6 else d_u
+            gaps = [f"{float(((primal - d) / primal).max()):.1e}" for d in (d_res, d_u, torch.maximum(d_u, d_x))]
+            line = f"  it {k}: largest gap, dual point residual / rho u / extrapolated: {' / '.join(gaps)}"
+            if exact is not None:
+                ps = _primal_dual(Y, exact, B, Bt, lam)[0]
+                S, Sz = exact != 0, z != 0
+                line += (f"; primal above the optimum {float(((primal - ps) / ps).max()):.1e}, support missing "
+                         f"{float((S & ~Sz).sum(1).float().mean()):.0f} extra {float((Sz & ~S).sum(1).float().mean()):.0f}"
+                         f" (optimum {float(S.sum(1).float().mean()):.0f})")
+            print(line + f", {time.time() - t:.0f} s", flush=True)
 
 
 def cmd_homotopy(a):
@@ -337,9 +369,13 @@ def main(argv=None):
             s.add_argument("--fista", type=int, default=2000)
             s.add_argument("--steps", type=int, default=10)
         if name == "admm":
-            s.add_argument("--rho", type=float, default=0.1)
+            s.add_argument("--rho", type=float, default=0.3)
             s.add_argument("--relax", type=float, default=1.7)
-            s.add_argument("--iters", type=int, default=600)
+            s.add_argument("--iters", type=int, default=3000)
+            s.add_argument("--every", type=int, default=500)
+            s.add_argument("--spacing", type=int, default=20)
+            s.add_argument("--fast", action="store_true", help="restarted fast ADMM instead of over-relaxation")
+            s.add_argument("--exact", action="store_true", help="also the homotopy's exact optimum (slow at m = 2500)")
     a = ap.parse_args(argv)
     {"support": cmd_support, "warm": cmd_warm, "admm": cmd_admm, "screen": cmd_screen,
      "homotopy": cmd_homotopy, "dual": cmd_dual, "pdas": cmd_pdas}[a.cmd](a)
