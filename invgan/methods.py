@@ -247,7 +247,8 @@ class CSGM(Method):
 # ----------------------------------------------------------------------------- Lasso
 class Lasso(Method):
     """Lasso in an orthonormal basis: w = argmin 1/(2m) ||y - A Psi w||^2 + alpha ||w||_1,
-    x = clip(Psi w, -1, 1), solved by ``invgan.lasso.lasso_fista`` with a duality-gap certificate.
+    x = clip(Psi w, -1, 1), solved with a duality-gap certificate by the solver ``solver`` picks
+    (``invgan.lasso``: the exact homotopy, ADMM or FISTA).
 
     Parameters
     ----------
@@ -256,9 +257,9 @@ class Lasso(Method):
     alpha : float, optional
         Default: the paper's for the basis (0.1 DCT, 1e-5 wavelet).
     tol : float, default 1e-5
-        Relative duality-gap tolerance (FISTA; the homotopy ends at the exact solution).
+        Relative duality-gap tolerance (FISTA and ADMM; the homotopy ends at the exact solution).
     max_iter : int, default 10000
-        FISTA iterations.
+        FISTA or ADMM iterations.
     solver : {"auto", "fista", "homotopy", "admm"}, default "auto"
         "homotopy": ``invgan.lasso.lasso_homotopy``, the exact solution path (explicit-matrix
         operators only); "admm": ``lasso_admm`` (explicit-matrix operators only; converges near
