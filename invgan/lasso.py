@@ -898,6 +898,30 @@ def _homotopy_chunk(B, Bt, G, Y, lam, bar=None, saved=None, save=None, max_steps
     return out, st["steps"], ok_all & ok
 
 
+def check_solver(solver: str, physics: Physics) -> None:
+    """Raise the one error for a named solver that cannot run on ``physics`` (before any work)."""
+    if solver not in SOLVERS:
+        raise InvganError(f"unknown Lasso solver {solver!r}: use {', '.join(SOLVERS)}")
+    if solver in ("homotopy", "admm"):
+        check_dense(physics, solver)
+
+
+def lasso_solve(y: torch.Tensor, physics: Physics, basis="dct", alpha: float | None = None, solver: str = "auto",
+                tol: float = 1e-6, max_iter: int = 10000, clip: bool = True, progress: bool = False,
+                state: SolveState | None = None, w0: torch.Tensor | None = None) -> tuple[LassoResult, str]:
+    """The Lasso by ``solver`` ("auto": ``choose_solver`` with this alpha): ``lasso_homotopy``,
+    ``lasso_admm`` or ``lasso_fista`` (``tol`` and ``max_iter`` for the last two; ``w0``, a warm
+    start, for FISTA only). Returns the result and the solver that ran."""
+    solver = choose_solver(solver, physics, alpha)
+    if solver == "homotopy":
+        return lasso_homotopy(y, physics, basis, alpha, clip=clip, progress=progress, state=state), solver
+    if solver == "admm":
+        return lasso_admm(y, physics, basis, alpha, tol=tol, max_iter=max_iter, clip=clip, progress=progress,
+                          state=state), solver
+    return lasso_fista(y, physics, basis, alpha, tol=tol, max_iter=max_iter, clip=clip, progress=progress,
+                       state=state, w0=w0), solver
+
+
 def _lasso_homotopy(y, physics, basis, alpha, clip, progress, state, max_steps):
     from tqdm import tqdm
 
@@ -1060,12 +1084,10 @@ def _lasso_admm(y, physics, basis, alpha, tol, max_iter, rho, relax, clip, progr
             continue
         ran[rows] = it
         Yr = Y[rows]
-        r = Yr - za @ Bt
-        primal = 0.5 * r.pow(2).sum(1) + lam * za.abs().sum(1)
-        thetas = [r] + history[-1:]
-        if len(history) == EXTRAPOLATION + 1:
-            thetas.append(_extrapolate(history))
-        dual = torch.stack([_dual_value(t, t @ B, Yr, lam) for t in thetas]).amax(0)
+        primal, dual = _primal_dual(Yr, za, B, Bt, lam)  # the dual at z's residual, then at theta's
+        thetas = history[-1:] + ([_extrapolate(history)] if len(history) == EXTRAPOLATION + 1 else [])
+        for t in thetas:
+            dual = torch.maximum(dual, _dual_value(t, t @ B, Yr, lam))
         better = primal < best_p[rows]
         best_z[rows] = torch.where(better[:, None], za, best_z[rows])
         best_p[rows] = torch.minimum(primal, best_p[rows])

@@ -285,11 +285,10 @@ class Lasso(Method):
         self.name = name or f"lasso-{getattr(basis, 'name', basis)}"
 
     def check(self, y, physics):
-        from invgan.lasso import _check_inputs, check_dense
+        from invgan.lasso import _check_inputs, check_solver
 
         _check_inputs(y[:1], physics, self.basis, self.alpha, self.tol)
-        if self.solver in ("homotopy", "admm"):
-            check_dense(physics, self.solver)
+        check_solver(self.solver, physics)
 
     def solver_for(self, physics) -> str:
         """The solver this method runs on ``physics``: "homotopy", "admm" or "fista"."""
@@ -298,17 +297,10 @@ class Lasso(Method):
         return choose_solver(self.solver, physics, self.alpha)
 
     def reconstruct(self, y, physics, state=None, progress=False):
-        from invgan.lasso import lasso_admm, lasso_fista, lasso_homotopy
+        from invgan.lasso import lasso_solve
 
-        solver = self.solver_for(physics)
-        if solver == "homotopy":
-            r = lasso_homotopy(y, physics, self.basis, self.alpha, clip=self.clip, progress=progress, state=state)
-        elif solver == "admm":
-            r = lasso_admm(y, physics, self.basis, self.alpha, tol=self.tol, max_iter=self.max_iter, clip=self.clip,
-                           progress=progress, state=state)
-        else:
-            r = lasso_fista(y, physics, self.basis, self.alpha, tol=self.tol, max_iter=self.max_iter, clip=self.clip,
-                            progress=progress, state=state)
+        r, solver = lasso_solve(y, physics, self.basis, self.alpha, self.solver, tol=self.tol, max_iter=self.max_iter,
+                                clip=self.clip, progress=progress, state=state)
         return Reconstruction(r.x, {"alpha": self.alpha, "tol": self.tol, "solver": solver,
                                     "iterations": r.iterations,
                                     "image_iterations_mean": float(r.image_iterations.float().mean()),
@@ -374,12 +366,11 @@ class SparseGen(Method):
         self.start.use_cache(cache)
 
     def check(self, y, physics):
-        from invgan.lasso import _check_inputs, check_dense
+        from invgan.lasso import _check_inputs, check_solver
 
         self.start.check(y, physics)
         _check_inputs(y[:1], physics, self.basis, self.alpha or 1.0, self.lasso_tol)
-        if self.lasso_solver in ("homotopy", "admm"):
-            check_dense(physics, self.lasso_solver)
+        check_solver(self.lasso_solver, physics)
 
     def reconstruct(self, y, physics, state=None, progress=False):
         from invgan.sparse_gen import deviation_kappa, sparse_gen_reconstruct

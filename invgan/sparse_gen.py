@@ -106,20 +106,15 @@ def lasso_per_image(r: torch.Tensor, physics: Physics, basis, alpha: torch.Tenso
     in one batched solve: image b's problem, scaled by c_b = a0 / alpha_b (r_b c_b, w c_b), is the
     problem with the common weight a0 = mean(alpha). ``w0``: a warm start for FISTA (the homotopy
     path and ADMM start at 0 and take none). Returns (w, Psi w, relative gaps (B,)), unclipped."""
-    from invgan.lasso import choose_solver, lasso_admm, lasso_fista, lasso_homotopy
+    from invgan.lasso import choose_solver, lasso_solve
 
     alpha = torch.as_tensor(alpha, dtype=torch.float64).flatten()
     a0 = float(alpha.mean())
     solver = choose_solver(solver, physics)  # (no alpha: "auto" keeps FISTA and its warm start above the homotopy)
     c = (a0 / alpha).to(r.dtype).to(r.device)
     shape = (-1,) + (1,) * (r.dim() - 1)
-    if solver == "homotopy":
-        res = lasso_homotopy(r * c.view(shape), physics, basis, a0, clip=False, progress=progress)
-    elif solver == "admm":
-        res = lasso_admm(r * c.view(shape), physics, basis, a0, tol=tol, clip=False, progress=progress)
-    else:
-        res = lasso_fista(r * c.view(shape), physics, basis, a0, tol=tol, clip=False, progress=progress,
-                          w0=None if w0 is None else w0 * c.view((-1,) + (1,) * (w0.dim() - 1)))
+    res, _ = lasso_solve(r * c.view(shape), physics, basis, a0, solver, tol=tol, clip=False, progress=progress,
+                         w0=None if w0 is None else w0 * c.view((-1,) + (1,) * (w0.dim() - 1)))
     shape = (-1,) + (1,) * (res.x.dim() - 1)
     return res.w / c.view(shape), res.x / c.view(shape), res.gap.cpu()
 

@@ -51,6 +51,37 @@ def tiny32_ckpt(tmp_path_factory):
     return _tiny_checkpoint(tmp_path_factory.mktemp("ckpt32"), image_size=32)
 
 
+def lasso_problem(m, seed=0, n_images=3, dtype=torch.float64, noise=0.01, shape=(3, 16, 16)):
+    """Smooth-ish random images (a few large coefficients, like faces), a Gaussian A with m rows and
+    its noisy measurements: (x, physics, y), for the Lasso solvers' tests."""
+    from invgan.physics import GaussianCS
+
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(n_images, *shape, generator=g, dtype=dtype) * 2 - 1
+    x = torch.nn.functional.avg_pool2d(x, 3, 1, 1)
+    p = GaussianCS(m, shape, noise_std=noise, seed=seed)
+    p.matrix = p.matrix.to(dtype)
+    return x, p, p(x, torch.Generator().manual_seed(seed + 1))
+
+
+def die_at_save(monkeypatch, n: int):
+    """Make ``SolveState.save`` raise KeyboardInterrupt right after its n-th save (a killed run);
+    returns the real ``save``, to put back with monkeypatch before the resumed run."""
+    from invgan.resume import SolveState
+
+    saves = []
+    real_save = SolveState.save
+
+    def save_then_die(self, key, state):
+        real_save(self, key, state)
+        saves.append(1)
+        if len(saves) == n:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(SolveState, "save", save_then_die)
+    return real_save
+
+
 def default_sigint():
     """Popen preexec_fn: the child takes SIGINT as a keyboard interrupt even when this test run was
     started in the background (a shell then starts jobs with SIGINT ignored, and Python keeps that)."""

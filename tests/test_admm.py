@@ -11,22 +11,15 @@ from invgan.methods import Lasso
 from invgan.physics import GaussianCS, make_physics
 from invgan.resume import SolveState
 
+from conftest import die_at_save, lasso_problem
+
 SHAPE = (3, 16, 16)
-
-
-def _problem(m, seed=0, n_images=3, dtype=torch.float64, noise=0.01):
-    g = torch.Generator().manual_seed(seed)
-    x = torch.rand(n_images, *SHAPE, generator=g, dtype=dtype) * 2 - 1
-    x = torch.nn.functional.avg_pool2d(x, 3, 1, 1)  # smooth-ish images: a few large coefficients
-    p = GaussianCS(m, SHAPE, noise_std=noise, seed=seed)
-    p.matrix = p.matrix.to(dtype)
-    return x, p, p(x, torch.Generator().manual_seed(seed + 1))
 
 
 @pytest.mark.parametrize("basis,alpha,m,tol", [("wavelet", 1e-5, 400, 1e-4), ("wavelet", 1e-2, 150, 1e-5),
                                                ("dct", 0.1, 150, 1e-5)])
 def test_admm_certificate_is_honest_and_its_point_agrees_with_the_exact_solution(basis, alpha, m, tol):
-    x, p, y = _problem(m, seed=2)
+    x, p, y = lasso_problem(m, seed=2)
     exact = lasso_homotopy(y, p, basis, alpha=alpha)
     r = lasso_admm(y, p, basis, alpha=alpha, tol=tol, max_iter=20000)
     assert r.gap.max() <= tol, r.gap
@@ -41,7 +34,7 @@ def test_admm_certificate_is_honest_and_its_point_agrees_with_the_exact_solution
 def test_admm_certifies_near_basis_pursuit_where_fista_does_not():
     """Counts: the wavelet's paper alpha near basis pursuit (m = 400 of n = 768). In the same number
     of iterations (each two products with B in both solvers) ADMM's certified gap is far below FISTA's."""
-    x, p, y = _problem(400, seed=2)
+    x, p, y = lasso_problem(400, seed=2)
     a = lasso_admm(y, p, "wavelet", tol=1e-4, max_iter=20000)
     iters = int(a.image_iterations.max())
     f = lasso_fista(y, p, "wavelet", tol=1e-4, max_iter=iters)
@@ -51,7 +44,7 @@ def test_admm_certifies_near_basis_pursuit_where_fista_does_not():
 
 
 def test_admm_stops_each_image_on_its_certificate_and_at_max_iter():
-    x, p, y = _problem(150, seed=3, n_images=3)
+    x, p, y = lasso_problem(150, seed=3, n_images=3)
     y = torch.cat([y, torch.zeros_like(y[:1])])  # y = 0: w = 0 is optimal, certified at the first check
     r = lasso_admm(y, p, "wavelet", alpha=1e-2, tol=1e-6, max_iter=20000)
     assert r.gap.max() <= 1e-6
@@ -63,19 +56,10 @@ def test_admm_stops_each_image_on_its_certificate_and_at_max_iter():
 
 
 def test_admm_resumes_from_its_state(tmp_path, monkeypatch):
-    x, p, y = _problem(200, seed=5, n_images=3)
+    x, p, y = lasso_problem(200, seed=5, n_images=3)
     ref = lasso_admm(y, p, "wavelet", tol=1e-5, max_iter=3000)  # saving does not change the run
     assert int(ref.image_iterations.max()) > 5 * lasso_module.ADMM_CHECK  # killed mid-way below
-    saves = []
-    real_save = SolveState.save
-
-    def save_then_die(self, key, state):
-        real_save(self, key, state)
-        saves.append(1)
-        if len(saves) == 4:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(SolveState, "save", save_then_die)
+    real_save = die_at_save(monkeypatch, 4)
     with pytest.raises(KeyboardInterrupt):
         lasso_admm(y, p, "wavelet", tol=1e-5, max_iter=3000, state=SolveState(tmp_path / "a.pt", every=0))
     monkeypatch.setattr(SolveState, "save", real_save)
@@ -94,7 +78,7 @@ def test_admm_errors():
         lasso_admm(sr(x), sr, "dct")
     with pytest.raises(InvganError, match="admm"):
         Lasso("dct", solver="admm").check(sr(x), sr)
-    _, p, y = _problem(100, n_images=1)
+    _, p, y = lasso_problem(100, n_images=1)
     for kw, msg in (({"rho": 0.0}, "rho"), ({"relax": 2.0}, "relax"), ({"max_iter": 0}, "max_iter"),
                     ({"tol": float("nan")}, "tol")):
         with pytest.raises(InvganError, match=msg):
@@ -102,7 +86,7 @@ def test_admm_errors():
 
 
 def test_lasso_method_runs_admm_when_asked():
-    x, p, y = _problem(150, seed=6, n_images=2)
+    x, p, y = lasso_problem(150, seed=6, n_images=2)
     rec = Lasso("wavelet", alpha=1e-2, solver="admm", tol=1e-6)(y, p)
     assert rec.details["solver"] == "admm" and rec.details["max_rel_gap"] <= 1e-6
     assert Lasso("wavelet", solver="admm").solver_for(GaussianCS(50, SHAPE, seed=0)) == "admm"

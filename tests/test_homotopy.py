@@ -11,21 +11,14 @@ from invgan.methods import Lasso
 from invgan.physics import GaussianCS, make_physics
 from invgan.resume import SolveState
 
+from conftest import die_at_save, lasso_problem
+
 SHAPE = (3, 16, 16)
-
-
-def _problem(m, seed=0, n_images=3, dtype=torch.float64, noise=0.01):
-    g = torch.Generator().manual_seed(seed)
-    x = torch.rand(n_images, *SHAPE, generator=g, dtype=dtype) * 2 - 1
-    x = torch.nn.functional.avg_pool2d(x, 3, 1, 1)  # smooth-ish images, like faces: a few large coefficients
-    p = GaussianCS(m, SHAPE, noise_std=noise, seed=seed)
-    p.matrix = p.matrix.to(dtype)
-    return x, p, p(x, torch.Generator().manual_seed(seed + 1))
 
 
 @pytest.mark.parametrize("basis,alpha", [("dct", 0.1), ("dct", 1e-3), ("wavelet", 1e-5), ("wavelet", 1e-2)])
 def test_homotopy_is_exact_and_agrees_with_cvxpy(basis, alpha):
-    x, p, y = _problem(150)
+    x, p, y = lasso_problem(150)
     r = lasso_homotopy(y, p, basis, alpha=alpha)
     ref = lasso_cvxpy(y, p, basis, alpha=alpha)
     assert r.gap.max() < 1e-8, r.gap
@@ -37,7 +30,7 @@ def test_homotopy_is_exact_and_agrees_with_cvxpy(basis, alpha):
 def test_homotopy_takes_far_fewer_steps_than_fista_iterations():
     """Counts, not seconds: the homotopy's steps (one pair of products with B each) against the
     FISTA iterations (one pair each) needed for the same certified gap, near basis pursuit."""
-    x, p, y = _problem(150, seed=2)
+    x, p, y = lasso_problem(150, seed=2)
     h = lasso_homotopy(y, p, "wavelet")
     f = lasso_fista(y, p, "wavelet", tol=1e-6, max_iter=20000)
     assert h.gap.max() < 1e-8
@@ -49,7 +42,7 @@ def test_homotopy_takes_far_fewer_steps_than_fista_iterations():
 
 
 def test_homotopy_float32_problem_and_trivial_rows():
-    x, p, y = _problem(120, seed=3, dtype=torch.float32)
+    x, p, y = lasso_problem(120, seed=3, dtype=torch.float32)
     y = torch.cat([y, torch.zeros_like(y[:1]), 1e-9 * y[:1]])  # y = 0, and lam >= lam_max
     r = lasso_homotopy(y, p, "dct")
     assert r.x.dtype == torch.float32 and r.w.dtype == torch.float32
@@ -60,7 +53,7 @@ def test_homotopy_float32_problem_and_trivial_rows():
 
 
 def test_homotopy_chunks_and_max_steps(monkeypatch):
-    x, p, y = _problem(100, seed=4, n_images=4)
+    x, p, y = lasso_problem(100, seed=4, n_images=4)
     whole = lasso_homotopy(y, p, "dct")
     monkeypatch.setattr(lasso_module, "HOMOTOPY_BYTES", 8 * 100 * 100)  # one image per chunk
     chunked = lasso_homotopy(y, p, "dct")
@@ -75,19 +68,10 @@ def test_homotopy_chunks_and_max_steps(monkeypatch):
 
 
 def test_homotopy_resumes_step_for_step(tmp_path, monkeypatch):
-    x, p, y = _problem(150, seed=5, n_images=4)
+    x, p, y = lasso_problem(150, seed=5, n_images=4)
     monkeypatch.setattr(lasso_module, "HOMOTOPY_REFRESH", 20)
     ref = lasso_homotopy(y, p, "wavelet")
-    saves = []
-    real_save = SolveState.save
-
-    def save_then_die(self, key, state):
-        real_save(self, key, state)
-        saves.append(1)
-        if len(saves) == 3:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(SolveState, "save", save_then_die)
+    real_save = die_at_save(monkeypatch, 3)
     with pytest.raises(KeyboardInterrupt):
         lasso_homotopy(y, p, "wavelet", state=SolveState(tmp_path / "h.pt", every=0))
     monkeypatch.setattr(SolveState, "save", real_save)
@@ -130,7 +114,7 @@ def test_auto_takes_the_homotopy_up_to_its_m_and_admm_or_fista_above():
         assert Lasso("wavelet").solver_for(small) == "admm" and Lasso("dct").solver_for(small) == "fista"
     finally:
         lasso_module.HOMOTOPY_MAX_M = saved
-    x, p, y = _problem(120, seed=6, n_images=2)
+    x, p, y = lasso_problem(120, seed=6, n_images=2)
     rec = Lasso("dct")(y, p)
     assert rec.details["solver"] == "homotopy" and rec.details["max_rel_gap"] < 1e-8
 
@@ -150,7 +134,7 @@ def test_lasso_solver_setting_is_checked_before_any_work(tmp_path):
 
 
 def test_homotopy_without_a_formed_gram_gives_the_same_path(monkeypatch):
-    x, p, y = _problem(120, seed=7, n_images=2)
+    x, p, y = lasso_problem(120, seed=7, n_images=2)
     ref = lasso_homotopy(y, p, "wavelet")
     monkeypatch.setattr(lasso_module, "GRAM_BYTES", 0)  # large images: B^T B entries computed from B
     res = lasso_homotopy(y, p, "wavelet")
@@ -161,7 +145,7 @@ def test_homotopy_without_a_formed_gram_gives_the_same_path(monkeypatch):
 @pytest.mark.parametrize("basis", ["dct", "wavelet"])
 def test_homotopy_gathered_rows_and_full_product_give_the_same_path(monkeypatch, basis):
     """B_J d_J from the gathered rows of B^T (few rows) or as one product with all of B^T."""
-    x, p, y = _problem(130, seed=5, n_images=4)
+    x, p, y = lasso_problem(130, seed=5, n_images=4)
     monkeypatch.setattr(lasso_module, "HOMOTOPY_GATHER", 0.0)  # always the full product
     ref = lasso_homotopy(y, p, basis)
     monkeypatch.setattr(lasso_module, "HOMOTOPY_GATHER", 1e9)  # always the gathered rows
@@ -174,7 +158,7 @@ def test_homotopy_gathered_rows_and_full_product_give_the_same_path(monkeypatch,
 def test_homotopy_pending_inverse_updates_give_the_same_path(monkeypatch, basis):
     """Rank-one inverse updates applied at once (1) or gathered and applied together (7: flushes
     fall between re-factorisations, around slot growth and around rows that finish)."""
-    x, p, y = _problem(130, seed=5, n_images=4)
+    x, p, y = lasso_problem(130, seed=5, n_images=4)
     monkeypatch.setattr(lasso_module, "HOMOTOPY_LAZY", 1)
     ref = lasso_homotopy(y, p, basis)
     monkeypatch.setattr(lasso_module, "HOMOTOPY_LAZY", 7)
