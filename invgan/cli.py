@@ -272,7 +272,9 @@ def _cs_parser(sub) -> None:
 
     c = sub.add_parser("cs", help="compressed sensing: recover images from few measurements",
                        description="Recover images from y = A x + noise with CSGM (Bora et al. 2017) "
-                                   "and Lasso baselines; defaults are the paper's settings.")
+                                   "and Lasso baselines; defaults are the paper's settings, except DCGAN's "
+                                   "latent search (per-latent L-BFGS: the paper's error in 0.4 of the work; "
+                                   "--budget paper runs the paper's Adam budget).")
     c.add_argument("--measurements", "-m", type=_positive_int, default=500,
                    help="m, number of Gaussian measurements (1 .. C*H*W: 12288 at 3x64x64)")
     c.add_argument("--physics", default="gaussian",
@@ -286,10 +288,11 @@ def _cs_parser(sub) -> None:
     c.add_argument("--num-images", type=_positive_int, default=64)
     c.add_argument("--image-size", type=_positive_int, help="image side in pixels (default: the generator's, else 64)")
     c.add_argument("--noise-std", type=_nonneg_float, default=0.01, help="per-measurement noise std (paper: 0.01)")
-    c.add_argument("--iters", type=_positive_int, help="Adam iterations (paper: 500)")
+    c.add_argument("--iters", type=_positive_int, help="Adam iterations (paper: 500); with L-BFGS (dcgan's "
+                   "default, --budget lbfgs) its passes per restart")
     c.add_argument("--restarts", type=_positive_int, help="random restarts (paper: 2; dcgan-reg 10)")
-    c.add_argument("--lr", type=_positive_float, help="Adam learning rate (paper: 0.1); with --budget lbfgs, "
-                   "the first step's length")
+    c.add_argument("--lr", type=_positive_float, help="Adam learning rate (paper: 0.1); with L-BFGS (dcgan's "
+                   "default, --budget lbfgs) the first step's length")
     c.add_argument("--z-reg", type=_nonneg_float, help="lambda of lambda ||z||^2 (paper: 0; dcgan-reg 0.001)")
     c.add_argument("--z-clip", type=_positive_float, help="clip z to [-c, c] after each step")
     c.add_argument("--lasso-tol", type=_positive_float, default=1e-5, help="Lasso relative duality-gap tolerance")
@@ -297,10 +300,11 @@ def _cs_parser(sub) -> None:
                    help="auto (default): the exact homotopy path for a Gaussian A up to m = 1000; above, ADMM "
                         "near basis pursuit (alpha <= 1e-3: the wavelet's), FISTA otherwise; fista; homotopy; admm "
                         "(README: Lasso solvers)")
-    c.add_argument("--budget", default="paper", choices=list(BUDGETS),
-                   help="CSGM work: paper (default: Adam, every restart runs every iteration), fast "
-                        "(restarts that are behind are dropped early) or lbfgs (150 passes of per-latent "
-                        "L-BFGS, 0.3 of the work; README: CSGM budgets)")
+    c.add_argument("--budget", default="auto", choices=list(BUDGETS),
+                   help="CSGM work: auto (default: dcgan by 4 restarts x 100 passes of per-latent L-BFGS, 0.4 of "
+                        "the paper's work at its error; dcgan-reg the paper's), paper (Adam, every restart runs "
+                        "every iteration), fast (restarts that are behind are dropped early) or lbfgs (2 x 150 "
+                        "L-BFGS passes, 0.3 of the work); README: CSGM budgets")
     c.add_argument("--factor", type=_positive_int, default=4, help="super-resolution factor")
     c.add_argument("--generator", help="checkpoint or run folder (default: the shipped CelebA model)")
     _experiment_run_args(c, "runs/cs")
@@ -376,8 +380,8 @@ def _sweep_parser(sub) -> None:
     w.add_argument("--num-images", type=_positive_int, help="override the recipe's number of images")
     w.add_argument("--images", help="override the recipe's images")
     w.add_argument("--budget", choices=list(dict.fromkeys([*BUDGETS, *YEH_BUDGETS])),
-                   help="override the recipe's latent-search budget: paper, fast or lbfgs for cs sweeps, "
-                        "paper or lbfgs for inpaint sweeps (the default is paper)")
+                   help="override the recipe's latent-search budget: auto, paper, fast or lbfgs for cs sweeps "
+                        "(the default auto), paper or lbfgs for inpaint sweeps (the default paper)")
     w.add_argument("--methods", help="run only these of the recipe's methods now (comma list)")
     w.add_argument("--order", choices=ORDERS, default="methods",
                    help="the order cells run in: methods (each method over the whole grid, the default) "

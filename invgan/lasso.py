@@ -557,6 +557,9 @@ GRAM_BYTES = 2.0e9  # largest B^T B (float64) the homotopy forms; above, its ent
 HOMOTOPY_BYTES = 1.0e9  # largest (B, m, m) float64 inverse held at once: larger batches run in chunks
 HOMOTOPY_GATHER = 1.0  # B_J d_J from the gathered rows B^T[J] while rows x slots < this x n (they read less
 # than all of B); above, as one product with all of B^T (0: always the product)
+HOMOTOPY_F32 = True  # a step's two products with B in float32 for alpha above ADMM_MAX_ALPHA (the DCT's); the rest
+# stays float64, the correlations are recomputed exactly every HOMOTOPY_REFRESH steps, and an image whose final
+HOMOTOPY_RECHECK = 1e-7  # certified gap exceeds this is solved again with float64 products
 HOMOTOPY_LAZY = 32  # rank-one inverse updates held as pending terms and applied to the inverse in one
 # batched product every this many steps (1: each at once); a step then reads the inverse once, not three times
 
@@ -614,9 +617,12 @@ def lasso_homotopy(y: torch.Tensor, physics: Physics, basis="dct", alpha: float 
     s the direction is (B_J^T B_J)^-1 s, whose inverse is updated by one rank-one term per event
     (float64; the terms are held pending and applied together every ``HOMOTOPY_LAZY`` steps, and the
     inverse is re-factorised exactly every ``HOMOTOPY_REFRESH`` steps); a step costs two products
-    with B and a scan of the n correlations, all in float64. At the end the solution on each final
-    support is computed exactly (Cholesky with iterative refinement) and certified by the float64
-    duality gap (1e-8 or less where measured). A support holds at most m coefficients (at m, B_J
+    with B (in float32 with ``HOMOTOPY_F32`` where alpha > ``ADMM_MAX_ALPHA``, the correlations then
+    recomputed exactly in float64 at each re-factorisation) and a scan of the n correlations in float64. At the end the solution on
+    each final support is computed exactly (Cholesky with iterative refinement) and certified by the
+    float64 duality gap (1e-8 or less where measured); an image whose gap exceeds
+    ``HOMOTOPY_RECHECK`` (its float32 path took an event out of order) is solved again with float64
+    products. A support holds at most m coefficients (at m, B_J
     is square and no further coefficient can enter).
 
     It needs B = A Psi formed once (``dense_matrix``: an explicit matrix shared by all images) and
@@ -782,16 +788,21 @@ def _move_support(idx, used, active, last, w, d, Gi: _LazyInverse, ei, li, p_in,
     last[li] = jl
 
 
-def _homotopy_chunk(B, Bt, G, Y, lam, bar=None, saved=None, save=None, max_steps=None):
+def _homotopy_chunk(B, Bt, G, Y, lam, bar=None, saved=None, save=None, max_steps=None, products=None):
     """Follow the path of every row of Y (b, m) from its lam_max down to ``lam``.
 
-    B (m, n) and Bt (n, m) in float64 (float32 products drift the correlations by more than the
-    wavelet's small lam allows), G the float64 ``_Gram``. ``saved``: a state from ``save`` to resume from (it holds the path at a
-    re-anchoring point, so the resumed run repeats the uninterrupted one step for step). Returns w (b, n) float64 (the exact solution on each row's
-    final support and signs), steps (b,), ok (b,) (False: a factorisation needed a ridge)."""
+    B (m, n) and Bt (n, m) in float64, G the float64 ``_Gram``. ``products``: B and Bt in the
+    precision of a step's two products with them (default B and Bt: float64); everything else is
+    float64 and the correlations are recomputed exactly at every re-anchoring. ``saved``: a state
+    from ``save`` to resume from (it holds the path at a re-anchoring point, so the resumed run
+    repeats the uninterrupted one step for step). Returns w (b, n) float64 (the exact solution on
+    each row's final support and signs), steps (b,), ok (b,) (False: a factorisation needed a
+    ridge) and the final state."""
     m, n = B.shape
     b, K, dev, f64 = Y.shape[0], m, Y.device, G.dtype
     Bd, Btd = B.to(f64), Bt.to(f64)
+    Bp, Btp = products if products is not None else (Bd, Btd)
+    pdt = Bp.dtype
     c0 = Y.to(f64) @ Bd  # B^T y
     if saved is None:  # full-size path state; the running rows' is copied back at each refresh
         lam0 = c0.abs().amax(1)
@@ -836,10 +847,10 @@ def _homotopy_chunk(B, Bt, G, Y, lam, bar=None, saved=None, save=None, max_steps
                 Kc += grow
             dJ = d * used
             if len(rows) * Kc < HOMOTOPY_GATHER * n:  # few rows: B_J d_J from the support's rows of B^T
-                u = torch.bmm(dJ[:, None, :], Bt[idx]).squeeze(1)
+                u = torch.bmm(dJ[:, None, :].to(pdt), Btp[idx]).squeeze(1)
             else:
-                u = torch.zeros(len(rows), n, dtype=f64, device=dev).scatter_add_(1, idx, dJ) @ Bt
-            a = u @ B  # B^T B_J d_J; a_J = s
+                u = torch.zeros(len(rows), n, dtype=pdt, device=dev).scatter_add_(1, idx, dJ.to(pdt)) @ Btp
+            a = (u @ Bp).to(f64)  # B^T B_J d_J; a_J = s
             # the next coefficient to enter: |c_j - g a_j| = lam - g over the inactive j
             lb = lamb[:, None]
             gin = torch.minimum(torch.where(a < 1, (lb - c) / (1 - a), inf),
@@ -895,7 +906,7 @@ def _homotopy_chunk(B, Bt, G, Y, lam, bar=None, saved=None, save=None, max_steps
             save(st)
     # every row: the exact solution on its final support and signs, at its final lam
     _, out, ok = _support_solution(G, c0, st["idx"], st["used"], st["sgn"], st["lamb"], inverse=False)
-    return out, st["steps"], ok_all & ok
+    return out, st["steps"], ok_all & ok, st
 
 
 def check_solver(solver: str, physics: Physics) -> None:
@@ -932,41 +943,55 @@ def _lasso_homotopy(y, physics, basis, alpha, clip, progress, state, max_steps):
     Bm = dense_matrix(physics, basis, img_shape)
     m, nb, dev = physics.m, y.shape[0], y.device
     lam = m * alpha
-    Bd = Bm.to(y.dtype).double()  # the problem's B, held in float64: float32 products drift by more than
-    Btd = Bd.T.contiguous()        # the wavelet's small lam allows (measured), and cost no less once refreshed
+    Bd = Bm.to(y.dtype).double()  # the problem's B, held in float64 (a step's two products with it may run in
+    Btd = Bd.T.contiguous()        # float32: HOMOTOPY_F32, with the float64 re-run where they went astray)
     G = _Gram(Bd, Btd)  # B^T B (n, n), float64, formed if it fits in GRAM_BYTES
     Y = y.reshape(nb, -1)
     key = None
     if state is not None:
-        key = {"solver": "lasso-homotopy-1", "basis": getattr(basis, "name", type(basis).__name__), "alpha": alpha,
-               "max_steps": max_steps, "refresh": HOMOTOPY_REFRESH, "physics": type(physics).__name__, "m": m,
+        key = {"solver": "lasso-homotopy-2", "basis": getattr(basis, "name", type(basis).__name__), "alpha": alpha,
+               "max_steps": max_steps, "refresh": HOMOTOPY_REFRESH, "f32": HOMOTOPY_F32, "recheck": HOMOTOPY_RECHECK, "physics": type(physics).__name__, "m": m,
                "y": fingerprint(y)}
     saved = state.load(key, dev) if state is not None else None
     chunk = max(1, int(HOMOTOPY_BYTES // (8 * m * m)))
     bar = tqdm(desc=f"lasso-{getattr(basis, 'name', 'basis')} homotopy", unit="step", disable=not progress,
                leave=False)
-    outs, steps, oks = [], [], []
     states = list(saved["chunks"]) if saved else []
-    for ci, i in enumerate(range(0, nb, chunk)):
-        def save(st, ci=ci):
+
+    def solve(Yc, ci, products):  # chunk ci of the run's chunks (the states' order), resumable
+        def save(st):
             if state.due():
                 state.save(key, {"chunks": states[:ci] + [st]})
 
         prior = states[ci] if ci < len(states) else None
-        w, s, ok = _homotopy_chunk(Bd, Btd, G, Y[i:i + chunk], lam, bar, prior, save if state is not None else None,
-                                   max_steps)
-        outs.append(w)
-        steps.append(s)
-        oks.append(ok)
-    bar.close()
-    w = torch.cat(outs)
+        w, s, ok, st = _homotopy_chunk(Bd, Btd, G, Yc, lam, bar, prior, save if state is not None else None,
+                                       max_steps, products)
+        states[ci:ci + 1] = [st]  # finished: a later chunk's saves keep it
+        return w, s, ok
+
+    # near basis pursuit (alpha <= ADMM_MAX_ALPHA: the wavelet's) float32 products took path events out of order
+    # on 2 of 16 faces at m = 500, and re-running those costs more than float32 saves: float64 throughout there
+    fast = (Bd.float(), Btd.float()) if HOMOTOPY_F32 and alpha > ADMM_MAX_ALPHA else None
+    starts = range(0, nb, chunk)
+    outs, steps, oks = zip(*[solve(Y[i:i + chunk], ci, fast) for ci, i in enumerate(starts)]) if nb else ((), (), ())
+    w, steps, ok = torch.cat(outs), torch.cat(steps), torch.cat(oks)
     primal, dual = _primal_dual(Y.double(), w, Bd, Btd, lam)
-    gap = _relative_gap(primal, dual).to(y.dtype)
+    gap = _relative_gap(primal, dual)
+    if fast is not None and max_steps is None:  # images the float32 products led astray: again in float64
+        # (as chunks after the first pass's, so that a killed run resumes them too)
+        redo = (gap > HOMOTOPY_RECHECK).nonzero().squeeze(1)
+        for ci, i in enumerate(range(0, len(redo), chunk), start=len(starts)):
+            rows = redo[i:i + chunk]
+            w[rows], steps[rows], ok[rows] = solve(Y[rows], ci, None)
+        if len(redo):
+            primal[redo], dual[redo] = _primal_dual(Y[redo].double(), w[redo], Bd, Btd, lam)
+            gap = _relative_gap(primal, dual)
+    bar.close()
+    gap = gap.to(y.dtype)
     w = w.to(y.dtype).reshape(nb, *img_shape)
     x = basis.synthesis(w)
     if clip:
         x = x.clamp(-1, 1)
-    steps = torch.cat(steps)
     return LassoResult(x, w, lasso_objective(y, physics, basis, w, alpha), gap, int(steps.max()) if nb else 0, steps)
 
 

@@ -167,16 +167,16 @@ class CSGM(Method):
         self._gen_fp = None  # the generator's fingerprint, for ``solution_key``
 
     @classmethod
-    def preset(cls, preset: str, generator, budget: str = "paper", **overrides) -> "CSGM":
-        """The paper's "dcgan" or "dcgan-reg" settings, with ``budget`` "paper", "fast" or "lbfgs"
-        (``invgan.csgm.BUDGETS``) and any setting overridden (None values are ignored)."""
-        from invgan.csgm import BUDGET_SETTINGS, BUDGETS, PAPER_SETTINGS
+    def preset(cls, preset: str, generator, budget: str = "auto", **overrides) -> "CSGM":
+        """The paper's "dcgan" or "dcgan-reg" settings, with ``budget`` "auto" (the default: DCGAN by
+        4 x 100 passes of per-latent L-BFGS, DCGAN+Reg the paper's; ``invgan.csgm.AUTO_SETTINGS``),
+        "paper", "fast" or "lbfgs" (``invgan.csgm.BUDGETS``) and any setting overridden (None values
+        are ignored)."""
+        from invgan.csgm import BUDGETS, PAPER_SETTINGS, budget_settings
 
         if preset not in PAPER_SETTINGS:
             raise InvganError(f"unknown CSGM preset {preset!r}: use one of {', '.join(PAPER_SETTINGS)}")
-        if budget not in BUDGETS:
-            raise InvganError(f"unknown budget {budget!r}: use {' or '.join(BUDGETS)}")
-        s = dict(PAPER_SETTINGS[preset], **BUDGET_SETTINGS[budget])
+        s = dict(PAPER_SETTINGS[preset], **budget_settings(budget, preset))
         s.update({k: v for k, v in overrides.items() if v is not None})
         m = cls(generator, prune=BUDGETS[budget][preset], name=preset, **s)
         m.budget = budget
@@ -334,7 +334,7 @@ class SparseGen(Method):
 
     def __init__(self, generator, basis="wavelet", start: "CSGM | None" = None, kappa: float | None = None,
                  alpha: float | None = None, rounds: int = 2, z_passes: int = 30, lasso_solver: str = "auto",
-                 lasso_tol: float = 1e-6, budget: str = "paper", seed: int = 0, name: str | None = None):
+                 lasso_tol: float = 1e-6, budget: str = "auto", seed: int = 0, name: str | None = None):
         from invgan.lasso import SOLVERS
 
         if generator is None:
@@ -620,7 +620,7 @@ def make_method(name: str, task: str | None = None, **context) -> Method:
 
 
 def _csgm_builder(preset):
-    def build(generator=None, seed=0, budget="paper", iters=None, restarts=None, lr=None, z_reg=None, z_clip=None, **_):
+    def build(generator=None, seed=0, budget="auto", iters=None, restarts=None, lr=None, z_reg=None, z_clip=None, **_):
         return CSGM.preset(preset, generator, budget=budget, iters=iters, restarts=restarts, lr=lr, z_reg=z_reg,
                            z_clip=z_clip, seed=seed)
     return build
@@ -633,7 +633,7 @@ def _lasso_builder(basis):
 
 
 def _sparse_gen_builder(basis):
-    def build(generator=None, seed=0, budget="paper", iters=None, restarts=None, lr=None, z_reg=None, z_clip=None,
+    def build(generator=None, seed=0, budget="auto", iters=None, restarts=None, lr=None, z_reg=None, z_clip=None,
               lasso_tol=1e-6, lasso_solver="auto", **_):
         start = CSGM.preset("dcgan-reg", generator, budget=budget, iters=iters, restarts=restarts, lr=lr,
                             z_reg=z_reg, z_clip=z_clip, seed=seed)

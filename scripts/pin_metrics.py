@@ -27,9 +27,9 @@ REPO = Path(__file__).resolve().parents[1]
 #: the pinned runs: name -> CLI arguments (IMAGES is replaced by a folder of fixed test images)
 RUNS = {
     "cs_gaussian": ["cs", "--measurements", "50", "--input", "gen-span", "--num-images", "3", "--iters", "10",
-                    "--methods", "dcgan,dcgan-reg,lasso-dct,lasso-wavelet", "--lasso-tol", "1e-3", "--seed", "0"],
+                    "--methods", "dcgan,dcgan-reg,lasso-dct,lasso-wavelet", "--lasso-tol", "1e-3", "--seed", "0", "--budget", "paper"],
     "cs_superres": ["cs", "--physics", "superres", "--images", "IMAGES", "--num-images", "2",
-                    "--iters", "15", "--methods", "dcgan,lasso-wavelet", "--seed", "1"],
+                    "--iters", "15", "--methods", "dcgan,lasso-wavelet", "--seed", "1", "--budget", "paper"],
     "inpaint_center": ["inpaint", "--mask", "center", "--images", "IMAGES", "--num-images", "2",
                        "--iters", "20", "--methods", "yeh,biharmonic,tv", "--blend", "both", "--seed", "0"],
 }

@@ -115,3 +115,30 @@ def test_cs_budget_is_recorded_with_the_work_done(tiny32_ckpt, tmp_path):
     s = json.loads((out / "metrics.json").read_text())["config"]["method_settings"]["dcgan"]
     assert s["iters"] == 150 and s["latent_steps_per_image"] == 2 * 150
     assert s["history"] == 60 and s["lr"] == 0.1
+
+
+def test_cs_default_budget_is_auto_per_method(tiny32_ckpt, tmp_path):
+    """The default budget ("auto") runs DCGAN by 4 restarts x 100 L-BFGS passes (first step 1, 60
+    pairs: 0.4 of the paper's generator passes) and DCGAN+Reg by the paper's Adam budget, and records
+    both the budget's name and what ran; --budget paper runs the paper's budget for both."""
+    from invgan.csgm import AUTO_SETTINGS, PAPER_SETTINGS
+
+    p = PAPER_SETTINGS["dcgan"]
+    assert AUTO_SETTINGS["dcgan"]["restarts"] * AUTO_SETTINGS["dcgan"]["iters"] <= 0.4 * p["restarts"] * p["iters"]
+    runs = {}
+    for budget in (None, "paper"):
+        out = tmp_path / str(budget)
+        args = ["--budget", budget] if budget else []
+        r = run_main("cs", "--input", "gen-span", "--generator", tiny32_ckpt, "--num-images", 1, "-m", 50,
+                     "--iters", 3, "--methods", "dcgan,dcgan-reg", *args, "--out", out, "--quiet")
+        assert r.returncode == 0, r.stderr
+        m = json.loads((out / "metrics.json").read_text())["config"]
+        runs[budget] = m["method_settings"]
+        assert m["budget"] == (budget or "auto")
+    auto, paper = runs[None], runs["paper"]
+    assert auto["dcgan"]["optimizer"] == "lbfgs" and auto["dcgan"]["restarts"] == 4 and auto["dcgan"]["lr"] == 1.0
+    assert auto["dcgan"]["history"] == 60 and auto["dcgan"]["latent_steps_per_image"] == 4 * 3
+    assert auto["dcgan"]["budget"] == "auto"
+    for s in (auto["dcgan-reg"], paper["dcgan-reg"], paper["dcgan"]):
+        assert s["optimizer"] == "adam" and s["lr"] == 0.1
+    assert paper["dcgan"]["restarts"] == 2 and auto["dcgan-reg"]["restarts"] == paper["dcgan-reg"]["restarts"] == 10

@@ -82,6 +82,62 @@ def test_homotopy_resumes_step_for_step(tmp_path, monkeypatch):
     assert torch.allclose(other.w, lasso_homotopy(y * 0.5, p, "wavelet").w, atol=1e-12)
 
 
+@pytest.mark.parametrize("basis,alpha", [("dct", 0.1), ("wavelet", 1e-2)])
+def test_float32_products_end_at_the_float64_paths_solution(monkeypatch, basis, alpha):
+    """A step's two products with B run in float32 (HOMOTOPY_F32, the default, for alpha above
+    ADMM_MAX_ALPHA): the solution is the float64 path's; an image whose certificate misses
+    HOMOTOPY_RECHECK is solved again with float64 products (forced here for every image), which
+    gives the float64 path's result bit for bit. Near basis pursuit float64 runs throughout."""
+    x, p, y = lasso_problem(130, seed=8, n_images=4)
+    monkeypatch.setattr(lasso_module, "HOMOTOPY_F32", False)
+    ref = lasso_homotopy(y, p, basis, alpha=alpha)
+    monkeypatch.setattr(lasso_module, "HOMOTOPY_F32", True)
+    calls = []
+    real_chunk = lasso_module._homotopy_chunk
+
+    def spy(*a, **k):
+        calls.append(a[-1] is None)  # products: None = float64
+        return real_chunk(*a, **k)
+
+    monkeypatch.setattr(lasso_module, "_homotopy_chunk", spy)
+    fast = lasso_homotopy(y, p, basis, alpha=alpha)
+    assert calls == [False]  # one float32 pass, nothing to redo
+    assert fast.gap.max() < 1e-8
+    assert ((fast.objective - ref.objective).abs() / ref.objective).max() < 1e-12
+    calls.clear()
+    monkeypatch.setattr(lasso_module, "HOMOTOPY_RECHECK", -1.0)  # every image "missed" it
+    redo = lasso_homotopy(y, p, basis, alpha=alpha)
+    assert calls == [False, True]
+    assert torch.equal(redo.w, ref.w) and torch.equal(redo.image_iterations, ref.image_iterations)
+    calls.clear()
+    lasso_homotopy(y, p, "wavelet", alpha=lasso_module.ADMM_MAX_ALPHA)  # near basis pursuit: float64 only
+    assert calls == [True]
+
+
+@pytest.mark.parametrize("where", ["first pass", "float64 re-run"])
+def test_homotopy_resumes_chunk_by_chunk(tmp_path, monkeypatch, where):
+    """Killed in its second chunk (one image per chunk; float32 products), or in the float64 re-run
+    (forced for every image): the resumed run keeps the finished chunks and gives the uninterrupted
+    run's result."""
+    x, p, y = lasso_problem(120, seed=9, n_images=3)
+    monkeypatch.setattr(lasso_module, "HOMOTOPY_REFRESH", 20)
+    monkeypatch.setattr(lasso_module, "HOMOTOPY_BYTES", 8 * 120 * 120)  # one image per chunk
+    if where != "first pass":
+        monkeypatch.setattr(lasso_module, "HOMOTOPY_RECHECK", -1.0)
+    chunks = []  # the chunks each save holds
+    real_save = SolveState.save
+    monkeypatch.setattr(SolveState, "save", lambda self, k, s: (chunks.append(len(s["chunks"])), real_save(self, k, s)))
+    ref = lasso_homotopy(y, p, "dct", alpha=1e-2, state=SolveState(tmp_path / "ref.pt", every=0))
+    assert chunks == sorted(chunks) and chunks[-1] == (6 if where != "first pass" else 3), chunks
+    monkeypatch.setattr(SolveState, "save", real_save)
+    die_at_save(monkeypatch, chunks.index(2) + 2 if where == "first pass" else len(chunks) - 2)
+    with pytest.raises(KeyboardInterrupt):
+        lasso_homotopy(y, p, "dct", alpha=1e-2, state=SolveState(tmp_path / "h.pt", every=0))
+    monkeypatch.setattr(SolveState, "save", real_save)
+    res = lasso_homotopy(y, p, "dct", alpha=1e-2, state=SolveState(tmp_path / "h.pt", every=0))
+    assert torch.equal(res.w, ref.w) and torch.equal(res.image_iterations, ref.image_iterations)
+
+
 def test_homotopy_needs_an_explicit_matrix():
     x = torch.rand(2, *SHAPE) * 2 - 1
     p = make_physics("superres", SHAPE, None, 0.0, 0, 4, "cpu")
