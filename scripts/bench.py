@@ -13,7 +13,8 @@ Measured side by side in this run, each against a named baseline:
    (scripts/bench_cs.py);
 3. Lasso: the exact homotopy path (m <= 1000) and batched FISTA against the previous FISTA and
    cvxpy (Clarabel): time, certified images and objective gaps (scripts/bench_cs.py);
-4. CSGM budgets: DCGAN's paper budget (Adam, 500 steps) against the lbfgs budget (per-latent
+4. CSGM budgets: DCGAN's paper budget (Adam, 500 steps) against the default (auto: 4 x 100
+   passes of per-latent L-BFGS) and the lbfgs budget (per-latent
    L-BFGS, 150 passes, 60 curvature pairs) on the same faces, with the paired error difference (scripts/bench_cs.py);
 5. inpainting budgets: Yeh's paper budget (Adam, 1500 steps) against the lbfgs budget (300
    passes) on the same faces, centre mask, with the paired hole error (scripts/inpaint_budgets.py).
@@ -106,6 +107,12 @@ def table(r: dict) -> str:
         c = r["csgm"]
         lines.append(f"| CSGM, {c['images']} images x {c['restarts']} restarts x {c['iters']} its | batched: "
                      f"{c['batched_s']:.1f} s | per-image loop: {c['loop_s']:.1f} s | {c['speedup']:.2f}x |")
+    if "budget" in r and "auto_s" in r["budget"]:
+        b = r["budget"]
+        lines.append(f"| CSGM default budget (auto: 4 x 100 L-BFGS passes), DCGAN, m = {b['m']}, {b['images']} faces | "
+                     f"{b['auto_s']:.1f} s (MSE {b['mse_auto_mean']:.4f}, paired {b['mse_auto_diff_mean']:+.4f} +- "
+                     f"{b['mse_auto_diff_ci95']:.4f}) | paper budget (Adam 2 x 500): {b['paper_s']:.1f} s "
+                     f"(MSE {b['mse_paper_mean']:.4f}) | {b['auto_speedup']:.2f}x |")
     if "budget" in r:
         b = r["budget"]
         lines.append(f"| CSGM lbfgs budget, DCGAN, m = {b['m']}, {b['images']} faces | {b['lbfgs_s']:.1f} s "
