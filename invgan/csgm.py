@@ -47,13 +47,14 @@ BUDGET_SETTINGS = {
 #: "auto" (the default of ``invgan cs`` and ``CSGM.preset``): per method, the cheapest settings
 #: measured to meet the bar for a default (the upper 95% end of the paired per-image MSE change
 #: against the paper budget at most +2% of the error) at m = 20, 500 and 10000 on the 64 lowest
-#: CelebA val ids. DCGAN: 4 restarts x 100 passes of per-latent L-BFGS (first step 1, 60 pairs),
-#: 0.4 of the paper's generator passes (upper ends -6.4%, +1.9%, and m = 10000 in the README; the
-#: lbfgs budget's 2 x 150 missed the bar at m = 20 on one machine's record, +5.2%). DCGAN+Reg: the
-#: paper's budget (no cheaper setting met the bar at every m). README, "CSGM budgets".
+#: CelebA val ids (AMD EPYC records, 2026-12-05). DCGAN: 4 restarts x 100 passes of per-latent
+#: L-BFGS (first step 1, 60 pairs), 0.4 of the paper's generator passes (upper ends -6.4%, +1.9%,
+#: +0.2%; the lbfgs budget's 2 x 150 missed the bar at m = 20, +5.2%). DCGAN+Reg: its 10 restarts x
+#: 250 passes (first step 0.1, 60 pairs), 0.5 of the paper's (upper ends -0.8%, -0.9%, -5.4%; 150
+#: passes missed the bar on the Intel Xeon's records). README, "CSGM budgets".
 BUDGETS["auto"] = {"dcgan": (), "dcgan-reg": ()}
 AUTO_SETTINGS = {"dcgan": {"optimizer": "lbfgs", "restarts": 4, "iters": 100, "lr": 1.0, "history": 60},
-                 "dcgan-reg": {}}
+                 "dcgan-reg": {"optimizer": "lbfgs", "iters": 250, "history": 60}}
 
 
 def budget_settings(budget: str, preset: str) -> dict:

@@ -169,7 +169,7 @@ class CSGM(Method):
     @classmethod
     def preset(cls, preset: str, generator, budget: str = "auto", **overrides) -> "CSGM":
         """The paper's "dcgan" or "dcgan-reg" settings, with ``budget`` "auto" (the default: DCGAN by
-        4 x 100 passes of per-latent L-BFGS, DCGAN+Reg the paper's; ``invgan.csgm.AUTO_SETTINGS``),
+        4 x 100 passes of per-latent L-BFGS, DCGAN+Reg by 10 x 250; ``invgan.csgm.AUTO_SETTINGS``),
         "paper", "fast" or "lbfgs" (``invgan.csgm.BUDGETS``) and any setting overridden (None values
         are ignored)."""
         from invgan.csgm import BUDGETS, PAPER_SETTINGS, budget_settings

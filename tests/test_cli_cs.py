@@ -119,12 +119,13 @@ def test_cs_budget_is_recorded_with_the_work_done(tiny32_ckpt, tmp_path):
 
 def test_cs_default_budget_is_auto_per_method(tiny32_ckpt, tmp_path):
     """The default budget ("auto") runs DCGAN by 4 restarts x 100 L-BFGS passes (first step 1, 60
-    pairs: 0.4 of the paper's generator passes) and DCGAN+Reg by the paper's Adam budget, and records
-    both the budget's name and what ran; --budget paper runs the paper's budget for both."""
+    pairs: 0.4 of the paper's generator passes) and DCGAN+Reg by 10 x 250 (first step 0.1: 0.5), and
+    records both the budget's name and what ran; --budget paper runs the paper's budget for both."""
     from invgan.csgm import AUTO_SETTINGS, PAPER_SETTINGS
 
-    p = PAPER_SETTINGS["dcgan"]
-    assert AUTO_SETTINGS["dcgan"]["restarts"] * AUTO_SETTINGS["dcgan"]["iters"] <= 0.4 * p["restarts"] * p["iters"]
+    for preset, share in (("dcgan", 0.4), ("dcgan-reg", 0.5)):
+        p, a = PAPER_SETTINGS[preset], dict(PAPER_SETTINGS[preset], **AUTO_SETTINGS[preset])
+        assert a["restarts"] * a["iters"] <= share * p["restarts"] * p["iters"]
     runs = {}
     for budget in (None, "paper"):
         out = tmp_path / str(budget)
@@ -138,7 +139,9 @@ def test_cs_default_budget_is_auto_per_method(tiny32_ckpt, tmp_path):
     auto, paper = runs[None], runs["paper"]
     assert auto["dcgan"]["optimizer"] == "lbfgs" and auto["dcgan"]["restarts"] == 4 and auto["dcgan"]["lr"] == 1.0
     assert auto["dcgan"]["history"] == 60 and auto["dcgan"]["latent_steps_per_image"] == 4 * 3
-    assert auto["dcgan"]["budget"] == "auto"
-    for s in (auto["dcgan-reg"], paper["dcgan-reg"], paper["dcgan"]):
-        assert s["optimizer"] == "adam" and s["lr"] == 0.1
+    assert auto["dcgan"]["budget"] == auto["dcgan-reg"]["budget"] == "auto"
+    assert auto["dcgan-reg"]["optimizer"] == "lbfgs" and auto["dcgan-reg"]["lr"] == 0.1
+    assert auto["dcgan-reg"]["history"] == 60 and auto["dcgan-reg"]["latent_steps_per_image"] == 10 * 3
+    for s in (paper["dcgan-reg"], paper["dcgan"]):
+        assert s["optimizer"] == "adam" and s["lr"] == 0.1 and s["budget"] == "paper"
     assert paper["dcgan"]["restarts"] == 2 and auto["dcgan-reg"]["restarts"] == paper["dcgan-reg"]["restarts"] == 10
