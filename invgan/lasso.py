@@ -618,12 +618,12 @@ def lasso_homotopy(y: torch.Tensor, physics: Physics, basis="dct", alpha: float 
     (float64; the terms are held pending and applied together every ``HOMOTOPY_LAZY`` steps, and the
     inverse is re-factorised exactly every ``HOMOTOPY_REFRESH`` steps); a step costs two products
     with B (in float32 with ``HOMOTOPY_F32`` where alpha > ``ADMM_MAX_ALPHA``, the correlations then
-    recomputed exactly in float64 at each re-factorisation) and a scan of the n correlations in float64. At the end the solution on
-    each final support is computed exactly (Cholesky with iterative refinement) and certified by the
-    float64 duality gap (1e-8 or less where measured); an image whose gap exceeds
-    ``HOMOTOPY_RECHECK`` (its float32 path took an event out of order) is solved again with float64
-    products. A support holds at most m coefficients (at m, B_J
-    is square and no further coefficient can enter).
+    recomputed exactly in float64 at each re-factorisation) and a scan of the n correlations in
+    float64. At the end the solution on each final support is computed exactly (Cholesky with
+    iterative refinement) and certified by the float64 duality gap (1e-8 or less where measured); an
+    image whose gap exceeds ``HOMOTOPY_RECHECK`` (its float32 path took an event out of order) is
+    solved again with float64 products. A support holds at most m coefficients (at m, B_J is square
+    and no further coefficient can enter).
 
     It needs B = A Psi formed once (``dense_matrix``: an explicit matrix shared by all images) and
     holds its Gram B^T B (n x n, float64; where that exceeds ``GRAM_BYTES`` its entries are computed
@@ -950,8 +950,8 @@ def _lasso_homotopy(y, physics, basis, alpha, clip, progress, state, max_steps):
     key = None
     if state is not None:
         key = {"solver": "lasso-homotopy-2", "basis": getattr(basis, "name", type(basis).__name__), "alpha": alpha,
-               "max_steps": max_steps, "refresh": HOMOTOPY_REFRESH, "f32": HOMOTOPY_F32, "recheck": HOMOTOPY_RECHECK, "physics": type(physics).__name__, "m": m,
-               "y": fingerprint(y)}
+               "max_steps": max_steps, "refresh": HOMOTOPY_REFRESH, "f32": HOMOTOPY_F32, "recheck": HOMOTOPY_RECHECK,
+               "physics": type(physics).__name__, "m": m, "y": fingerprint(y)}
     saved = state.load(key, dev) if state is not None else None
     chunk = max(1, int(HOMOTOPY_BYTES // (8 * m * m)))
     bar = tqdm(desc=f"lasso-{getattr(basis, 'name', 'basis')} homotopy", unit="step", disable=not progress,

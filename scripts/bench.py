@@ -107,17 +107,14 @@ def table(r: dict) -> str:
         c = r["csgm"]
         lines.append(f"| CSGM, {c['images']} images x {c['restarts']} restarts x {c['iters']} its | batched: "
                      f"{c['batched_s']:.1f} s | per-image loop: {c['loop_s']:.1f} s | {c['speedup']:.2f}x |")
-    if "budget" in r and "auto_s" in r["budget"]:
-        b = r["budget"]
-        lines.append(f"| CSGM default budget (auto: 4 x 100 L-BFGS passes), DCGAN, m = {b['m']}, {b['images']} faces | "
-                     f"{b['auto_s']:.1f} s (MSE {b['mse_auto_mean']:.4f}, paired {b['mse_auto_diff_mean']:+.4f} +- "
-                     f"{b['mse_auto_diff_ci95']:.4f}) | paper budget (Adam 2 x 500): {b['paper_s']:.1f} s "
-                     f"(MSE {b['mse_paper_mean']:.4f}) | {b['auto_speedup']:.2f}x |")
     if "budget" in r:
         b = r["budget"]
-        lines.append(f"| CSGM lbfgs budget, DCGAN, m = {b['m']}, {b['images']} faces | {b['lbfgs_s']:.1f} s "
-                     f"(MSE {b['mse_lbfgs_mean']:.4f}, paired {b['mse_diff_mean']:+.4f} +- {b['mse_diff_ci95']:.4f}) "
-                     f"| paper budget (Adam 500): {b['paper_s']:.1f} s (MSE {b['mse_paper_mean']:.4f}) | {b['speedup']:.2f}x |")
+        for name, label, paper in (("auto", "CSGM default budget (auto: 4 x 100 L-BFGS passes)", "Adam 2 x 500"),
+                                   ("lbfgs", "CSGM lbfgs budget", "Adam 500")):
+            lines.append(f"| {label}, DCGAN, m = {b['m']}, {b['images']} faces | {b[name + '_s']:.1f} s "
+                         f"(MSE {b[f'mse_{name}_mean']:.4f}, paired {b[f'mse_{name}_diff_mean']:+.4f} +- "
+                         f"{b[f'mse_{name}_diff_ci95']:.4f}) | paper budget ({paper}): {b['paper_s']:.1f} s "
+                         f"(MSE {b['mse_paper_mean']:.4f}) | {b[name + '_speedup']:.2f}x |")
     if "inpaint" in r:
         b = r["inpaint"]
         lines.append(f"| Yeh inpainting, lbfgs budget, {b['mask']} mask, {b['images']} faces | {b['lbfgs_s']:.1f} s "

@@ -157,9 +157,6 @@ def bench_budget(x, G, device):
         row.update({f"{name}_s": t, f"{name}_speedup": t_paper / t, f"{name}_passes_per_image": r.latent_steps,
                     f"mse_{name}_mean": float(e.mean()), f"mse_{name}_diff_mean": d["mean"],
                     f"mse_{name}_diff_ci95": d["ci95"], f"{name}_objective_lower": int((r.objective < paper.objective).sum())})
-    # the keys the lbfgs row had before the auto budget (bench.md's table reads them)
-    row.update({"restarts": 2, "speedup": row["lbfgs_speedup"], "mse_diff_mean": row["mse_lbfgs_diff_mean"],
-                "mse_diff_ci95": row["mse_lbfgs_diff_ci95"]})
     print(json.dumps(row), flush=True)
     return row
 
