@@ -288,11 +288,11 @@ def _cs_parser(sub) -> None:
     c.add_argument("--num-images", type=_positive_int, default=64)
     c.add_argument("--image-size", type=_positive_int, help="image side in pixels (default: the generator's, else 64)")
     c.add_argument("--noise-std", type=_nonneg_float, default=0.01, help="per-measurement noise std (paper: 0.01)")
-    c.add_argument("--iters", type=_positive_int, help="Adam iterations (paper: 500); with L-BFGS (dcgan's "
-                   "default, --budget lbfgs) its passes per restart")
+    c.add_argument("--iters", type=_positive_int, help="Adam iterations (paper: 500); with L-BFGS (the default "
+                   "from m = 500, --budget lbfgs) its passes per restart")
     c.add_argument("--restarts", type=_positive_int, help="random restarts (paper: 2; dcgan-reg 10)")
-    c.add_argument("--lr", type=_positive_float, help="Adam learning rate (paper: 0.1); with L-BFGS (dcgan's "
-                   "default, --budget lbfgs) the first step's length")
+    c.add_argument("--lr", type=_positive_float, help="Adam learning rate (paper: 0.1); with L-BFGS (the default "
+                   "from m = 500, --budget lbfgs) the first step's length")
     c.add_argument("--z-reg", type=_nonneg_float, help="lambda of lambda ||z||^2 (paper: 0; dcgan-reg 0.001)")
     c.add_argument("--z-clip", type=_positive_float, help="clip z to [-c, c] after each step")
     c.add_argument("--lasso-tol", type=_positive_float, default=1e-5, help="Lasso relative duality-gap tolerance")
@@ -301,8 +301,9 @@ def _cs_parser(sub) -> None:
                         "near basis pursuit (alpha <= 1e-3: the wavelet's), FISTA otherwise; fista; homotopy; admm "
                         "(README: Lasso solvers)")
     c.add_argument("--budget", default="auto", choices=list(BUDGETS),
-                   help="CSGM work: auto (default: dcgan by 4 restarts x 100 passes of per-latent L-BFGS, 0.4 of "
-                        "the paper's work at its error; dcgan-reg by 10 x 250, 0.5), paper (Adam, every restart runs "
+                   help="CSGM work: auto (default: the paper's below m = 500; from m = 500 dcgan by 4 restarts x 100 "
+                        "passes of per-latent L-BFGS, 0.4 of the paper's work at its error, dcgan-reg by 4 x 250, "
+                        "0.2), paper (Adam, every restart runs "
                         "every iteration), fast (restarts that are behind are dropped early) or lbfgs (2 x 150 "
                         "L-BFGS passes, 0.3 of the work); README: CSGM budgets")
     c.add_argument("--factor", type=_positive_int, default=4, help="super-resolution factor")

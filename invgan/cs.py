@@ -32,7 +32,8 @@ class CSConfig:
     CelebA folder, image folder or glob (None: CelebA test, else val, else the demo set);
     ``input`` "gen-span": generator samples instead; ``image_size``: None follows the generator
     (64 without one). ``iters``, ``restarts``, ``lr``, ``z_reg``, ``z_clip`` override the CSGM
-    presets (None: the paper's); ``budget`` "auto" (DCGAN by 4 x 100 L-BFGS passes, DCGAN+Reg by 10 x 250; ``invgan.csgm.AUTO_SETTINGS``),
+    presets (None: the paper's); ``budget`` "auto" (the paper's below m = 500; from there DCGAN by 4 x 100 L-BFGS passes,
+    DCGAN+Reg by 4 x 250; ``invgan.csgm.AUTO_FROM_M``, ``AUTO_SETTINGS``),
     "paper", "fast" or "lbfgs" (``invgan.csgm.BUDGETS``); ``lasso_tol`` the Lasso's
     relative duality-gap tolerance; ``lasso_solver`` "auto", "fista" or "homotopy" (``invgan.methods.Lasso``).
     """
@@ -53,7 +54,8 @@ class CSConfig:
     lasso_tol: float = 1e-5
     lasso_solver: str = "auto"       # "auto": the exact homotopy for a Gaussian A up to m = 1000; above, ADMM near
     # basis pursuit (alpha <= 1e-3, the wavelet's), else FISTA (invgan.lasso.choose_solver)
-    budget: str = "auto"             # CSGM work: "auto" (per method, invgan.csgm.AUTO_SETTINGS), "paper" (the
+    budget: str = "auto"             # CSGM work: "auto" (the paper's below m = 500, L-BFGS per method from there:
+    # invgan.csgm.AUTO_FROM_M, AUTO_SETTINGS), "paper" (the
     # paper's fixed Adam budget), "fast" (restart pruning) or "lbfgs"
     superres_factor: int = 4
     generator: str | None = None

@@ -136,11 +136,16 @@ class CSGM(Method):
         step's length); see ``invgan.latent.lbfgs_latents``.
     history : int, default 10
         L-BFGS curvature pairs per latent (the "lbfgs" budget: 60).
+    settings_from_m : sequence of (min_m, dict), optional
+        Settings that change with the operator's number of measurements ``m``: from ``min_m`` on,
+        the dict's values (of "restarts", "iters", "lr", "optimizer", "history") replace the ones
+        above (later pairs over earlier ones); operators without ``m`` get the ones above. The
+        "auto" budget sets it (``invgan.csgm.AUTO_FROM_M``, ``AUTO_SETTINGS``).
     """
 
     def __init__(self, generator, z_reg: float = 0.0, restarts: int = 2, iters: int = 500, lr: float = 0.1,
                  z_clip: float | None = None, seed: int = 0, prune=(), lr_decay: str = "constant",
-                 name: str = "csgm", optimizer: str = "adam", history: int = 10):
+                 name: str = "csgm", optimizer: str = "adam", history: int = 10, settings_from_m=()):
         from invgan.generators import as_generator
 
         if generator is None:
@@ -148,36 +153,66 @@ class CSGM(Method):
         self.generator = as_generator(generator)
         self.name = name
         check_number("z_reg", z_reg)
-        check_int("restarts", restarts)
-        check_int("iters", iters)
-        check_number("lr", lr, strict=True)
-        if z_clip is not None:
-            check_number("z_clip", z_clip, strict=True)
-        self.settings = {"z_reg": z_reg, "restarts": restarts, "iters": iters, "lr": lr}
         self.z_clip, self.seed, self.prune, self.lr_decay = z_clip, seed, tuple(map(tuple, prune)), lr_decay
-        if optimizer not in ("adam", "lbfgs"):
-            raise InvganError(f"optimizer must be 'adam' or 'lbfgs', got {optimizer!r}")
-        if optimizer == "lbfgs" and (self.prune or lr_decay != "constant"):
-            raise InvganError("the lbfgs optimizer takes no restart pruning and no lr decay")
-        self.optimizer = optimizer
-        check_int("history", history)
-        if optimizer == "lbfgs":
-            self.settings["history"] = history
-        self.history = history
+        self.settings = self._checked({"z_reg": z_reg, "restarts": restarts, "iters": iters, "lr": lr,
+                                       "optimizer": optimizer, "history": history})
+        if any(not isinstance(p, (tuple, list)) or len(p) != 2 or not isinstance(p[1], dict) for p in settings_from_m):
+            raise InvganError(f"settings_from_m must hold (min_m, dict) pairs, got {settings_from_m!r}")
+        self.settings_from_m = tuple(sorted(((check_int("min_m", a), dict(d)) for a, d in settings_from_m),
+                                            key=lambda p: p[0]))
+        for _, d in self.settings_from_m:
+            unknown = set(d) - {"restarts", "iters", "lr", "optimizer", "history"}
+            if unknown:
+                raise InvganError(f"settings_from_m can set restarts, iters, lr, optimizer and history, not "
+                                  f"{', '.join(sorted(unknown))}")
+            self._checked(dict(self.settings, **d))
         self._gen_fp = None  # the generator's fingerprint, for ``solution_key``
+
+    def _checked(self, s: dict) -> dict:
+        check_int("restarts", s["restarts"])
+        check_int("iters", s["iters"])
+        check_number("lr", s["lr"], strict=True)
+        check_int("history", s["history"])
+        if s["optimizer"] not in ("adam", "lbfgs"):
+            raise InvganError(f"optimizer must be 'adam' or 'lbfgs', got {s['optimizer']!r}")
+        if s["optimizer"] == "lbfgs" and (self.prune or self.lr_decay != "constant"):
+            raise InvganError("the lbfgs optimizer takes no restart pruning and no lr decay")
+        if self.z_clip is not None:
+            check_number("z_clip", self.z_clip, strict=True)
+        return s
+
+    @property
+    def optimizer(self) -> str:
+        return self.settings["optimizer"]
+
+    @property
+    def history(self) -> int:
+        return self.settings["history"]
+
+    def settings_for(self, physics) -> dict:
+        """The settings this operator gets: ``settings`` with ``settings_from_m`` applied for its ``m``."""
+        s, m = dict(self.settings), getattr(physics, "m", None)
+        for min_m, d in self.settings_from_m:
+            if isinstance(m, int) and m >= min_m:
+                s.update(d)
+        return s
 
     @classmethod
     def preset(cls, preset: str, generator, budget: str = "auto", **overrides) -> "CSGM":
-        """The paper's "dcgan" or "dcgan-reg" settings, with ``budget`` "auto" (the default: DCGAN by
-        4 x 100 passes of per-latent L-BFGS, DCGAN+Reg by 10 x 250; ``invgan.csgm.AUTO_SETTINGS``),
+        """The paper's "dcgan" or "dcgan-reg" settings, with ``budget`` "auto" (the default: the paper's
+        below m = 500 measurements; from there DCGAN by 4 x 100 passes of per-latent L-BFGS,
+        DCGAN+Reg by 4 x 250; ``invgan.csgm.AUTO_FROM_M``, ``AUTO_SETTINGS``),
         "paper", "fast" or "lbfgs" (``invgan.csgm.BUDGETS``) and any setting overridden (None values
         are ignored)."""
-        from invgan.csgm import BUDGETS, PAPER_SETTINGS, budget_settings
+        from invgan.csgm import AUTO_FROM_M, AUTO_SETTINGS, BUDGETS, PAPER_SETTINGS, budget_settings
 
         if preset not in PAPER_SETTINGS:
             raise InvganError(f"unknown CSGM preset {preset!r}: use one of {', '.join(PAPER_SETTINGS)}")
         s = dict(PAPER_SETTINGS[preset], **budget_settings(budget, preset))
-        s.update({k: v for k, v in overrides.items() if v is not None})
+        given = {k: v for k, v in overrides.items() if v is not None}
+        if budget == "auto":  # the paper's below AUTO_FROM_M measurements, L-BFGS from there (what is given wins)
+            s["settings_from_m"] = ((AUTO_FROM_M, {k: v for k, v in AUTO_SETTINGS[preset].items() if k not in given}),)
+        s.update(given)
         m = cls(generator, prune=BUDGETS[budget][preset], name=preset, **s)
         m.budget = budget
         return m
@@ -201,10 +236,9 @@ class CSGM(Method):
             return None
         if self._gen_fp is None:  # (the generator is fixed for the method's life: hashed once)
             self._gen_fp = fingerprint(*self.generator.module.state_dict().values())
-        return dict(self.settings, solver="csgm", generator=self._gen_fp, prior=self.generator.prior, operator=op,
+        return dict(self.settings_for(physics), solver="csgm", generator=self._gen_fp, prior=self.generator.prior, operator=op,
                     y=fingerprint(y), device=y.device.type, z_clip=self.z_clip, seed=self.seed,
-                    prune=[list(p) for p in self.prune], lr_decay=self.lr_decay, optimizer=self.optimizer,
-                    history=self.history)
+                    prune=[list(p) for p in self.prune], lr_decay=self.lr_decay)
 
     def solve(self, y, physics, state=None, progress=False):
         """The solve itself (``LatentResult``) and the seconds a cached copy saved (0 if computed):
@@ -222,11 +256,11 @@ class CSGM(Method):
             if hit is not None:
                 return LatentResult(**hit["result"]), float(hit["seconds"])
             t0 = time.time()
-            s = self.settings
+            s = self.settings_for(physics)
             r = csgm_reconstruct(y, physics, self.generator, z_reg=s["z_reg"], restarts=s["restarts"],
                                  iters=s["iters"], lr=s["lr"], z_clip=self.z_clip, seed=self.seed, progress=progress,
-                                 state=state, prune=self.prune, lr_decay=self.lr_decay, optimizer=self.optimizer,
-                                 history=self.history)
+                                 state=state, prune=self.prune, lr_decay=self.lr_decay, optimizer=s["optimizer"],
+                                 history=s["history"])
             if key is not None:
                 seconds = time.time() - t0 + (state.carried if state is not None else 0.0)
                 self.cache.put(key, {"result": dataclasses.asdict(r), "seconds": seconds})
@@ -234,11 +268,15 @@ class CSGM(Method):
 
     def reconstruct(self, y, physics, state=None, progress=False):
         r, reused = self.solve(y, physics, state=state, progress=progress)
-        s = self.settings
+        s = self.settings_for(physics)
+        if s["optimizer"] != "lbfgs":
+            del s["history"]  # (Adam keeps no curvature pairs)
         details = dict(s, budget=getattr(self, "budget", "custom"), prune=[list(p) for p in self.prune],
-                       latent_steps_per_image=r.latent_steps, optimizer=self.optimizer)
+                       latent_steps_per_image=r.latent_steps)
         if reused:
             details["reused_seconds"] = reused
+        if self.settings_from_m:
+            details["settings_from_m"] = [[a, d] for a, d in self.settings_from_m]
         if self.lr_decay != "constant":
             details["lr_decay"] = self.lr_decay
         return Reconstruction(r.x, details, generated=r.x, raw=r)

@@ -146,7 +146,7 @@ def bench_budget(x, G, device):
     runs = {}
     for name in ("paper", "auto", "lbfgs"):
         t = time.time()
-        r = csgm_reconstruct(y, p, G, seed=2, **dict(PAPER_SETTINGS["dcgan"], **budget_settings(name, "dcgan")))
+        r = csgm_reconstruct(y, p, G, seed=2, **dict(PAPER_SETTINGS["dcgan"], **budget_settings(name, "dcgan", m=500)))
         runs[name] = (r, time.time() - t, (r.x - x).pow(2).flatten(1).mean(1))
     paper, t_paper, e_paper = runs["paper"]
     row = {"m": 500, "images": len(x), "paper_s": t_paper, "paper_passes_per_image": paper.latent_steps,

@@ -128,7 +128,7 @@ def compare(args):
         method = CSGM(G, z_reg=s["z_reg"], restarts=args.restarts or R, iters=args.iters, lr=args.lr or s["lr"], seed=2,
                       prune=parse_schedule(args.schedule), lr_decay=args.lr_decay, optimizer=args.optimizer,
                       history=args.history, name=r["method"])
-    run = dict(method.settings, optimizer=method.optimizer, history=method.history, lr_decay=method.lr_decay,
+    run = dict(method.settings_for(p), optimizer=method.optimizer, history=method.history, lr_decay=method.lr_decay,
                schedule=",".join(f"{a}:{k}" for a, k in method.prune) or "none")
     t0 = time.time()
     fast = method.reconstruct(y, p, progress=True).raw

@@ -268,3 +268,30 @@ def test_experiment_runner_takes_objects_not_only_paths(tmp_path):
     assert res["config"]["generator"] == "MLPGenerator" and len(res["rows"]) == 9
     assert torch.equal(res["images"]["original"], x)
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["summary"].keys() == res["summary"].keys()
+
+
+def test_csgm_settings_from_m_pick_the_settings_by_the_operators_m():
+    """settings_from_m: the operator's m picks the settings (later pairs over earlier ones), the run
+    is the one with those settings given directly, and the solution key follows what runs."""
+    _, G, x, physics, y = user_setup(m=80)
+    rule = invgan.CSGM(G, restarts=5, iters=4, settings_from_m=((200, {"restarts": 1}),
+                                                                (50, {"restarts": 3, "optimizer": "lbfgs", "history": 7})))
+    assert [a for a, _ in rule.settings_from_m] == [50, 200]
+    s = rule.settings_for(physics)
+    assert (s["restarts"], s["optimizer"], s["history"], s["iters"]) == (3, "lbfgs", 7, 4)
+    assert rule.settings_for(RowSums(30))["restarts"] == 5 and rule.settings_for(RowSums(30))["optimizer"] == "adam"
+    assert rule.settings_for(RowSums(256))["restarts"] == 1 and rule.settings_for(RowSums(256))["optimizer"] == "lbfgs"
+    assert rule.settings_for(object())["restarts"] == 5  # an operator without m: the base settings
+    got = rule(y, physics)
+    same = invgan.CSGM(G, restarts=3, iters=4, optimizer="lbfgs", history=7)(y, physics)
+    assert torch.equal(got.x, same.x) and got.details["restarts"] == 3 and got.details["optimizer"] == "lbfgs"
+    assert got.details["latent_steps_per_image"] == 3 * 4 and got.details["settings_from_m"][0][0] == 50
+    assert rule.solution_key(y, physics)["restarts"] == 3 and rule.solution_key(y, physics)["optimizer"] == "lbfgs"
+    below = invgan.CSGM(G, restarts=5, iters=4, settings_from_m=((81, {"restarts": 1}),))(y, physics)
+    assert below.details["restarts"] == 5 and "history" not in below.details  # Adam: no curvature pairs
+    for bad in (((50, {"restarts": 0}),), ((0.5, {}),), ((50,),), (7,), ((50, {"z_reg": 1.0}),),
+                ((50, {"optimizer": "sgd"}),)):
+        with pytest.raises(InvganError, match="restarts|min_m|settings_from_m|optimizer"):
+            invgan.CSGM(G, settings_from_m=bad)
+    with pytest.raises(InvganError, match="pruning"):
+        invgan.CSGM(G, prune=((2, 1),), settings_from_m=((50, {"optimizer": "lbfgs"}),))
