@@ -110,11 +110,13 @@ def replay(args):
         r = torch.load(path, weights_only=True)
         R, B, iters = r["restarts"], r["num_images"], r["losses"].shape[0]
         full, mse_full = paper_pick(r)
-        pick = replay_pruning(r["losses"], r["final"], R, B, sched)
+        k = min(args.restarts or R, R)  # the first k restarts only: fewer Adam restarts, exactly
+        rk = dict(r, losses=r["losses"][:, :k * B], final=r["final"][:k * B])
+        pick = replay_pruning(rk["losses"], rk["final"], k, B, sched)
         mse_fast = r["mse"].view(R, B).gather(0, pick[None])[0]
-        work = prune_schedule_work(R, iters, sched) / (R * iters)
-        print(f"{r['method']:10s} m={r['m']:6d} schedule {args.schedule or 'none'}: work {work:.2f} of the paper budget; "
-              f"{paired(mse_fast, mse_full)}; same restart on {int((pick == full).sum())}/{B}")
+        work = prune_schedule_work(k, iters, sched) / (R * iters)
+        print(f"{r['method']:10s} m={r['m']:6d} restarts {k} schedule {args.schedule or 'none'}: work {work:.2f} of the "
+              f"paper budget; {paired(mse_fast, mse_full)}; same restart on {int((pick == full).sum())}/{B}")
 
 
 def compare(args):
@@ -216,6 +218,7 @@ def main(argv=None):
     b = sub.add_parser("replay")
     b.add_argument("files", nargs="+")
     b.add_argument("--schedule", default="", help="STEP:KEEP,... restarts kept per image after STEP steps")
+    b.add_argument("--restarts", type=int, default=None, help="replay the record's first K restarts only")
     c = sub.add_parser("compare")
     c.add_argument("files", nargs=1)
     c.add_argument("--iters", type=int, default=500)
