@@ -61,13 +61,13 @@ AUTO_SETTINGS = {"dcgan": {"optimizer": "lbfgs", "restarts": 4, "iters": 100, "l
                  "dcgan-reg": {"optimizer": "lbfgs", "restarts": 4, "iters": 250, "history": 60}}
 
 
-def budget_settings(budget: str, preset: str, m: int | None = None) -> dict:
-    """What ``budget`` changes in the paper's settings of the CSGM preset ``preset`` for an operator
-    with ``m`` measurements ("auto": nothing below ``AUTO_FROM_M`` or without an m)."""
+def budget_settings(budget: str, preset: str) -> dict:
+    """What ``budget`` changes in the paper's settings of the CSGM preset ``preset`` ("auto": its
+    settings from ``AUTO_FROM_M`` measurements on, as ``CSGM``'s ``settings_from_m``)."""
     if budget not in BUDGETS:
         raise InvganError(f"unknown budget {budget!r}: use {' or '.join(BUDGETS)}")
     if budget == "auto":
-        return dict(AUTO_SETTINGS.get(preset, {})) if m is not None and m >= AUTO_FROM_M else {}
+        return {"settings_from_m": ((AUTO_FROM_M, dict(AUTO_SETTINGS.get(preset, {}))),)}
     return dict(BUDGET_SETTINGS[budget])
 
 

@@ -153,6 +153,8 @@ class CSGM(Method):
         self.generator = as_generator(generator)
         self.name = name
         check_number("z_reg", z_reg)
+        if z_clip is not None:
+            check_number("z_clip", z_clip, strict=True)
         self.z_clip, self.seed, self.prune, self.lr_decay = z_clip, seed, tuple(map(tuple, prune)), lr_decay
         self.settings = self._checked({"z_reg": z_reg, "restarts": restarts, "iters": iters, "lr": lr,
                                        "optimizer": optimizer, "history": history})
@@ -177,16 +179,16 @@ class CSGM(Method):
             raise InvganError(f"optimizer must be 'adam' or 'lbfgs', got {s['optimizer']!r}")
         if s["optimizer"] == "lbfgs" and (self.prune or self.lr_decay != "constant"):
             raise InvganError("the lbfgs optimizer takes no restart pruning and no lr decay")
-        if self.z_clip is not None:
-            check_number("z_clip", self.z_clip, strict=True)
         return s
 
     @property
     def optimizer(self) -> str:
+        """The base settings' optimizer (an operator's own: ``settings_for``)."""
         return self.settings["optimizer"]
 
     @property
     def history(self) -> int:
+        """The base settings' L-BFGS pairs (an operator's own: ``settings_for``)."""
         return self.settings["history"]
 
     def settings_for(self, physics) -> dict:
@@ -204,14 +206,14 @@ class CSGM(Method):
         DCGAN+Reg by 4 x 250; ``invgan.csgm.AUTO_FROM_M``, ``AUTO_SETTINGS``),
         "paper", "fast" or "lbfgs" (``invgan.csgm.BUDGETS``) and any setting overridden (None values
         are ignored)."""
-        from invgan.csgm import AUTO_FROM_M, AUTO_SETTINGS, BUDGETS, PAPER_SETTINGS, budget_settings
+        from invgan.csgm import BUDGETS, PAPER_SETTINGS, budget_settings
 
         if preset not in PAPER_SETTINGS:
             raise InvganError(f"unknown CSGM preset {preset!r}: use one of {', '.join(PAPER_SETTINGS)}")
         s = dict(PAPER_SETTINGS[preset], **budget_settings(budget, preset))
         given = {k: v for k, v in overrides.items() if v is not None}
-        if budget == "auto":  # the paper's below AUTO_FROM_M measurements, L-BFGS from there (what is given wins)
-            s["settings_from_m"] = ((AUTO_FROM_M, {k: v for k, v in AUTO_SETTINGS[preset].items() if k not in given}),)
+        s["settings_from_m"] = tuple((a, {k: v for k, v in d.items() if k not in given})  # what is given wins
+                                     for a, d in s.get("settings_from_m", ()))
         s.update(given)
         m = cls(generator, prune=BUDGETS[budget][preset], name=preset, **s)
         m.budget = budget

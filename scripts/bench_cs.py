@@ -138,7 +138,7 @@ def bench_csgm(x, G, cfg, iters, restarts, device):
 def bench_budget(x, G, device):
     """DCGAN at m = 500: the paper budget against the default "auto" (4 x 100 L-BFGS passes) and the
     lbfgs budget (2 x 150), each as ``CSGM.preset`` builds it, on the same faces, A, y and starts."""
-    from invgan.csgm import PAPER_SETTINGS, budget_settings
+    from invgan.methods import CSGM
     from invgan.metrics import summarize
 
     p = GaussianCS(500, (3, 64, 64), noise_std=0.01, seed=0, device=device)
@@ -146,7 +146,7 @@ def bench_budget(x, G, device):
     runs = {}
     for name in ("paper", "auto", "lbfgs"):
         t = time.time()
-        r = csgm_reconstruct(y, p, G, seed=2, **dict(PAPER_SETTINGS["dcgan"], **budget_settings(name, "dcgan", m=500)))
+        r, _ = CSGM.preset("dcgan", G, budget=name, seed=2).solve(y, p)
         runs[name] = (r, time.time() - t, (r.x - x).pow(2).flatten(1).mean(1))
     paper, t_paper, e_paper = runs["paper"]
     row = {"m": 500, "images": len(x), "paper_s": t_paper, "paper_passes_per_image": paper.latent_steps,

@@ -111,8 +111,7 @@ def replay(args):
         R, B, iters = r["restarts"], r["num_images"], r["losses"].shape[0]
         full, mse_full = paper_pick(r)
         k = min(args.restarts or R, R)  # the first k restarts only: fewer Adam restarts, exactly
-        rk = dict(r, losses=r["losses"][:, :k * B], final=r["final"][:k * B])
-        pick = replay_pruning(rk["losses"], rk["final"], k, B, sched)
+        pick = replay_pruning(r["losses"][:, :k * B], r["final"][:k * B], k, B, sched)
         mse_fast = r["mse"].view(R, B).gather(0, pick[None])[0]
         work = prune_schedule_work(k, iters, sched) / (R * iters)
         print(f"{r['method']:10s} m={r['m']:6d} restarts {k} schedule {args.schedule or 'none'}: work {work:.2f} of the "
@@ -130,7 +129,7 @@ def compare(args):
         method = CSGM(G, z_reg=s["z_reg"], restarts=args.restarts or R, iters=args.iters, lr=args.lr or s["lr"], seed=2,
                       prune=parse_schedule(args.schedule), lr_decay=args.lr_decay, optimizer=args.optimizer,
                       history=args.history, name=r["method"])
-    run = dict(method.settings_for(p), optimizer=method.optimizer, history=method.history, lr_decay=method.lr_decay,
+    run = dict(method.settings_for(p), lr_decay=method.lr_decay,
                schedule=",".join(f"{a}:{k}" for a, k in method.prune) or "none")
     t0 = time.time()
     fast = method.reconstruct(y, p, progress=True).raw
