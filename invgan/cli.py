@@ -424,6 +424,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None):
     """Entry point of the `invgan` command."""
+    from invgan.runtime import keep_freed_memory
+
+    keep_freed_memory()
     try:
         parser = build_parser()  # may import plugins
         args = parser.parse_args(argv)

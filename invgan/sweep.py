@@ -269,6 +269,9 @@ def _job_worker(recipe: dict, out: str, shard, device, methods, threads: int, or
 
     import torch
 
+    from invgan.runtime import keep_freed_memory
+
+    keep_freed_memory()
     torch.set_num_threads(threads)
     try:
         run_sweep(recipe, out, shard, device, progress=False, methods=methods, merged=False, order=order)

@@ -3,7 +3,7 @@
     python scripts/bench.py --out docs/bench.json                       # CPU, about 10 minutes
     python scripts/bench.py --device cuda --out docs/bench_gpu.json     # on a GPU machine
     python scripts/bench.py --sweep runs/sweeps/cs_paper ...            # add a sweep's wall time
-    python scripts/bench.py --skip train,csgm,lasso --update --sweep runs/sweeps/cs_paper
+    python scripts/bench.py --skip train,csgm,lasso,budget,inpaint,main --update --sweep runs/sweeps/cs_paper
                                         # refresh only the sweep row; keep the measured rows
 
 Measured side by side in this run, each against a named baseline:
@@ -17,7 +17,10 @@ Measured side by side in this run, each against a named baseline:
    passes of per-latent L-BFGS) and the lbfgs budget (per-latent
    L-BFGS, 150 passes, 60 curvature pairs) on the same faces, with the paired error difference (scripts/bench_cs.py);
 5. inpainting budgets: Yeh's paper budget (Adam, 1500 steps) against the lbfgs budget (300
-   passes) on the same faces, centre mask, with the paired hole error (scripts/inpaint_budgets.py).
+   passes) on the same faces, centre mask, with the paired hole error (scripts/inpaint_budgets.py);
+6. the main job, `invgan cs --measurements 500` on 64 faces as a user runs it, against the same
+   command with the C allocator's defaults (INVGAN_KEEP_FREED_MEMORY=0): wall time, page faults,
+   and every image's metrics compared (bench_main_job, below).
 The full cs_paper sweep takes hours on a CPU, so it is not rerun here: --sweep DIR reports the
 wall time that sweep's cells recorded when they ran (sum over cells, with how many are done).
 """
@@ -72,7 +75,44 @@ def sweep_time(folder: Path) -> dict:
             "devices": res["devices"], "num_images": res["recipe"]["settings"].get("num_images")}
 
 
-BENCHMARKS = ("train", "csgm", "lasso", "budget", "inpaint")
+BENCHMARKS = ("train", "csgm", "lasso", "budget", "inpaint", "main")
+
+
+def bench_main_job(images: int, measurements: int = 500) -> dict:
+    """``invgan cs --measurements 500`` (the README's main job) as a user runs it, against the same
+    command with ``INVGAN_KEEP_FREED_MEMORY=0`` (the C allocator's defaults: what it ran before
+    ``invgan.runtime.keep_freed_memory``), one after the other: wall time, page faults and system
+    time of each run (``getrusage`` of the children), and every image's metrics compared."""
+    import csv
+    import resource
+
+    runs = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, keep in (("default_allocator", "0"), ("invgan", "1")):
+            out = Path(tmp) / name
+            cmd = [sys.executable, "-m", "invgan", "cs", "--measurements", str(measurements), "--num-images",
+                   str(images), "--out", str(out), "--quiet"]
+            before = resource.getrusage(resource.RUSAGE_CHILDREN)
+            t0 = time.time()
+            p = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True,
+                               env={**os.environ, "INVGAN_KEEP_FREED_MEMORY": keep})
+            wall = time.time() - t0
+            if p.returncode != 0:
+                sys.exit(f"bench: {' '.join(cmd)} failed:\n{p.stderr[-3000:]}")
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            rows = list(csv.DictReader(open(out / "results.csv")))
+            runs[name] = {"wall_s": wall, "minor_page_faults": after.ru_minflt - before.ru_minflt,
+                          "system_s": after.ru_stime - before.ru_stime, "user_s": after.ru_utime - before.ru_utime,
+                          "s_per_image": {r["method"]: float(r["seconds"]) for r in rows},
+                          "mse": {(r["id"], r["method"]): float(r["mse"]) for r in rows}}
+    a, b = runs["invgan"], runs["default_allocator"]
+    methods = sorted({k[1] for k in a["mse"]})
+    diff = {m: max(abs(a["mse"][k] - b["mse"][k]) for k in a["mse"] if k[1] == m) for m in methods}
+    mean = {m: sum(v for k, v in a["mse"].items() if k[1] == m) / images for m in methods}
+    for r in runs.values():
+        del r["mse"]
+    return {"command": f"invgan cs --measurements {measurements} --num-images {images}", "images": images,
+            **runs, "speedup": b["wall_s"] / a["wall_s"], "mse_mean": mean, "mse_max_abs_diff": diff}
 
 
 def carried_over(path: Path, skip: set, r: dict) -> dict:
@@ -141,6 +181,15 @@ def table(r: dict) -> str:
                          f"{row['homotopy_rel_objective_vs_fista_max']:+.1e}) |")
         lines.append(f"| {name} | {row['fista_s_per_image']:.2f} s/image | cvxpy (Clarabel) {row['cvxpy_s_per_image']:.1f} "
                      f"s/image | {row['speedup']:.1f}x (objective gap {row['rel_objective_gap_max']:+.1e}) |")
+    if "main" in r:
+        b = r["main"]
+        times = lambda v: ", ".join(f"{k} {t:.3f}" for k, t in v["s_per_image"].items())
+        lines.append(f"| main job `{b['command']}` | {b['invgan']['wall_s']:.1f} s wall ({times(b['invgan'])} s/image; "
+                     f"{b['invgan']['minor_page_faults'] / 1e6:.1f} M page faults, {b['invgan']['system_s']:.0f} s system) "
+                     f"| C allocator's defaults (`INVGAN_KEEP_FREED_MEMORY=0`): {b['default_allocator']['wall_s']:.1f} s "
+                     f"({times(b['default_allocator'])}; {b['default_allocator']['minor_page_faults'] / 1e6:.1f} M, "
+                     f"{b['default_allocator']['system_s']:.0f} s) | {b['speedup']:.2f}x (largest per-image MSE "
+                     f"difference {max(b['mse_max_abs_diff'].values()):.1e}) |")
     if "sweep" in r:
         s = r["sweep"]
         lines.append(f"| sweep {s['recipe']} ({s['cells_done']}/{s['cells_total']} cells, {s['num_images']} images, "
@@ -173,7 +222,8 @@ def main():
     ap.add_argument("--budget-images", type=int, default=16)
     ap.add_argument("--cvxpy-images", type=int, default=1)
     ap.add_argument("--inpaint-images", type=int, default=16)
-    ap.add_argument("--skip", default="", help="comma list of train,csgm,lasso,budget,inpaint")
+    ap.add_argument("--main-images", type=int, default=64, help="faces of the main job's row (the README's: 64)")
+    ap.add_argument("--skip", default="", help="comma list of train,csgm,lasso,budget,inpaint,main")
     ap.add_argument("--update", action="store_true",
                     help="keep the skipped benchmarks' results (and their machine and command) from --out")
     a = ap.parse_args()
@@ -206,6 +256,10 @@ def main():
             ["scripts/bench_cs.py", "--device", a.device, "--images", str(a.lasso_images), "--cvxpy-images",
              str(a.cvxpy_images), "--ms", a.lasso_ms, "--skip", "csgm,budget,memory"])
         r["lasso"] = res["lasso"]
+    if "main" not in skip:
+        t0 = time.time()
+        r["main"] = bench_main_job(a.main_images)
+        r["main_seconds"], r["main_command"] = time.time() - t0, r["main"]["command"]
     if a.sweep:
         r["sweep"] = sweep_time(Path(a.sweep))
     r["seconds"] = time.time() - t_all

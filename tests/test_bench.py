@@ -22,7 +22,7 @@ def test_update_refreshes_the_sweep_row_and_keeps_measured_rows(tmp_path):
                "csgm_seconds": 41.0, "csgm_command": "scripts/bench_cs.py ..."}
     out = tmp_path / "b.json"
     out.write_text(json.dumps(earlier))
-    p = run_bench("--skip", "train,csgm,lasso,budget,inpaint", "--update", "--sweep", sweep, "--out", out)
+    p = run_bench("--skip", "train,csgm,lasso,budget,inpaint,main", "--update", "--sweep", sweep, "--out", out)
     assert p.returncode == 0, p.stderr
     r = json.loads(out.read_text())
     assert r["csgm"] == earlier["csgm"] and r["machine"] == earlier["machine"] and r["command"] == earlier["command"]
@@ -31,10 +31,10 @@ def test_update_refreshes_the_sweep_row_and_keeps_measured_rows(tmp_path):
     assert "| CSGM, 8 images x 2 restarts x 200 its | batched: 10.0 s | per-image loop: 31.0 s | 3.10x |" in md
     assert "| sweep cs_paper (3/4 cells, 64 images, cpu) | 90 min," in md and "Machine: Some CPU" in md
 
-    p = run_bench("--skip", "train,csgm,lasso,budget,inpaint", "--update", "--out", tmp_path / "none.json")
+    p = run_bench("--skip", "train,csgm,lasso,budget,inpaint,main", "--update", "--out", tmp_path / "none.json")
     assert p.returncode == 1 and p.stderr.strip().startswith("bench: --update needs an earlier result")
     p = run_bench("--skip", "gpu", "--out", out)
-    assert p.returncode == 1 and p.stderr.strip() == "bench: --skip takes train,csgm,lasso,budget,inpaint, got 'gpu'"
+    assert p.returncode == 1 and p.stderr.strip() == "bench: --skip takes train,csgm,lasso,budget,inpaint,main, got 'gpu'"
 
 
 def test_scaling_simulation_shares_cells_dynamically():

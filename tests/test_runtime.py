@@ -1,0 +1,56 @@
+"""invgan.runtime.keep_freed_memory: freed large blocks are reused, not faulted in again."""
+
+import os
+import platform
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO
+
+GLIBC = sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"
+
+# 64 MB tensors, each written and freed, 15 times; then the minor page faults of 10 more (the heap
+# first grows a few times: each aligned request is a little larger than the block freed before it)
+LOOP = """
+import resource, sys, torch
+from invgan.runtime import keep_freed_memory
+applied = keep_freed_memory() if sys.argv[1] == "1" else False
+for _ in range(15):
+    torch.empty(2 ** 24).fill_(1.0)
+f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(10):
+    torch.empty(2 ** 24).fill_(1.0)
+print(applied, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0)
+"""
+
+
+def faults(arg, **env):
+    p = subprocess.run([sys.executable, "-c", LOOP, arg], cwd=REPO, capture_output=True, text=True, timeout=120,
+                       env={**os.environ, **env})
+    assert p.returncode == 0, p.stderr
+    applied, count = p.stdout.split()
+    return applied == "True", int(count)
+
+
+@pytest.mark.skipif(not GLIBC, reason="glibc's mallopt only")
+def test_keep_freed_memory_reuses_freed_blocks_instead_of_faulting_them_in_again():
+    off, faults_off = faults("0")
+    on, faults_on = faults("1")
+    assert not off and on
+    assert faults_off >= 10 * 2 ** 24 * 4 // 4096 * 0.9  # the allocator's defaults: every page of every block
+    assert faults_on < faults_off / 20
+    disabled, faults_disabled = faults("1", INVGAN_KEEP_FREED_MEMORY="0")  # the opt-out
+    assert not disabled and faults_disabled >= faults_off * 0.9
+
+
+def test_the_invgan_command_keeps_freed_memory(monkeypatch):
+    import invgan.cli
+    import invgan.runtime
+
+    called = []
+    monkeypatch.setattr(invgan.runtime, "keep_freed_memory", lambda: called.append(1) or True)
+    with pytest.raises(SystemExit):
+        invgan.cli.main(["--help"])
+    assert called == [1]
