@@ -66,14 +66,15 @@ def optimize_latent(G, objective: Callable[[torch.Tensor, torch.Tensor], torch.T
     ``optimizer``: "adam" (the papers') or "lbfgs": limited-memory BFGS for every latent on its own
     (``history`` pairs, an Armijo backtracking step per latent; see ``lbfgs_latents``). For
     "lbfgs", ``iters`` counts generator passes (forward + backward) as it does for Adam, ``lr`` is
-    the length of each latent's first step, and ``prune`` and ``lr_decay`` are not used.
+    the length of each latent's first step, ``prune``'s (p, keep) drops restarts after p passes
+    (each kept latent goes on with its curvature pairs and step), and ``lr_decay`` is not used.
     """
     if lr_decay not in ("constant", "cosine"):
         raise InvganError(f"lr_decay must be 'constant' or 'cosine', got {lr_decay!r}")
     if optimizer not in ("adam", "lbfgs"):
         raise InvganError(f"optimizer must be 'adam' or 'lbfgs', got {optimizer!r}")
-    if optimizer == "lbfgs" and (prune or lr_decay != "constant"):
-        raise InvganError("the lbfgs optimizer takes no restart pruning and no lr decay")
+    if optimizer == "lbfgs" and lr_decay != "constant":
+        raise InvganError("the lbfgs optimizer takes no lr decay")
     from tqdm import tqdm
 
     if restarts < 1 or iters < 0 or num_images < 1:
@@ -98,12 +99,12 @@ def optimize_latent(G, objective: Callable[[torch.Tensor, torch.Tensor], torch.T
         key["generator"] = fingerprint(*net.state_dict().values())
         saved = state.load(key)
     if optimizer == "lbfgs":
-        z = lbfgs_latents(lambda v: objective(net(v), v), z0.to(device), iters, lr, history,
-                          bound=gen.bound if z_clip is None else z_clip, progress=progress, desc=desc,
-                          state=state, state_key=key, saved=saved)
-        alive = torch.arange(restarts, device=device)[:, None].expand(restarts, num_images)
-        return _keep_best(net, objective, z, alive, torch.full((restarts, num_images), float("inf"), device=device),
-                          num_images, iters * restarts)
+        z, alive, dropped = _lbfgs_rows(lambda v: objective(net(v), v), z0.to(device), iters, lr, history,
+                                        bound=gen.bound if z_clip is None else z_clip, progress=progress, desc=desc,
+                                        state=state, state_key=key, saved=saved, prune=sorted(schedule.items()),
+                                        num_images=num_images)
+        return _keep_best(net, objective, z, alive, dropped, num_images,
+                          lbfgs_prune_work(restarts, iters, schedule.items()))
     z = (saved["z"] if saved else z0).to(device).requires_grad_(True)
     # alive[r', b]: the original restart that row r'*B + b holds; dropped[r, b]: objective when dropped
     alive = torch.arange(restarts, device=device)[:, None].expand(restarts, num_images)
@@ -189,6 +190,28 @@ def lbfgs_latents(f, z0: torch.Tensor, evals: int, first_step: float = 0.1, hist
     trial points are clamped to [-bound, bound]. Rows never interact, so a row's result does
     not depend on the other rows. Returns z (N, d).
     """
+    return _lbfgs_rows(f, z0, evals, first_step, history, bound, progress, desc, state, state_key, saved)[0]
+
+
+def lbfgs_prune_work(restarts: int, passes: int, schedule) -> int:
+    """Generator passes per image of L-BFGS with restart pruning: (p, keep) drops to ``keep``
+    restarts after p passes."""
+    work, alive, last = 0, restarts, 0
+    for p, keep in sorted(schedule):
+        if p >= passes or keep >= alive:
+            continue
+        work += alive * (p - last)
+        alive, last = keep, p
+    return work + alive * (passes - last)
+
+
+def _lbfgs_rows(f, z0, evals, first_step=0.1, history=10, bound=None, progress=False, desc="latent", state=None,
+                state_key=None, saved=None, prune=(), num_images=None):
+    """``lbfgs_latents`` with restart pruning: ``prune`` pairs (passes, keep): before that pass the
+    ``keep`` rows per image with the lowest objective go on with their curvature pairs and steps,
+    the others leave (rows r*B + b belong to image b of ``num_images`` B; ``f`` must accept any
+    number of restarts). Returns z (R'*B, d), alive (R', B): the original restart each row holds,
+    and dropped (R, B): each dropped restart's objective when it was dropped (inf for the others)."""
     from tqdm import tqdm
 
     def value_and_grad(v):
@@ -197,12 +220,17 @@ def lbfgs_latents(f, z0: torch.Tensor, evals: int, first_step: float = 0.1, hist
         g, = torch.autograd.grad(fv.sum(), v)
         return fv.detach(), g
 
+    schedule = {int(k): int(n) for k, n in prune}
+    B = num_images or z0.shape[0]
     z = z0.detach().clone()
     n = z.shape[0]
+    alive = torch.arange(n // B, device=z.device)[:, None].expand(n // B, B)
+    dropped = torch.full(alive.shape, float("inf"), dtype=z.dtype, device=z.device)
     start = 0
     if saved:
         z, fz, g, gamma, t, fails = (saved[k] for k in ("z", "f", "g", "gamma", "t", "fails"))
         S, Y, start = list(saved["S"].unbind(0)), list(saved["Y"].unbind(0)), saved["step"]
+        alive, dropped = saved.get("alive", alive), saved.get("dropped", dropped)
     if start == 0 and evals > 0:
         fz, g = value_and_grad(z)
         gamma = first_step / g.norm(dim=1).clamp_min(1e-30)
@@ -211,6 +239,16 @@ def lbfgs_latents(f, z0: torch.Tensor, evals: int, first_step: float = 0.1, hist
         S, Y, start = [], [], 1
     for step in tqdm(range(start, evals), desc=desc, unit="it", disable=not progress, leave=False,
                      initial=start, total=evals):
+        keep = schedule.get(step)
+        if keep is not None and keep < alive.shape[0]:  # successive halving: the best rows per image go on
+            cur = fz.view(alive.shape)
+            order = cur.argsort(dim=0, stable=True)
+            dropped.scatter_(0, alive.gather(0, order[keep:]), cur.gather(0, order[keep:]))
+            order = order[:keep]
+            rows = (order * B + torch.arange(B, device=z.device)).flatten()
+            alive = alive.gather(0, order)
+            z, fz, g, gamma, t, fails = (v[rows] for v in (z, fz, g, gamma, t, fails))
+            S, Y = [v[rows] for v in S], [v[rows] for v in Y]
         d = _two_loop(g, S, Y, gamma)
         slope = (g * d).sum(1)
         uphill = ~(slope < 0)  # (also NaN) a scaled gradient step instead
@@ -241,5 +279,6 @@ def lbfgs_latents(f, z0: torch.Tensor, evals: int, first_step: float = 0.1, hist
         if state is not None and state.due() and step + 1 < evals:
             state.save(state_key, {"step": step + 1, "z": z, "f": fz, "g": g, "gamma": gamma, "t": t,
                                    "fails": fails, "S": torch.stack(S) if S else torch.zeros(0, *z.shape),
-                                   "Y": torch.stack(Y) if Y else torch.zeros(0, *z.shape)})
-    return z
+                                   "Y": torch.stack(Y) if Y else torch.zeros(0, *z.shape), "alive": alive,
+                                   "dropped": dropped})
+    return z, alive, dropped

@@ -129,7 +129,8 @@ class CSGM(Method):
     seed : int
         Seeds the restarts' initial latents.
     prune : sequence of (step, keep)
-        Restart pruning (``invgan.csgm.BUDGETS``); empty: the paper's fixed budget.
+        Restart pruning: after ``step`` Adam steps (L-BFGS: passes) the ``keep`` restarts per image
+        with the lowest objective go on (``invgan.csgm.BUDGETS``); empty: every restart runs to the end.
     lr_decay : {"constant", "cosine"}
     optimizer : {"adam", "lbfgs"}
         Adam (the paper) or per-latent L-BFGS (``iters`` generator passes; ``lr`` its first
@@ -138,7 +139,7 @@ class CSGM(Method):
         L-BFGS curvature pairs per latent (the "lbfgs" budget: 60).
     settings_from_m : sequence of (min_m, dict), optional
         Settings that change with the operator's number of measurements ``m``: from ``min_m`` on,
-        the dict's values (of "restarts", "iters", "lr", "optimizer", "history") replace the ones
+        the dict's values (of "restarts", "iters", "lr", "optimizer", "history", "prune") replace the ones
         above (later pairs over earlier ones); operators without ``m`` get the ones above. The
         "auto" budget sets it (``invgan.csgm.AUTO_FROM_M``, ``AUTO_SETTINGS``).
     """
@@ -155,19 +156,21 @@ class CSGM(Method):
         check_number("z_reg", z_reg)
         if z_clip is not None:
             check_number("z_clip", z_clip, strict=True)
-        self.z_clip, self.seed, self.prune, self.lr_decay = z_clip, seed, tuple(map(tuple, prune)), lr_decay
+        self.z_clip, self.seed, self.lr_decay = z_clip, seed, lr_decay
         self.settings = self._checked({"z_reg": z_reg, "restarts": restarts, "iters": iters, "lr": lr,
-                                       "optimizer": optimizer, "history": history})
+                                       "optimizer": optimizer, "history": history, "prune": prune})
         if any(not isinstance(p, (tuple, list)) or len(p) != 2 or not isinstance(p[1], dict) for p in settings_from_m):
             raise InvganError(f"settings_from_m must hold (min_m, dict) pairs, got {settings_from_m!r}")
         self.settings_from_m = tuple(sorted(((check_int("min_m", a), dict(d)) for a, d in settings_from_m),
                                             key=lambda p: p[0]))
         for _, d in self.settings_from_m:
-            unknown = set(d) - {"restarts", "iters", "lr", "optimizer", "history"}
+            unknown = set(d) - {"restarts", "iters", "lr", "optimizer", "history", "prune"}
             if unknown:
-                raise InvganError(f"settings_from_m can set restarts, iters, lr, optimizer and history, not "
+                raise InvganError(f"settings_from_m can set restarts, iters, lr, optimizer, history and prune, not "
                                   f"{', '.join(sorted(unknown))}")
-            self._checked(dict(self.settings, **d))
+            checked = self._checked(dict(self.settings, **d))
+            if "prune" in d:
+                d["prune"] = checked["prune"]
         self._gen_fp = None  # the generator's fingerprint, for ``solution_key``
 
     def _checked(self, s: dict) -> dict:
@@ -177,9 +180,20 @@ class CSGM(Method):
         check_int("history", s["history"])
         if s["optimizer"] not in ("adam", "lbfgs"):
             raise InvganError(f"optimizer must be 'adam' or 'lbfgs', got {s['optimizer']!r}")
-        if s["optimizer"] == "lbfgs" and (self.prune or self.lr_decay != "constant"):
-            raise InvganError("the lbfgs optimizer takes no restart pruning and no lr decay")
+        if s["optimizer"] == "lbfgs" and self.lr_decay != "constant":
+            raise InvganError("the lbfgs optimizer takes no lr decay")
+        try:
+            s["prune"] = tuple((int(a), int(k)) for a, k in s["prune"])
+        except (TypeError, ValueError):
+            raise InvganError(f"prune must hold (step, keep) pairs of whole numbers, got {s['prune']!r}") from None
+        if any(a < 0 or k < 1 for a, k in s["prune"]):
+            raise InvganError(f"prune needs steps >= 0 and keep >= 1, got {s['prune']!r}")
         return s
+
+    @property
+    def prune(self) -> tuple:
+        """The base settings' restart pruning (an operator's own: ``settings_for``)."""
+        return self.settings["prune"]
 
     @property
     def optimizer(self) -> str:
@@ -202,7 +216,8 @@ class CSGM(Method):
     @classmethod
     def preset(cls, preset: str, generator, budget: str = "auto", **overrides) -> "CSGM":
         """The paper's "dcgan" or "dcgan-reg" settings, with ``budget`` "auto" (the default: the paper's
-        below m = 500 measurements; from there DCGAN by 4 x 100 passes of per-latent L-BFGS,
+        below m = 500 measurements; from there DCGAN by 6 x 30 passes of per-latent L-BFGS and the best
+        2 x 70 more,
         DCGAN+Reg by 4 x 250; ``invgan.csgm.AUTO_FROM_M``, ``AUTO_SETTINGS``),
         "paper", "fast" or "lbfgs" (``invgan.csgm.BUDGETS``) and any setting overridden (None values
         are ignored)."""
@@ -238,9 +253,10 @@ class CSGM(Method):
             return None
         if self._gen_fp is None:  # (the generator is fixed for the method's life: hashed once)
             self._gen_fp = fingerprint(*self.generator.module.state_dict().values())
-        return dict(self.settings_for(physics), solver="csgm", generator=self._gen_fp, prior=self.generator.prior, operator=op,
+        s = self.settings_for(physics)
+        return dict(s, solver="csgm", generator=self._gen_fp, prior=self.generator.prior, operator=op,
                     y=fingerprint(y), device=y.device.type, z_clip=self.z_clip, seed=self.seed,
-                    prune=[list(p) for p in self.prune], lr_decay=self.lr_decay)
+                    prune=[list(p) for p in s["prune"]], lr_decay=self.lr_decay)
 
     def solve(self, y, physics, state=None, progress=False):
         """The solve itself (``LatentResult``) and the seconds a cached copy saved (0 if computed):
@@ -261,7 +277,7 @@ class CSGM(Method):
             s = self.settings_for(physics)
             r = csgm_reconstruct(y, physics, self.generator, z_reg=s["z_reg"], restarts=s["restarts"],
                                  iters=s["iters"], lr=s["lr"], z_clip=self.z_clip, seed=self.seed, progress=progress,
-                                 state=state, prune=self.prune, lr_decay=self.lr_decay, optimizer=s["optimizer"],
+                                 state=state, prune=s["prune"], lr_decay=self.lr_decay, optimizer=s["optimizer"],
                                  history=s["history"])
             if key is not None:
                 seconds = time.time() - t0 + (state.carried if state is not None else 0.0)
@@ -273,7 +289,7 @@ class CSGM(Method):
         s = self.settings_for(physics)
         if s["optimizer"] != "lbfgs":
             del s["history"]  # (Adam keeps no curvature pairs)
-        details = dict(s, budget=getattr(self, "budget", "custom"), prune=[list(p) for p in self.prune],
+        details = dict(s, budget=getattr(self, "budget", "custom"), prune=[list(p) for p in s["prune"]],
                        latent_steps_per_image=r.latent_steps)
         if reused:
             details["reused_seconds"] = reused

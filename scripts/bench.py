@@ -13,8 +13,8 @@ Measured side by side in this run, each against a named baseline:
    (scripts/bench_cs.py);
 3. Lasso: the exact homotopy path (m <= 1000) and batched FISTA against the previous FISTA and
    cvxpy (Clarabel): time, certified images and objective gaps (scripts/bench_cs.py);
-4. CSGM budgets: DCGAN's paper budget (Adam, 500 steps) against the default (auto: 4 x 100
-   passes of per-latent L-BFGS) and the lbfgs budget (per-latent
+4. CSGM budgets: DCGAN's paper budget (Adam, 500 steps) against the default (auto: 6 x 30
+   passes of per-latent L-BFGS, the best 2 x 70 more) and the lbfgs budget (per-latent
    L-BFGS, 150 passes, 60 curvature pairs) on the same faces, with the paired error difference (scripts/bench_cs.py);
 5. inpainting budgets: Yeh's paper budget (Adam, 1500 steps) against the lbfgs budget (300
    passes) on the same faces, centre mask, with the paired hole error (scripts/inpaint_budgets.py);
@@ -149,7 +149,7 @@ def table(r: dict) -> str:
                      f"{c['batched_s']:.1f} s | per-image loop: {c['loop_s']:.1f} s | {c['speedup']:.2f}x |")
     if "budget" in r:
         b = r["budget"]
-        for name, label, paper in (("auto", "CSGM default budget (auto: 4 x 100 L-BFGS passes)", "Adam 2 x 500"),
+        for name, label, paper in (("auto", "CSGM default budget (auto: 6 x 30 L-BFGS passes, best 2 x 70 more)", "Adam 2 x 500"),
                                    ("lbfgs", "CSGM lbfgs budget", "Adam 500")):
             lines.append(f"| {label}, DCGAN, m = {b['m']}, {b['images']} faces | {b[name + '_s']:.1f} s "
                          f"(MSE {b[f'mse_{name}_mean']:.4f}, paired {b[f'mse_{name}_diff_mean']:+.4f} +- "

@@ -143,4 +143,7 @@ def main():
 
 
 if __name__ == "__main__":
+    from invgan.runtime import keep_freed_memory
+
+    keep_freed_memory()  # as the invgan command does (README: From Python)
     main()

@@ -73,4 +73,7 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
+    from invgan.runtime import keep_freed_memory
+
+    keep_freed_memory()  # as the invgan command does (README: From Python)
     sys.exit(main())

@@ -129,8 +129,8 @@ def compare(args):
         method = CSGM(G, z_reg=s["z_reg"], restarts=args.restarts or R, iters=args.iters, lr=args.lr or s["lr"], seed=2,
                       prune=parse_schedule(args.schedule), lr_decay=args.lr_decay, optimizer=args.optimizer,
                       history=args.history, name=r["method"])
-    run = dict(method.settings_for(p), lr_decay=method.lr_decay,
-               schedule=",".join(f"{a}:{k}" for a, k in method.prune) or "none")
+    run = method.settings_for(p)
+    run.update(lr_decay=method.lr_decay, schedule=",".join(f"{a}:{k}" for a, k in run["prune"]) or "none")
     t0 = time.time()
     fast = method.reconstruct(y, p, progress=True).raw
     secs = time.time() - t0
@@ -242,4 +242,7 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
+    from invgan.runtime import keep_freed_memory
+
+    keep_freed_memory()  # as the invgan command does (README: From Python)
     sys.exit(main())

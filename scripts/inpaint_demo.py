@@ -116,4 +116,7 @@ def write_figure(out: Path, names: list[str], show: int) -> None:
 
 
 if __name__ == "__main__":
+    from invgan.runtime import keep_freed_memory
+
+    keep_freed_memory()  # as the invgan command does (README: From Python)
     main()

@@ -293,5 +293,8 @@ def test_csgm_settings_from_m_pick_the_settings_by_the_operators_m():
                 ((50, {"optimizer": "sgd"}),)):
         with pytest.raises(InvganError, match="restarts|min_m|settings_from_m|optimizer"):
             invgan.CSGM(G, settings_from_m=bad)
-    with pytest.raises(InvganError, match="pruning"):
-        invgan.CSGM(G, prune=((2, 1),), settings_from_m=((50, {"optimizer": "lbfgs"}),))
+    with pytest.raises(InvganError, match="lr decay"):
+        invgan.CSGM(G, lr_decay="cosine", settings_from_m=((50, {"optimizer": "lbfgs"}),))
+    for bad in (((2, 0),), ((-1, 1),), ((2,),), "x"):
+        with pytest.raises(InvganError, match="prune"):
+            invgan.CSGM(G, settings_from_m=((50, {"prune": bad}),))

@@ -119,21 +119,23 @@ def test_cs_budget_is_recorded_with_the_work_done(tiny32_ckpt, tmp_path):
 
 def test_cs_default_budget_is_auto_per_method(tiny32_ckpt, tmp_path):
     """The default budget ("auto") runs the paper's Adam budget below m = 500 and from there DCGAN by
-    4 restarts x 100 L-BFGS passes (first step 1, 60 pairs: 0.4 of the paper's generator passes) and
-    DCGAN+Reg by 4 x 250 (first step 0.1: 0.2), and records both the budget's name and what ran;
-    --budget paper runs the paper's budget at every m; --restarts and --iters override auto's."""
+    6 restarts x 30 L-BFGS passes, then the best 2 x 70 more (first step 1, 60 pairs: 0.32 of the
+    paper's generator passes) and DCGAN+Reg by 4 x 250 (first step 0.1: 0.2), and records both the
+    budget's name and what ran; --budget paper runs the paper's budget at every m; --restarts and
+    --iters override auto's."""
     from invgan.csgm import AUTO_FROM_M, AUTO_SETTINGS, PAPER_SETTINGS
+    from invgan.latent import lbfgs_prune_work
 
-    for preset, share in (("dcgan", 0.4), ("dcgan-reg", 0.2)):
+    for preset, share in (("dcgan", 0.32), ("dcgan-reg", 0.2)):
         p, a = PAPER_SETTINGS[preset], dict(PAPER_SETTINGS[preset], **AUTO_SETTINGS[preset])
-        assert a["restarts"] * a["iters"] <= share * p["restarts"] * p["iters"]
+        assert lbfgs_prune_work(a["restarts"], a["iters"], a.get("prune", ())) <= share * p["restarts"] * p["iters"]
     assert AUTO_FROM_M == 500
     runs = {}
     for budget, m_, extra in ((None, 499, []), ("paper", 500, []), (None, 500, []), (None, 500, ["--restarts", "3"])):
         out = tmp_path / f"{budget}_{m_}_{len(extra)}"
         args = (["--budget", budget] if budget else []) + extra
         r = run_main("cs", "--input", "gen-span", "--generator", tiny32_ckpt, "--num-images", 1, "-m", m_,
-                     "--iters", 3, "--methods", "dcgan,dcgan-reg", *args, "--out", out, "--quiet")
+                     "--iters", 40, "--methods", "dcgan,dcgan-reg", *args, "--out", out, "--quiet")
         assert r.returncode == 0, r.stderr
         m = json.loads((out / "metrics.json").read_text())["config"]
         runs[budget, m_, len(extra)] = m["method_settings"]
@@ -142,13 +144,15 @@ def test_cs_default_budget_is_auto_per_method(tiny32_ckpt, tmp_path):
     for s in (below["dcgan"], below["dcgan-reg"]):  # the paper's below m = 500
         assert s["optimizer"] == "adam" and s["lr"] == 0.1 and s["budget"] == "auto"
     assert below["dcgan"]["restarts"] == 2 and below["dcgan-reg"]["restarts"] == 10
-    assert below["dcgan-reg"]["latent_steps_per_image"] == 10 * 3
+    assert below["dcgan-reg"]["latent_steps_per_image"] == 10 * 40
     assert own["dcgan-reg"]["restarts"] == own["dcgan"]["restarts"] == 3 and own["dcgan"]["optimizer"] == "lbfgs"
-    assert auto["dcgan"]["optimizer"] == "lbfgs" and auto["dcgan"]["restarts"] == 4 and auto["dcgan"]["lr"] == 1.0
-    assert auto["dcgan"]["history"] == 60 and auto["dcgan"]["latent_steps_per_image"] == 4 * 3
+    assert auto["dcgan"]["optimizer"] == "lbfgs" and auto["dcgan"]["restarts"] == 6 and auto["dcgan"]["lr"] == 1.0
+    assert auto["dcgan"]["history"] == 60 and auto["dcgan"]["prune"] == [[30, 2]]
+    assert auto["dcgan"]["latent_steps_per_image"] == 6 * 30 + 2 * 10  # 2 of the 6 go on after 30 passes
+    assert own["dcgan"]["latent_steps_per_image"] == 3 * 30 + 2 * 10
     assert auto["dcgan"]["budget"] == auto["dcgan-reg"]["budget"] == "auto"
     assert auto["dcgan-reg"]["optimizer"] == "lbfgs" and auto["dcgan-reg"]["lr"] == 0.1
-    assert auto["dcgan-reg"]["history"] == 60 and auto["dcgan-reg"]["latent_steps_per_image"] == 4 * 3
+    assert auto["dcgan-reg"]["history"] == 60 and auto["dcgan-reg"]["latent_steps_per_image"] == 4 * 40
     assert auto["dcgan-reg"]["restarts"] == 4 and auto["dcgan-reg"]["settings_from_m"][0][0] == 500
     for s in (paper["dcgan-reg"], paper["dcgan"]):
         assert s["optimizer"] == "adam" and s["lr"] == 0.1 and s["budget"] == "paper" and "settings_from_m" not in s

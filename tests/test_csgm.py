@@ -101,6 +101,36 @@ def test_restart_pruning_equals_replay_of_the_full_run():
     assert torch.equal(full.restart, final.view(R, 3).argmin(0))
 
 
+def test_lbfgs_restart_pruning_keeps_the_survivors_paths():
+    """L-BFGS with pruning: the restarts kept are the best after 3 and then 7 passes, and each
+    survivor ends where it ends without pruning (rows are independent); the work is counted."""
+    from invgan.latent import lbfgs_latents, lbfgs_prune_work
+
+    cfg, G = tiny_generator(2)
+    x = torch.rand(3, 3, 64, 64) * 2 - 1
+    p = GaussianCS(60, (3, 64, 64), noise_std=0.01, seed=1)
+    y = p(x, torch.Generator().manual_seed(1))
+    R, passes, schedule = 6, 12, ((3, 3), (7, 1))
+    z0 = sample_latent(R * 3, cfg, torch.Generator().manual_seed(5))
+
+    def f(z):
+        return csgm_objective(y, p, G(z), z, 0.001)
+
+    after = {k: f(lbfgs_latents(f, z0, k, 1.0, 60)).detach().view(R, 3) for k in (3, 7)}
+    keep3 = after[3].argsort(dim=0, stable=True)[:3]
+    want = keep3.gather(0, after[7].gather(0, keep3).argmin(0)[None])[0]
+    z_full = lbfgs_latents(f, z0, passes, 1.0, 60)
+    pruned = csgm_reconstruct(y, p, G, z_reg=0.001, restarts=R, iters=passes, lr=1.0, seed=5, optimizer="lbfgs",
+                              history=60, prune=schedule)
+    assert torch.equal(pruned.restart, want)
+    rows = want * 3 + torch.arange(3)
+    assert torch.allclose(pruned.z, z_full[rows], atol=1e-5)
+    assert pruned.latent_steps == lbfgs_prune_work(R, passes, schedule) == 3 * 6 + 4 * 3 + 5 * 1
+    dropped = pruned.all_objectives.gather(0, keep3.sort(0).values)  # (the kept three at pass 3 ran on)
+    assert torch.isfinite(pruned.all_objectives).all() and dropped.shape == (3, 3)
+    assert (pruned.objective <= pruned.all_objectives.min(0).values + 1e-6).all()
+
+
 def test_replay_with_no_schedule_is_the_full_runs_choice():
     from invgan.csgm import replay_pruning
 

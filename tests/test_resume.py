@@ -49,7 +49,9 @@ def tiny_generator():
                                 # killed after restarts were dropped, with a decaying step
                                 dict(restarts=4, iters=12, seed=3, prune=((2, 2), (5, 1)), lr_decay="cosine"),
                                 # per-latent L-BFGS: its curvature pairs and steps are saved too
-                                dict(restarts=2, iters=12, seed=3, optimizer="lbfgs")])
+                                dict(restarts=2, iters=12, seed=3, optimizer="lbfgs"),
+                                # ... and killed after L-BFGS restarts were dropped
+                                dict(restarts=4, iters=12, seed=3, optimizer="lbfgs", prune=((3, 2), (5, 1)))])
 def test_csgm_resumes_exactly(tmp_path, save_every_check, kw):
     cfg, G = tiny_generator()
     x = torch.rand(2, 3, 64, 64) * 2 - 1
