@@ -225,12 +225,13 @@ class CSGM(Method):
 
         if preset not in PAPER_SETTINGS:
             raise InvganError(f"unknown CSGM preset {preset!r}: use one of {', '.join(PAPER_SETTINGS)}")
-        s = dict(PAPER_SETTINGS[preset], **budget_settings(budget, preset))
+        changes = budget_settings(budget, preset)  # (raises for an unknown budget)
+        s = dict(PAPER_SETTINGS[preset], prune=BUDGETS[budget][preset], **changes)
         given = {k: v for k, v in overrides.items() if v is not None}
         s["settings_from_m"] = tuple((a, {k: v for k, v in d.items() if k not in given})  # what is given wins
                                      for a, d in s.get("settings_from_m", ()))
         s.update(given)
-        m = cls(generator, prune=BUDGETS[budget][preset], name=preset, **s)
+        m = cls(generator, name=preset, **s)
         m.budget = budget
         return m
 

@@ -298,3 +298,8 @@ def test_csgm_settings_from_m_pick_the_settings_by_the_operators_m():
     for bad in (((2, 0),), ((-1, 1),), ((2,),), "x"):
         with pytest.raises(InvganError, match="prune"):
             invgan.CSGM(G, settings_from_m=((50, {"prune": bad}),))
+    # a preset's pruning given by the caller wins over the budget's (auto: over its rule's too)
+    own = invgan.CSGM.preset("dcgan", G, prune=((1, 1),), restarts=2, iters=3)
+    assert own.settings_for(physics)["prune"] == ((1, 1),) and own.settings_for(RowSums(600))["prune"] == ((1, 1),)
+    assert own(y, physics).details["latent_steps_per_image"] == 2 * 2 + 1 * 1  # (Adam: step 1 runs both)
+    assert invgan.CSGM.preset("dcgan", G).settings_for(RowSums(600))["prune"] == ((30, 2),)
