@@ -90,3 +90,19 @@ def test_lasso_method_runs_admm_when_asked():
     rec = Lasso("wavelet", alpha=1e-2, solver="admm", tol=1e-6)(y, p)
     assert rec.details["solver"] == "admm" and rec.details["max_rel_gap"] <= 1e-6
     assert Lasso("wavelet", solver="admm").solver_for(GaussianCS(50, SHAPE, seed=0)) == "admm"
+
+
+def test_admm_gram_form_runs_the_same_iterations_as_woodbury(monkeypatch):
+    """The n x n inverse (formed where m is large against n) and Woodbury's m x m one are the same
+    w-step: the same iterations per image, the same certified objectives up to rounding."""
+    x, p, y = lasso_problem(400, seed=2)
+    assert lasso_module.admm_gram_form(400, 768) and not lasso_module.admm_gram_form(200, 768)
+    runs = {}
+    for form, work in (("gram", 0.0), ("woodbury", float("inf"))):
+        monkeypatch.setattr(lasso_module, "ADMM_GRAM_WORK", work)
+        assert lasso_module.admm_gram_form(400, 768) == (form == "gram")
+        runs[form] = lasso_admm(y, p, "wavelet", tol=1e-4, max_iter=20000)
+    g, w = runs["gram"], runs["woodbury"]
+    assert torch.equal(g.image_iterations, w.image_iterations) and g.gap.max() <= 1e-4
+    assert ((g.objective.double() - w.objective.double()).abs() / w.objective.double()).max() < 1e-6
+    assert (g.x - w.x).abs().max() < 1e-3
