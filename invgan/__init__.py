@@ -36,7 +36,7 @@ _PUBLIC = {
     "mse_per_image": "invgan.metrics", "psnr_from_mse": "invgan.metrics", "ssim_per_image": "invgan.metrics",
     "summarize": "invgan.metrics", "load_images": "invgan.data", "load_models": "invgan.checkpoint",
     "ModelConfig": "invgan.models", "Generator": "invgan.models", "Discriminator": "invgan.models",
-    "from_deepinv": "invgan.interop", "to_deepinv": "invgan.interop",
+    "from_deepinv": "invgan.interop", "to_deepinv": "invgan.interop", "keep_freed_memory": "invgan.runtime",
 }
 
 __all__ = ["InvganError", "__version__", *_PUBLIC]
