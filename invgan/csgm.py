@@ -75,15 +75,12 @@ def budget_settings(budget: str, preset: str) -> dict:
 
 
 def prune_schedule_work(restarts: int, iters: int, schedule) -> int:
-    """Latent-steps (generator passes per image, all restarts) a schedule costs: the step at which
-    restarts are dropped still evaluates all of them."""
-    work, alive, last = 0, restarts, 0
-    for step, keep in sorted(schedule):
-        if step >= iters or keep >= alive:
-            continue
-        work += alive * (step + 1 - last)
-        alive, last = keep, step + 1
-    return work + alive * (iters - last)
+    """Latent-steps (generator passes per image, all restarts) an Adam schedule costs: the step at
+    which restarts are dropped still evaluates all of them, so (step, keep) drops them after step + 1
+    passes (``invgan.latent.lbfgs_prune_work`` counts the passes)."""
+    from invgan.latent import lbfgs_prune_work
+
+    return lbfgs_prune_work(restarts, iters, [(step + 1, keep) for step, keep in schedule])
 
 
 def replay_pruning(losses: torch.Tensor, final: torch.Tensor, restarts: int, num_images: int,

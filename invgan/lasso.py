@@ -1092,7 +1092,6 @@ def _lasso_admm(y, physics, basis, alpha, tol, max_iter, rho, relax, clip, progr
     del K
     Y = y.reshape(nb, -1).double()
     c0 = Y @ B  # B^T y
-    n = c0.shape[1]
     z, u = torch.zeros_like(c0), torch.zeros_like(c0)
     best_z = torch.zeros_like(c0)
     best_p = torch.full((nb,), math.inf, dtype=f64, device=dev)

@@ -125,15 +125,11 @@ def optimize_latent(G, objective: Callable[[torch.Tensor, torch.Tensor], torch.T
         work += alive.shape[0]
         keep = schedule.get(step)
         if keep is not None and keep < alive.shape[0]:  # successive halving: keep the best per image
-            cur = obj.detach().view(alive.shape)
-            order = cur.argsort(dim=0, stable=True)
-            dropped.scatter_(0, alive.gather(0, order[keep:]), cur.gather(0, order[keep:]))
-            rows = (order[:keep] * num_images + torch.arange(num_images, device=device)).flatten()
+            rows, alive = _drop_restarts(obj.detach().view(alive.shape), alive, dropped, keep)
             obj[rows].sum().backward()
             opt.step()
             adam = opt.state_dict()["state"][0]
             adam = {k: (v[rows] if torch.is_tensor(v) and v.dim() == 2 else v) for k, v in adam.items()}
-            alive = alive.gather(0, order[:keep])
             z = z.detach()[rows].clone().requires_grad_(True)
             lr_now = opt.param_groups[0]["lr"]
             opt = torch.optim.Adam([z], lr=lr_now)
@@ -147,6 +143,16 @@ def optimize_latent(G, objective: Callable[[torch.Tensor, torch.Tensor], torch.T
             state.save(key, {"step": step + 1, "z": z, "adam": opt.state_dict()["state"][0], "work": work,
                              "alive": alive, "dropped": dropped})
     return _keep_best(net, objective, z, alive, dropped, num_images, work)
+
+
+def _drop_restarts(cur: torch.Tensor, alive: torch.Tensor, dropped: torch.Tensor, keep: int):
+    """Successive halving's cut: per image, the ``keep`` latents with the lowest objective ``cur``
+    (R', B) go on. The others' objectives are written into ``dropped`` (R, B) at their original
+    restarts (in place). Returns the kept rows (r*B + b, flat) and their ``alive`` (keep, B)."""
+    order = cur.argsort(dim=0, stable=True)
+    dropped.scatter_(0, alive.gather(0, order[keep:]), cur.gather(0, order[keep:]))
+    rows = (order[:keep] * cur.shape[1] + torch.arange(cur.shape[1], device=cur.device)).flatten()
+    return rows, alive.gather(0, order[:keep])
 
 
 def _keep_best(net, objective, z, alive, dropped, num_images: int, work: int) -> LatentResult:
@@ -241,12 +247,7 @@ def _lbfgs_rows(f, z0, evals, first_step=0.1, history=10, bound=None, progress=F
                      initial=start, total=evals):
         keep = schedule.get(step)
         if keep is not None and keep < alive.shape[0]:  # successive halving: the best rows per image go on
-            cur = fz.view(alive.shape)
-            order = cur.argsort(dim=0, stable=True)
-            dropped.scatter_(0, alive.gather(0, order[keep:]), cur.gather(0, order[keep:]))
-            order = order[:keep]
-            rows = (order * B + torch.arange(B, device=z.device)).flatten()
-            alive = alive.gather(0, order)
+            rows, alive = _drop_restarts(fz.view(alive.shape), alive, dropped, keep)
             z, fz, g, gamma, t, fails = (v[rows] for v in (z, fz, g, gamma, t, fails))
             S, Y = [v[rows] for v in S], [v[rows] for v in Y]
         d = _two_loop(g, S, Y, gamma)

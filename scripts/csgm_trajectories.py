@@ -145,22 +145,10 @@ def compare(args):
           f"objective lower on {int((fast.objective < obj_full).sum())}/{B}", flush=True)
 
 
-class _LastState:
-    """A SolveState stand-in that keeps lbfgs_latents' latest state in memory (to continue a subset)."""
-
-    carried = 0.0
-
-    def due(self):
-        return True
-
-    def save(self, key, state):
-        self.state = state
-
-
 def starts(args):
     """Cheaper starts for per-latent L-BFGS at about 100 passes per restart (issue 18, item 2)."""
     from invgan.generators import as_generator, frozen
-    from invgan.latent import lbfgs_latents
+    from invgan.latent import _lbfgs_rows, lbfgs_latents, lbfgs_prune_work
 
     r, s, R, B, G, x, p, y = recorded_problem(args.files[0])
     gen = as_generator(G)
@@ -195,15 +183,11 @@ def starts(args):
     for spec in args.halve:
         K, p1, keep, p2 = (int(v) for v in spec.split(":"))
         t0 = time.time()
-        grab = _LastState()
-        lbfgs_latents(objective(K), gen.sample(K * B, torch.Generator().manual_seed(2)), p1 + 1, args.lr,
-                      args.history, state=grab, state_key={})  # (its last pass is not used)
-        st = grab.state  # after p1 passes
-        rows = (st["f"].view(K, B).argsort(0)[:keep] * B + torch.arange(B)).flatten()
-        sub = {k: (v[:, rows] if k in ("S", "Y") else v[rows] if torch.is_tensor(v) and v.dim() else v)
-               for k, v in st.items()}
-        z = lbfgs_latents(objective(keep), sub["z"], p1 + p2, args.lr, args.history, saved=sub)
-        report(f"{K} starts x {p1} passes, best {keep} x {p2} more", z, keep, K * p1 + keep * p2, t0)
+        z, alive, _ = _lbfgs_rows(lambda v: objective(v.shape[0] // B)(v),  # the pruning that auto runs
+                                  gen.sample(K * B, torch.Generator().manual_seed(2)), p1 + p2, args.lr,
+                                  args.history, prune=[(p1, keep)], num_images=B)
+        report(f"{K} starts x {p1} passes, best {keep} x {p2} more", z, alive.shape[0],
+               lbfgs_prune_work(K, p1 + p2, [(p1, keep)]), t0)
 
 
 def main(argv=None):
