@@ -33,7 +33,7 @@ class CSConfig:
     ``input`` "gen-span": generator samples instead; ``image_size``: None follows the generator
     (64 without one). ``iters``, ``restarts``, ``lr``, ``z_reg``, ``z_clip`` override the CSGM
     presets (None: the paper's); ``budget`` "auto" (the paper's below m = 500; from there DCGAN by 6 x 30 L-BFGS passes and the best 2 x 70 more,
-    DCGAN+Reg by 4 x 250; ``invgan.csgm.AUTO_FROM_M``, ``AUTO_SETTINGS``),
+    DCGAN+Reg by 8 x 30 and the best 2 x 220 more; ``invgan.csgm.AUTO_FROM_M``, ``AUTO_SETTINGS``),
     "paper", "fast" or "lbfgs" (``invgan.csgm.BUDGETS``); ``lasso_tol`` the Lasso's
     relative duality-gap tolerance; ``lasso_solver`` "auto", "fista" or "homotopy" (``invgan.methods.Lasso``).
     """

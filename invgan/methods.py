@@ -218,7 +218,7 @@ class CSGM(Method):
         """The paper's "dcgan" or "dcgan-reg" settings, with ``budget`` "auto" (the default: the paper's
         below m = 500 measurements; from there DCGAN by 6 x 30 passes of per-latent L-BFGS and the best
         2 x 70 more,
-        DCGAN+Reg by 4 x 250; ``invgan.csgm.AUTO_FROM_M``, ``AUTO_SETTINGS``),
+        DCGAN+Reg by 8 x 30 and the best 2 x 220 more; ``invgan.csgm.AUTO_FROM_M``, ``AUTO_SETTINGS``),
         "paper", "fast" or "lbfgs" (``invgan.csgm.BUDGETS``) and any setting overridden (None values
         are ignored)."""
         from invgan.csgm import BUDGETS, PAPER_SETTINGS, budget_settings

@@ -120,13 +120,13 @@ def test_cs_budget_is_recorded_with_the_work_done(tiny32_ckpt, tmp_path):
 def test_cs_default_budget_is_auto_per_method(tiny32_ckpt, tmp_path):
     """The default budget ("auto") runs the paper's Adam budget below m = 500 and from there DCGAN by
     6 restarts x 30 L-BFGS passes, then the best 2 x 70 more (first step 1, 60 pairs: 0.32 of the
-    paper's generator passes) and DCGAN+Reg by 4 x 250 (first step 0.1: 0.2), and records both the
-    budget's name and what ran; --budget paper runs the paper's budget at every m; --restarts and
+    paper's generator passes) and DCGAN+Reg by 8 x 30, then the best 2 x 220 more (first step 0.1:
+    0.136), and records both the budget's name and what ran; --budget paper runs the paper's budget at every m; --restarts and
     --iters override auto's."""
     from invgan.csgm import AUTO_FROM_M, AUTO_SETTINGS, PAPER_SETTINGS
     from invgan.latent import lbfgs_prune_work
 
-    for preset, share in (("dcgan", 0.32), ("dcgan-reg", 0.2)):
+    for preset, share in (("dcgan", 0.32), ("dcgan-reg", 0.136)):
         p, a = PAPER_SETTINGS[preset], dict(PAPER_SETTINGS[preset], **AUTO_SETTINGS[preset])
         assert lbfgs_prune_work(a["restarts"], a["iters"], a.get("prune", ())) <= share * p["restarts"] * p["iters"]
     assert AUTO_FROM_M == 500
@@ -152,8 +152,10 @@ def test_cs_default_budget_is_auto_per_method(tiny32_ckpt, tmp_path):
     assert own["dcgan"]["latent_steps_per_image"] == 3 * 30 + 2 * 10
     assert auto["dcgan"]["budget"] == auto["dcgan-reg"]["budget"] == "auto"
     assert auto["dcgan-reg"]["optimizer"] == "lbfgs" and auto["dcgan-reg"]["lr"] == 0.1
-    assert auto["dcgan-reg"]["history"] == 60 and auto["dcgan-reg"]["latent_steps_per_image"] == 4 * 40
-    assert auto["dcgan-reg"]["restarts"] == 4 and auto["dcgan-reg"]["settings_from_m"][0][0] == 500
+    assert auto["dcgan-reg"]["history"] == 60 and auto["dcgan-reg"]["prune"] == [[30, 2]]
+    assert auto["dcgan-reg"]["latent_steps_per_image"] == 8 * 30 + 2 * 10  # 2 of the 8 go on after 30 passes
+    assert own["dcgan-reg"]["latent_steps_per_image"] == 3 * 30 + 2 * 10
+    assert auto["dcgan-reg"]["restarts"] == 8 and auto["dcgan-reg"]["settings_from_m"][0][0] == 500
     for s in (paper["dcgan-reg"], paper["dcgan"]):
         assert s["optimizer"] == "adam" and s["lr"] == 0.1 and s["budget"] == "paper" and "settings_from_m" not in s
     assert paper["dcgan"]["restarts"] == 2 and paper["dcgan-reg"]["restarts"] == 10
