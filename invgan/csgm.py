@@ -58,7 +58,10 @@ BUDGET_SETTINGS = {
 #: at m = 100 DCGAN's 4 x 100 gives +0.0020 +- 0.0039 (upper end +10.4%) and DCGAN+Reg's 4 x 250
 #: +0.0108 +- 0.0037 (+26%, with the objective lower on 62 of 64 images: near m = 100, the latent's
 #: dimension, fitting the noisy measurements better does not make a better image); at m = 20 DCGAN's
-#: passes (-6.4%) but DCGAN+Reg's 4 x 250 does not (+3.8%). README, "CSGM budgets".
+#: passes (-6.4%) but DCGAN+Reg's 4 x 250 does not (+3.8%). Nor does dropping Adam restarts there: DCGAN+Reg's
+#: 100:8,250:5,400:2 (0.63 of the work) met the bar on the m = 20, 100, 200 and 500 records it was chosen
+#: on and missed it at m = 50 (+2.58%), where even the first 9 of the 10 restarts give +2.27%.
+#: README, "CSGM budgets".
 AUTO_FROM_M = 500
 AUTO_SETTINGS = {"dcgan": {"optimizer": "lbfgs", "restarts": 6, "iters": 100, "lr": 1.0, "history": 60,
                            "prune": ((30, 2),)},
