@@ -53,8 +53,8 @@ BUDGET_SETTINGS = {
 #: image 70 passes more, 0.32 of the paper's generator passes (upper ends +1.76% at m = 500, +1.04% at
 #: 10000; until 2026-12-05 4 x 100, 0.4: +1.9%, +0.2%; 4 x 40 -> 2 x 60 more +3.5% and 4 x 30 -> 2 x 70
 #: +3.1% at 500). DCGAN+Reg: 8 restarts x 30 passes (first step 0.1, 60 pairs), then the best 2 per
-#: image 220 more, 0.136 of the paper's (+0.59% at 500, -1.71% at 10000; before, 4 x 250,
-#: 0.2: +0.85%, -3.83%; 6 x 30 -> 2 x 220 +3.61% at 500). Below m = 500 they do not hold:
+#: image 220 more, 0.136 of the paper's (+0.59% at 500, -1.71% at 10000; with 6 starts +3.61% at 500).
+#: Below m = 500 they do not hold:
 #: at m = 100 DCGAN's 4 x 100 gives +0.0020 +- 0.0039 (upper end +10.4%) and DCGAN+Reg's 4 x 250
 #: +0.0108 +- 0.0037 (+26%, with the objective lower on 62 of 64 images: near m = 100, the latent's
 #: dimension, fitting the noisy measurements better does not make a better image); at m = 20 DCGAN's

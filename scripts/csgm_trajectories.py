@@ -156,12 +156,13 @@ def starts(args):
     _, mse_full = paper_pick(r)
     obj_full = r["final"].view(R, B).min(0).values
 
-    def objective(rows):
-        return lambda v: csgm_objective(y.repeat(rows, 1), p, net(v), v, s["z_reg"])
+    def objective(v):  # (csgm_objective repeats y for however many restarts v holds)
+        return csgm_objective(y, p, net(v), v, s["z_reg"])
 
     def report(label, z, rows, passes, t0):
         with torch.no_grad():
-            xh, fin = net(z), objective(rows)(z).view(rows, B)
+            xh = net(z)
+            fin = csgm_objective(y, p, xh, z, s["z_reg"]).view(rows, B)
         best = fin.argmin(0)
         mse = (xh.view(rows, B, *xh.shape[1:])[best, torch.arange(B)] - x).pow(2).flatten(1).mean(1)
         print(f"{r['method']:10s} m={r['m']:6d} {label} ({passes} passes per image, paper {R * r['losses'].shape[0]}): "
@@ -175,15 +176,15 @@ def starts(args):
         z0 = gen.sample(max(K, 1) * R * B, torch.Generator().manual_seed(2))
         if K:
             with torch.no_grad():
-                f = torch.cat([objective(K)(c) for c in z0.split(K * B)])
+                f = torch.cat([objective(c) for c in z0.split(K * B)])
             pick = f.view(K * R, B).argsort(0)[:R]
             z0 = z0.view(K * R, B, -1).gather(0, pick[:, :, None].expand(R, B, z0.shape[1])).reshape(R * B, -1)
-        z = lbfgs_latents(objective(R), z0, P - K, args.lr, args.history)
+        z = lbfgs_latents(objective, z0, P - K, args.lr, args.history)
         report(f"screen best {R} of {max(K, 1) * R} draws, then {P - K} L-BFGS passes", z, R, R * P, t0)
     for spec in args.halve:
         K, p1, keep, p2 = (int(v) for v in spec.split(":"))
         t0 = time.time()
-        z, alive, _ = _lbfgs_rows(lambda v: objective(v.shape[0] // B)(v),  # the pruning that auto runs
+        z, alive, _ = _lbfgs_rows(objective,  # the pruning that auto runs
                                   gen.sample(K * B, torch.Generator().manual_seed(2)), p1 + p2, args.lr,
                                   args.history, prune=[(p1, keep)], num_images=B)
         report(f"{K} starts x {p1} passes, best {keep} x {p2} more", z, alive.shape[0],
