@@ -182,7 +182,7 @@ def cmd_sweep(args):
     from invgan.sweep import merge, parse_shard, read_sweep_recipe, run_sweep, run_sweep_jobs
 
     recipe = read_sweep_recipe(args.recipe, {"num_images": args.num_images, "images": args.images,
-                                             "budget": args.budget})
+                                             "budget": args.budget, "lasso_tol": args.lasso_tol})
     out = Path(args.out or Path("runs") / "sweeps" / recipe["name"])
     if args.merge_only:
         if not (out / "sweep.json").is_file():
@@ -383,6 +383,8 @@ def _sweep_parser(sub) -> None:
     w.add_argument("--budget", choices=list(dict.fromkeys([*BUDGETS, *YEH_BUDGETS])),
                    help="override the recipe's latent-search budget: auto, paper, fast or lbfgs for cs sweeps "
                         "(the default auto), paper or lbfgs for inpaint sweeps (the default paper)")
+    w.add_argument("--lasso-tol", type=_positive_float,
+                   help="override the recipe's Lasso tolerance, the certified relative duality gap (cs sweeps)")
     w.add_argument("--methods", help="run only these of the recipe's methods now (comma list)")
     w.add_argument("--order", choices=ORDERS, default="methods",
                    help="the order cells run in: methods (each method over the whole grid, the default) "

@@ -83,7 +83,11 @@ def read_sweep_recipe(path, overrides: dict | None = None) -> dict:
     settings = dict(raw.get("settings", {}))
     for k in list(head):  # num_images, seed, images may sit in [sweep] too
         settings[k] = head.pop(k)
-    settings.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
+    for k in overrides:
+        if k not in fields:
+            raise InvganError(f"--{k.replace('_', '-')} does not apply to {experiment} sweeps; leave it out")
+    settings.update(overrides)
     grid = dict(raw.get("grid", {}))
     for table, keys in (("settings", settings), ("grid", grid)):
         bad = sorted(set(keys) - fields)

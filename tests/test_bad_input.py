@@ -34,6 +34,7 @@ RECIPES = {
     "R_NAN": '[sweep]\nmethods = ["lasso-dct"]\n[settings]\nnoise_std = nan\n[grid]\nmeasurements = [50]\n',
     "R_EMPTY_GRID": '[sweep]\nmethods = ["lasso-dct"]\n[grid]\nmeasurements = []\n',
     "R_BAD_EXPERIMENT": '[sweep]\nexperiment = "denoise"\nmethods = ["lasso-dct"]\n[grid]\nmeasurements = [50]\n',
+    "R_INPAINT_OK": '[sweep]\nexperiment = "inpaint"\nmethods = ["tv"]\n[grid]\nmask = ["center"]\n',
     "R_INPAINT_BAD_MASK": '[sweep]\nexperiment = "inpaint"\nmethods = ["tv"]\n[grid]\nmask = ["center", "star"]\n',
     "R_TRAIN_BAD": '[train]\nepochs = 0\n',
     "R_TRAIN_UNKNOWN": '[train]\nepoch = 3\n',
@@ -102,6 +103,9 @@ CASES = [
     ("sweep --recipe R_OK --out OUT --shard 3/2", "--shard must be i/n"),
     ("sweep --recipe R_OK --out FILE", "is a file"), ("sweep --recipe R_ITERS0 --out OUT --num-images 0", "must be >= 1"),
     ("sweep --recipe R_ITERS0 --out OUT --merge-only", "iters must be"),
+    ("sweep --recipe R_OK --out OUT --lasso-tol 0", "a finite number > 0"),
+    ("sweep --recipe R_OK --out OUT --lasso-tol nan", "a finite number > 0"),
+    ("sweep --recipe R_INPAINT_OK --out OUT --lasso-tol 1e-4", "--lasso-tol does not apply to inpaint sweeps"),
     # ---- sample, plot, data
     ("sample --n 0 --out OUT/s.png", "must be >= 1"), ("sample --generator NOPE --out OUT/s.png", "does not exist"),
     ("sample --out FILE/s.png", "is a file"), ("sample --out OUT/s.xyz", "unknown image format"),

@@ -137,6 +137,21 @@ def test_sweep_user_errors(tiny_ckpt, celeba_root, tmp_path):
     assert_user_error(run_main("plot", tmp_path, "--out", tmp_path / "f.png"), "holds no results.json")
 
 
+def test_sweep_overrides_replace_recipe_settings():
+    from invgan.sweep import cell_config, cells, read_sweep_recipe
+
+    path = REPO / "recipes" / "cs_paper.toml"
+    plain = read_sweep_recipe(path)
+    assert plain["settings"]["lasso_tol"] == 1e-4 and plain["settings"]["budget"] == "auto"
+    r = read_sweep_recipe(path, {"lasso_tol": 1e-6, "budget": "paper", "num_images": 8, "images": None})
+    assert r["settings"]["lasso_tol"] == 1e-6 and r["settings"]["budget"] == "paper"
+    assert r["settings"]["num_images"] == 8 and "images" not in r["settings"]  # None: not overridden
+    cfg = cell_config(r, cells(r)[0])
+    assert (cfg.lasso_tol, cfg.budget, cfg.num_images) == (1e-6, "paper", 8)
+    from invgan.sweep import recipe_hash
+    assert recipe_hash(r) != recipe_hash(plain)  # a folder made without the override refuses it
+
+
 @pytest.mark.parametrize("name", ["cs_paper", "cs_beyond", "cs_noise", "cs_genspan", "superres", "inpaint_paper"])
 def test_shipped_recipes_are_valid(name):
     from invgan.sweep import cells, read_sweep_recipe
