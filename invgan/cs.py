@@ -87,10 +87,9 @@ class CSConfig:
             check_int("image_size", self.image_size, 8)
         check_number("noise_std", self.noise_std, 0)
         check_number("lasso_tol", self.lasso_tol, 0, strict=True)
-        from invgan.lasso import SOLVERS
+        from invgan.lasso import check_solver_name
 
-        if self.lasso_solver not in SOLVERS:
-            raise InvganError(f"unknown lasso_solver {self.lasso_solver!r}: use {', '.join(SOLVERS)}")
+        check_solver_name(self.lasso_solver, "lasso_solver")
         for k in ("iters", "restarts"):
             if getattr(self, k) is not None:
                 check_int(k, getattr(self, k), 1)

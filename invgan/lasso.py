@@ -577,6 +577,13 @@ def homotopy_applies(physics: Physics, max_m: float | None = None) -> bool:
 SOLVERS = ("auto", "fista", "homotopy", "admm")
 
 
+def check_solver_name(solver, what: str = "Lasso solver") -> None:
+    """Raise the one error for a solver name that is not one of ``SOLVERS`` (``what``: how the
+    caller names the setting, e.g. "lasso_solver" in a config)."""
+    if solver not in SOLVERS:
+        raise InvganError(f"unknown {what} {solver!r}: use {', '.join(SOLVERS)}")
+
+
 ADMM_MAX_ALPHA = 1e-3  # solver="auto" above HOMOTOPY_MAX_M: ADMM for alpha at most this (near basis pursuit for
 # images in [-1, 1], such as the wavelet's paper alpha 1e-5, where FISTA stalls uncertified), FISTA above it
 
@@ -586,8 +593,7 @@ def choose_solver(solver: str, physics: Physics, alpha: float | None = None) -> 
     weight ``alpha``. "auto": the exact homotopy where ``homotopy_applies`` (a shared explicit matrix,
     m <= ``HOMOTOPY_MAX_M``); above, for an explicit matrix and alpha <= ``ADMM_MAX_ALPHA`` (near
     basis pursuit), ADMM; else FISTA."""
-    if solver not in SOLVERS:
-        raise InvganError(f"unknown Lasso solver {solver!r}: use {', '.join(SOLVERS)}")
+    check_solver_name(solver)
     if solver == "auto":
         if homotopy_applies(physics):
             return "homotopy"
@@ -911,8 +917,7 @@ def _homotopy_chunk(B, Bt, G, Y, lam, bar=None, saved=None, save=None, max_steps
 
 def check_solver(solver: str, physics: Physics) -> None:
     """Raise the one error for a named solver that cannot run on ``physics`` (before any work)."""
-    if solver not in SOLVERS:
-        raise InvganError(f"unknown Lasso solver {solver!r}: use {', '.join(SOLVERS)}")
+    check_solver_name(solver)
     if solver in ("homotopy", "admm"):
         check_dense(physics, solver)
 

@@ -326,12 +326,11 @@ class Lasso(Method):
 
     def __init__(self, basis="dct", alpha: float | None = None, tol: float = 1e-5, max_iter: int = 10000,
                  clip: bool = True, name: str | None = None, solver: str = "auto"):
-        from invgan.lasso import PAPER_ALPHA, SOLVERS
+        from invgan.lasso import PAPER_ALPHA, check_solver_name
 
         if isinstance(basis, str) and basis not in PAPER_ALPHA:
             raise InvganError(f"unknown basis {basis!r}: use dct, wavelet or a basis object")
-        if solver not in SOLVERS:
-            raise InvganError(f"unknown Lasso solver {solver!r}: use {', '.join(SOLVERS)}")
+        check_solver_name(solver)
         self.solver = solver
         if alpha is not None:
             check_number("alpha", alpha, strict=True)
@@ -392,14 +391,13 @@ class SparseGen(Method):
     def __init__(self, generator, basis="wavelet", start: "CSGM | None" = None, kappa: float | None = None,
                  alpha: float | None = None, rounds: int = 2, z_passes: int = 30, lasso_solver: str = "auto",
                  lasso_tol: float = 1e-6, budget: str = "auto", seed: int = 0, name: str | None = None):
-        from invgan.lasso import SOLVERS
+        from invgan.lasso import check_solver_name
 
         if generator is None:
             raise InvganError("sparse-gen needs a generator")
         if isinstance(basis, str) and basis not in ("dct", "wavelet"):
             raise InvganError(f"unknown basis {basis!r}: use dct, wavelet or a basis object")
-        if lasso_solver not in SOLVERS:
-            raise InvganError(f"unknown Lasso solver {lasso_solver!r}: use {', '.join(SOLVERS)}")
+        check_solver_name(lasso_solver)
         self.start = start if start is not None else CSGM.preset("dcgan-reg", generator, budget=budget, seed=seed)
         if not isinstance(self.start, CSGM):
             raise InvganError(f"sparse-gen's start must be a CSGM method, got {type(self.start).__name__}")

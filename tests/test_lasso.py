@@ -176,3 +176,18 @@ def test_dense_true_needs_an_explicit_matrix():
     y = p(torch.zeros(1, *SHAPE))
     with pytest.raises(InvganError, match="explicit matrix"):
         lasso_fista(y, p, "dct", dense=True)
+
+
+def test_every_entry_point_names_an_unknown_solver_the_same_way():
+    from invgan.cs import CSConfig
+    from invgan.lasso import check_solver, lasso_solve
+    from invgan.methods import Lasso, SparseGen
+
+    x, p, y = _problem(20)
+    calls = [lambda: lasso_solve(y, p, "dct", solver="lars"), lambda: check_solver("lars", p),
+             lambda: Lasso("dct", solver="lars"), lambda: SparseGen(object(), lasso_solver="lars")]
+    for call in calls:
+        with pytest.raises(InvganError, match=r"^unknown Lasso solver 'lars': use auto, fista, homotopy, admm$"):
+            call()
+    with pytest.raises(InvganError, match=r"^unknown lasso_solver 'lars': use auto, fista, homotopy, admm$"):
+        CSConfig(lasso_solver="lars").validate()
