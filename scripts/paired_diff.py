@@ -7,6 +7,12 @@
 RESULTS is anything `invgan plot` reads (a sweep folder, results.json or results.csv). Positive
 differences in mse mean B is better. Prints a Markdown table.
 
+``--against RESULTS_B``: method A of RESULTS minus method B (default: A) of RESULTS_B, image by
+image: the same method under two budgets or versions, e.g. the default budget against the paper's
+(with B's mean and the upper 95% end as a share of it: the bar for a default is at most +2%):
+
+    python scripts/paired_diff.py runs/sr_auto/results.csv dcgan --against runs/sr_paper/results.csv
+
 ``--best BASELINES``: A against the best of BASELINES at each m (the lowest mean; it may differ
 from m to m), with both methods' means and 95% intervals, the paired difference, the seconds per
 image of each, and the verdict of ``invgan.plots.against_best`` ("below": A's mean is lower;
@@ -17,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections import defaultdict
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -39,15 +46,32 @@ def main(argv=None) -> int:
     ap.add_argument("a")
     ap.add_argument("b", nargs="?")
     ap.add_argument("--best", help="comma list of baselines: compare A with the best of them at each x")
+    ap.add_argument("--against", help="a second results folder or file: A here minus B (default A) there")
     ap.add_argument("--x", default="m")
     ap.add_argument("--metric", default="mse")
     args = ap.parse_args(argv)
-    if (args.b is None) == (args.best is None):
-        print("paired_diff: error: give either method B or --best BASELINES", file=sys.stderr)
+    if args.against is None and (args.b is None) == (args.best is None):
+        print("paired_diff: error: give either method B, --best BASELINES or --against RESULTS_B", file=sys.stderr)
+        return 2
+    if args.against is not None and args.best:
+        print("paired_diff: error: --against compares one method in two results; leave out --best", file=sys.stderr)
         return 2
     try:
         rows = load_results(args.results)[0]
-        if args.best:
+        if args.against is not None:
+            other = args.b or args.a
+            a_rows = [{**r, "method": "A"} for r in rows if r["method"] == args.a]
+            b_rows = [{**r, "method": "B"} for r in load_results(args.against)[0] if r["method"] == other]
+            diffs = paired_difference(a_rows + b_rows, "A", "B", args.x, args.metric)
+            ids = defaultdict(set)  # x -> the images A has
+            for r in a_rows:
+                ids[float(r[args.x])].add(str(r["id"]))
+            base = defaultdict(list)  # x -> B's values on the images both have
+            for r in b_rows:
+                if str(r["id"]) in ids[float(r[args.x])]:
+                    base[float(r[args.x])].append(float(r[args.metric]))
+            base = {k: sum(v) / len(v) for k, v in base.items()}
+        elif args.best:
             table = against_best(rows, args.a, args.best.split(","), args.x, args.metric)
         else:
             diffs = paired_difference(rows, args.a, args.b, args.x, args.metric)
@@ -68,6 +92,16 @@ def main(argv=None) -> int:
             print(f"| {xv:g} | {METHOD_LABELS.get(d['best'], d['best'])}{miss} | {d['best_mean']:.3g} +- "
                   f"{d['best_ci95']:.2g} | {d['mean']:.3g} +- {d['ci95']:.2g} | {d['diff']:+.2g} +- "
                   f"{d['diff_ci95']:.2g} | {d['better']} of {d['n']} | {d['verdict']} | {s} |")
+        return 0
+    if args.against is not None:
+        b = f"{args.b or args.a} in {args.against}"
+        print(f"| {args.x} | images | {b} | {args.metric}: {args.a} in {args.results} - {b} (paired 95% interval) "
+              f"| upper 95% end, share of B | B better on |")
+        print("|---|---|---|---|---|---|")
+        for d in diffs:
+            mu = base[float(d[args.x])]
+            print(f"| {d[args.x]:g} | {d['n']} | {mu:.5g} | {d['mean']:+.2g} +- {d['ci95']:.2g} | "
+                  f"{(d['mean'] + d['ci95']) / mu:+.2%} | {d['b_better']} |")
         return 0
     print(f"| {args.x} | images | {args.metric}: {args.a} - {args.b} (mean +- paired 95% interval) "
           f"| {args.b} better on |")

@@ -249,6 +249,25 @@ def test_paired_difference_pairs_images_by_id():
         paired_difference(rows, "a", "c")
 
 
+def test_paired_diff_script_compares_one_method_across_two_runs(tmp_path):
+    def write(path, rows):
+        with open(path, "w", newline="") as f:
+            w = csv.DictWriter(f, ["id", "method", "m", "mse"])
+            w.writeheader()
+            w.writerows({"id": i, "method": meth, "m": 768, "mse": v} for meth, i, v in rows)
+
+    write(tmp_path / "fast.csv", [("dcgan", "x", 0.5), ("dcgan", "y", 0.3), ("dcgan", "z", 0.9), ("lasso-dct", "x", 9)])
+    write(tmp_path / "paper.csv", [("dcgan", "z", 0.8), ("dcgan", "x", 0.2), ("dcgan", "y", 0.35), ("dcgan", "w", 5)])
+    out = subprocess.run([sys.executable, "scripts/paired_diff.py", tmp_path / "fast.csv", "dcgan", "--against",
+                          tmp_path / "paper.csv"], cwd=REPO, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    row = out.stdout.strip().splitlines()[-1].split(" | ")
+    diffs = [0.3, -0.05, 0.1]
+    mean, ci = np.mean(diffs), 1.96 * np.std(diffs, ddof=1) / np.sqrt(3)
+    base = np.mean([0.8, 0.2, 0.35])  # B's mean on the paired images only ("w" has no pair)
+    assert row[1:] == ["3", f"{base:.5g}", f"{mean:+.2g} +- {ci:.2g}", f"{(mean + ci) / base:+.2%}", "2 |"]
+
+
 def test_cell_order_grid_runs_every_method_at_a_point_first(tiny_ckpt, celeba_root, tmp_path):
     from invgan.sweepfiles import cells
 
