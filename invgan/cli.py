@@ -273,8 +273,9 @@ def _cs_parser(sub) -> None:
     c = sub.add_parser("cs", help="compressed sensing: recover images from few measurements",
                        description="Recover images from y = A x + noise with CSGM (Bora et al. 2017) "
                                    "and Lasso baselines; defaults are the paper's settings, except the latent "
-                                   "search from m = 500 (per-latent L-BFGS: the paper's error in 0.32 (DCGAN) and 0.2 "
-                                   "(DCGAN+Reg) of the work; --budget paper runs the paper's Adam budget).")
+                                   "search from m = 500 on the operators where it was measured (per-latent L-BFGS: the "
+                                   "paper's error in 0.32 (DCGAN) and 0.14 (DCGAN+Reg) of the work; --budget paper "
+                                   "runs the paper's Adam budget).")
     c.add_argument("--measurements", "-m", type=_positive_int, default=500,
                    help="m, number of Gaussian measurements (1 .. C*H*W: 12288 at 3x64x64)")
     c.add_argument("--physics", default="gaussian",
@@ -303,7 +304,7 @@ def _cs_parser(sub) -> None:
     c.add_argument("--budget", default="auto", choices=list(BUDGETS),
                    help="CSGM work: auto (default: the paper's below m = 500; from m = 500 dcgan by 6 restarts x 30 "
                         "passes of per-latent L-BFGS and the best 2 x 70 more, 0.32 of the paper's work at its "
-                        "error, dcgan-reg by 8 x 30 passes, the best 2 x 220 more, 0.14), paper (Adam, every restart runs "
+                        "error, dcgan-reg by 8 x 30 passes, the best 2 x 220 more, 0.14; L-BFGS only on gaussian and superres, dcgan's also on inpaint), paper (Adam, every restart runs "
                         "every iteration), fast (restarts that are behind are dropped early) or lbfgs (2 x 150 "
                         "L-BFGS passes, 0.3 of the work); README: CSGM budgets")
     c.add_argument("--factor", type=_positive_int, default=4, help="super-resolution factor")

@@ -33,7 +33,8 @@ class CSConfig:
     ``input`` "gen-span": generator samples instead; ``image_size``: None follows the generator
     (64 without one). ``iters``, ``restarts``, ``lr``, ``z_reg``, ``z_clip`` override the CSGM
     presets (None: the paper's); ``budget`` "auto" (the paper's below m = 500; from there DCGAN by 6 x 30 L-BFGS passes and the best 2 x 70 more,
-    DCGAN+Reg by 8 x 30 and the best 2 x 220 more; ``invgan.csgm.AUTO_FROM_M``, ``AUTO_SETTINGS``),
+    DCGAN+Reg by 8 x 30 and the best 2 x 220 more, on the operators where they were measured;
+    ``invgan.csgm.AUTO_FROM_M``, ``AUTO_SETTINGS``),
     "paper", "fast" or "lbfgs" (``invgan.csgm.BUDGETS``); ``lasso_tol`` the Lasso's
     relative duality-gap tolerance; ``lasso_solver`` "auto", "fista" or "homotopy" (``invgan.methods.Lasso``).
     """
@@ -54,7 +55,7 @@ class CSConfig:
     lasso_tol: float = 1e-5
     lasso_solver: str = "auto"       # "auto": the exact homotopy for a Gaussian A up to m = 1000; above, ADMM near
     # basis pursuit (alpha <= 1e-3, the wavelet's), else FISTA (invgan.lasso.choose_solver)
-    budget: str = "auto"             # CSGM work: "auto" (the paper's below m = 500, L-BFGS per method from there:
+    budget: str = "auto"             # CSGM work: "auto" (the paper's below m = 500, L-BFGS per method and operator from there:
     # invgan.csgm.AUTO_FROM_M, AUTO_SETTINGS), "paper" (the
     # paper's fixed Adam budget), "fast" (restart pruning) or "lbfgs"
     superres_factor: int = 4

@@ -140,8 +140,10 @@ class CSGM(Method):
     settings_from_m : sequence of (min_m, dict), optional
         Settings that change with the operator's number of measurements ``m``: from ``min_m`` on,
         the dict's values (of "restarts", "iters", "lr", "optimizer", "history", "prune") replace the ones
-        above (later pairs over earlier ones); operators without ``m`` get the ones above. The
-        "auto" budget sets it (``invgan.csgm.AUTO_FROM_M``, ``AUTO_SETTINGS``).
+        above (later pairs over earlier ones); operators without ``m`` get the ones above. A dict's
+        "operators", a tuple of operator names (``Physics.name``), limits its pair to those operators
+        (default: every operator). The "auto" budget sets it (``invgan.csgm.AUTO_FROM_M``,
+        ``AUTO_SETTINGS``).
     """
 
     def __init__(self, generator, z_reg: float = 0.0, restarts: int = 2, iters: int = 500, lr: float = 0.1,
@@ -164,11 +166,16 @@ class CSGM(Method):
         self.settings_from_m = tuple(sorted(((check_int("min_m", a), dict(d)) for a, d in settings_from_m),
                                             key=lambda p: p[0]))
         for _, d in self.settings_from_m:
-            unknown = set(d) - {"restarts", "iters", "lr", "optimizer", "history", "prune"}
+            unknown = set(d) - {"restarts", "iters", "lr", "optimizer", "history", "prune", "operators"}
             if unknown:
-                raise InvganError(f"settings_from_m can set restarts, iters, lr, optimizer, history and prune, not "
-                                  f"{', '.join(sorted(unknown))}")
-            checked = self._checked(dict(self.settings, **d))
+                raise InvganError(f"settings_from_m can set restarts, iters, lr, optimizer, history and prune (and "
+                                  f"limit them to operators), not {', '.join(sorted(unknown))}")
+            if "operators" in d:
+                ops = d["operators"]
+                if isinstance(ops, str) or not isinstance(ops, (tuple, list)) or not all(isinstance(o, str) for o in ops):
+                    raise InvganError(f"settings_from_m's operators must be a list of operator names, got {ops!r}")
+                d["operators"] = tuple(ops)
+            checked = self._checked(dict(self.settings, **{k: v for k, v in d.items() if k != "operators"}))
             if "prune" in d:
                 d["prune"] = checked["prune"]
         self._gen_fp = None  # the generator's fingerprint, for ``solution_key``
@@ -206,11 +213,12 @@ class CSGM(Method):
         return self.settings["history"]
 
     def settings_for(self, physics) -> dict:
-        """The settings this operator gets: ``settings`` with ``settings_from_m`` applied for its ``m``."""
-        s, m = dict(self.settings), getattr(physics, "m", None)
+        """The settings this operator gets: ``settings`` with ``settings_from_m`` applied for its ``m``
+        (and its name, where a pair names its operators)."""
+        s, m, name = dict(self.settings), getattr(physics, "m", None), getattr(physics, "name", None)
         for min_m, d in self.settings_from_m:
-            if isinstance(m, int) and m >= min_m:
-                s.update(d)
+            if isinstance(m, int) and m >= min_m and ("operators" not in d or name in d["operators"]):
+                s.update({k: v for k, v in d.items() if k != "operators"})
         return s
 
     @classmethod
@@ -218,7 +226,8 @@ class CSGM(Method):
         """The paper's "dcgan" or "dcgan-reg" settings, with ``budget`` "auto" (the default: the paper's
         below m = 500 measurements; from there DCGAN by 6 x 30 passes of per-latent L-BFGS and the best
         2 x 70 more,
-        DCGAN+Reg by 8 x 30 and the best 2 x 220 more; ``invgan.csgm.AUTO_FROM_M``, ``AUTO_SETTINGS``),
+        DCGAN+Reg by 8 x 30 and the best 2 x 220 more, each only on the operators where it was measured,
+        the paper's elsewhere; ``invgan.csgm.AUTO_FROM_M``, ``AUTO_SETTINGS``),
         "paper", "fast" or "lbfgs" (``invgan.csgm.BUDGETS``) and any setting overridden (None values
         are ignored)."""
         from invgan.csgm import BUDGETS, PAPER_SETTINGS, budget_settings

@@ -289,8 +289,16 @@ def test_csgm_settings_from_m_pick_the_settings_by_the_operators_m():
     assert rule.solution_key(y, physics)["restarts"] == 3 and rule.solution_key(y, physics)["optimizer"] == "lbfgs"
     below = invgan.CSGM(G, restarts=5, iters=4, settings_from_m=((81, {"restarts": 1}),))(y, physics)
     assert below.details["restarts"] == 5 and "history" not in below.details  # Adam: no curvature pairs
+    # "operators" limits a pair to operators of those names (Physics.name; RowSums is "physics")
+    named = invgan.CSGM(G, restarts=5, iters=4, settings_from_m=((50, {"restarts": 3, "operators": ["gaussian"]}),
+                                                                 (60, {"iters": 2, "operators": ("physics",)})))
+    assert named.settings_for(physics)["restarts"] == 5 and named.settings_for(physics)["iters"] == 2
+    assert named.settings_from_m[0][1]["operators"] == ("gaussian",)
+    got = named(y, physics)
+    assert got.details["latent_steps_per_image"] == 5 * 2 and "operators" not in got.details
+    assert got.details["settings_from_m"][1][1]["operators"] == ("physics",)
     for bad in (((50, {"restarts": 0}),), ((0.5, {}),), ((50,),), (7,), ((50, {"z_reg": 1.0}),),
-                ((50, {"optimizer": "sgd"}),)):
+                ((50, {"optimizer": "sgd"}),), ((50, {"operators": "gaussian"}),), ((50, {"operators": [3]}),)):
         with pytest.raises(InvganError, match="restarts|min_m|settings_from_m|optimizer"):
             invgan.CSGM(G, settings_from_m=bad)
     with pytest.raises(InvganError, match="lr decay"):
@@ -302,4 +310,7 @@ def test_csgm_settings_from_m_pick_the_settings_by_the_operators_m():
     own = invgan.CSGM.preset("dcgan", G, prune=((1, 1),), restarts=2, iters=3)
     assert own.settings_for(physics)["prune"] == ((1, 1),) and own.settings_for(RowSums(600))["prune"] == ((1, 1),)
     assert own(y, physics).details["latent_steps_per_image"] == 2 * 2 + 1 * 1  # (Adam: step 1 runs both)
-    assert invgan.CSGM.preset("dcgan", G).settings_for(RowSums(600))["prune"] == ((30, 2),)
+    auto = invgan.CSGM.preset("dcgan", G)
+    assert auto.settings_for(invgan.GaussianCS(600, (3, 16, 16)))["prune"] == ((30, 2),)
+    # auto's L-BFGS only on the operators it was measured on: a user's operator gets the paper's budget
+    assert auto.settings_for(RowSums(600))["prune"] == () and auto.settings_for(RowSums(600))["optimizer"] == "adam"

@@ -117,6 +117,24 @@ def test_cs_budget_is_recorded_with_the_work_done(tiny32_ckpt, tmp_path):
     assert s["history"] == 60 and s["lr"] == 0.1
 
 
+def test_cs_auto_budget_runs_lbfgs_only_on_the_operators_it_was_measured_on(tiny32_ckpt, tmp_path):
+    """auto's L-BFGS settings hold for Gaussian measurements and super-resolution (both methods) and
+    the centre-hole inpainting operator (DCGAN only: DCGAN+Reg missed the bar there); any other
+    operator runs the paper's Adam budget."""
+    want = {"superres": ("lbfgs", "lbfgs"), "inpaint": ("lbfgs", "adam"), "identity": ("adam", "adam")}
+    for physics, (dcgan, reg) in want.items():
+        out = tmp_path / physics
+        extra = ["--factor", 2] if physics == "superres" else []  # m = 768 at 32x32 RGB (factor 4: 192)
+        r = run_main("cs", "--input", "gen-span", "--generator", tiny32_ckpt, "--num-images", 1, "--physics", physics,
+                     *extra, "--iters", 2, "--methods", "dcgan,dcgan-reg", "--out", out, "--quiet")
+        assert r.returncode == 0, r.stderr
+        cfg = json.loads((out / "metrics.json").read_text())["config"]
+        s = cfg["method_settings"]
+        assert cfg["m"] >= 500, cfg["m"]  # all three are above auto's threshold: the operator decides
+        assert (s["dcgan"]["optimizer"], s["dcgan-reg"]["optimizer"]) == (dcgan, reg), physics
+        assert s["dcgan-reg"]["restarts"] == (8 if reg == "lbfgs" else 10)
+
+
 def test_cs_default_budget_is_auto_per_method(tiny32_ckpt, tmp_path):
     """The default budget ("auto") runs the paper's Adam budget below m = 500 and from there DCGAN by
     6 restarts x 30 L-BFGS passes, then the best 2 x 70 more (first step 1, 60 pairs: 0.32 of the
