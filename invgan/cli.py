@@ -305,7 +305,7 @@ def _cs_parser(sub) -> None:
                    help="CSGM work: auto (default: the paper's below m = 500; from m = 500 dcgan by 6 restarts x 30 "
                         "passes of per-latent L-BFGS and the best 2 x 70 more, 0.32 of the paper's work at its "
                         "error, dcgan-reg by 8 x 30 passes, the best 2 x 220 more, 0.14; L-BFGS only on the "
-                        "operators where it was measured: gaussian and superres, dcgan's also inpaint), paper (Adam, "
+                        "operators where it was measured: gaussian, superres and identity, dcgan's also inpaint), paper (Adam, "
                         "every restart runs "
                         "every iteration), fast (restarts that are behind are dropped early) or lbfgs (2 x 150 "
                         "L-BFGS passes, 0.3 of the work); README: CSGM budgets")

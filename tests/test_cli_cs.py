@@ -118,10 +118,10 @@ def test_cs_budget_is_recorded_with_the_work_done(tiny32_ckpt, tmp_path):
 
 
 def test_cs_auto_budget_runs_lbfgs_only_on_the_operators_it_was_measured_on(tiny32_ckpt, tmp_path):
-    """auto's L-BFGS settings hold for Gaussian measurements and super-resolution (both methods) and
-    the centre-hole inpainting operator (DCGAN only: DCGAN+Reg missed the bar there); any other
-    operator runs the paper's Adam budget."""
-    want = {"superres": ("lbfgs", "lbfgs"), "inpaint": ("lbfgs", "adam"), "identity": ("adam", "adam")}
+    """auto's L-BFGS settings hold for Gaussian measurements, super-resolution and denoising (both
+    methods) and the centre-hole inpainting operator (DCGAN only: DCGAN+Reg missed the bar there);
+    any other operator (test_api: a user's) runs the paper's Adam budget."""
+    want = {"superres": ("lbfgs", "lbfgs"), "inpaint": ("lbfgs", "adam"), "identity": ("lbfgs", "lbfgs")}
     for physics, (dcgan, reg) in want.items():
         out = tmp_path / physics
         extra = ["--factor", 2] if physics == "superres" else []  # m = 768 at 32x32 RGB (factor 4: 192)
