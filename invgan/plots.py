@@ -98,8 +98,9 @@ def paired_difference(rows: list[dict], a: str, b: str, x: str = "m", metric: st
 
     Both methods see the same images, so the 95% interval of the mean paired difference is much
     tighter than the two methods' own intervals: it tells whether b is better, not just whether
-    the curves overlap. Returns [{x, n, mean, ci95, b_better}] (b_better: images where b has the
-    lower ``metric``; read the sign the other way for PSNR / SSIM)."""
+    the curves overlap. Returns [{x, n, mean, ci95, b_better, b_mean}] (b_better: images where b
+    has the lower ``metric``; read the sign the other way for PSNR / SSIM; b_mean: b's mean over the
+    paired images)."""
     values = defaultdict(dict)  # (x, method) -> {image id: value}
     for r in rows:
         if r["method"] in (a, b):
@@ -112,7 +113,8 @@ def paired_difference(rows: list[dict], a: str, b: str, x: str = "m", metric: st
             continue
         d = np.array([va[i] - vb[i] for i in ids])
         stats = summarize(d)
-        out.append({x: xv, "n": len(ids), "mean": stats["mean"], "ci95": stats["ci95"], "b_better": int((d > 0).sum())})
+        out.append({x: xv, "n": len(ids), "mean": stats["mean"], "ci95": stats["ci95"], "b_better": int((d > 0).sum()),
+                    "b_mean": float(np.mean([vb[i] for i in ids]))})
     if not out:
         raise InvganError(f"no images with both {a!r} and {b!r} at the same {x}")
     return out
