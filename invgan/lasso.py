@@ -1009,6 +1009,10 @@ ADMM_CHECK = 100  # iterations between certificates (and stopping tests)
 #: (at n = 12288: m >= 5937, the sweep's 7500 and 10000).
 ADMM_GRAM_WORK = 1.2
 ADMM_SPACING = 20  # iterations between the dual points that the extrapolation combines
+ADMM_F32 = True  # the iterations' products in float32 (the certificates stay float64): half the work and memory
+# traffic; the w-step is written so that float32 loses nothing to cancellation (``lasso_admm``)
+ADMM_STALL = 10  # checks in a row in which the running images' largest certified gap falls by less than 1%:
+# the float32 iterations have reached their rounding floor, and the images left go on in float64
 
 
 def admm_gram_form(m: int, n: int) -> bool:
@@ -1027,7 +1031,12 @@ def lasso_admm(y: torch.Tensor, physics: Physics, basis="dct", alpha: float | No
     both bases, turns an iteration into two products with B and one with an (m, m) inverse. Where
     m is large against n (``admm_gram_form``: at 64x64 RGB from m = 5937) the n x n inverse
     (B^T B + rho I)^-1 is formed once instead and an iteration is one product with it.
-    Over-relaxed (``relax``), then z = soft(w + u, lam / rho), u += w - z. Near basis pursuit (the
+    Over-relaxed (``relax``), then z = soft(w + u, lam / rho), u += w - z. The w-step is computed as
+    (B^T B + rho I)^-1 (B^T y + rho q) = w_y + q - B^T (B B^T + rho I)^-1 B q, q = z - u, with w_y the
+    same for every iteration (push-through identity): no term is amplified by ||B||^2 / rho, so with
+    ``ADMM_F32`` its three products run in float32 (the n x n form: q (I - B^T (B B^T + rho I)^-1 B),
+    one product); the certificates are float64, and images still running when the largest certified
+    gap stops falling (``ADMM_STALL`` checks) go on in float64. Near basis pursuit (the
     wavelet's small alpha at large m) this converges where FISTA stalls: at m = 2500 (4 val faces)
     its objective is within 3e-6 of the exact optimum after 5,000 iterations, FISTA's certified gap
     is still 0.09 after 10,000.
@@ -1038,7 +1047,7 @@ def lasso_admm(y: torch.Tensor, physics: Physics, basis="dct", alpha: float | No
     (Anderson-type, as celer extrapolates residuals; Massias et al. 2018). Every ``ADMM_CHECK``
     iterations the better of them, scaled into the dual feasible set, bounds the optimum from
     below; an image stops when its relative duality gap (float64) at z is at most ``tol``, or after
-    ``max_iter`` iterations. All in float64.
+    ``max_iter`` iterations. The certificates, and the dual points' extrapolation, are float64.
 
     Parameters
     ----------
@@ -1085,73 +1094,89 @@ def _lasso_admm(y, physics, basis, alpha, tol, max_iter, rho, relax, clip, progr
     K = B @ Bt  # B B^T = A A^T
     eye = torch.eye(m, dtype=f64, device=dev)
     n = B.shape[1]
+    M = torch.cholesky_inverse(torch.linalg.cholesky(K + rho * eye))  # (B B^T + rho I)^-1
     W = None
-    if admm_gram_form(m, n):  # (B^T B + rho I)^-1, n x n: one product per iteration instead of three
-        W = Bt @ B
-        W.diagonal().add_(rho)
-        W = torch.cholesky_inverse(torch.linalg.cholesky(W))
-    else:
-        M = torch.cholesky_inverse(torch.linalg.cholesky(K + rho * eye))  # (B B^T + rho I)^-1
+    if admm_gram_form(m, n):  # I - B^T (B B^T + rho I)^-1 B = rho (B^T B + rho I)^-1, n x n: one product per
+        W = -(Bt @ (M @ B))   # iteration instead of three
+        W.diagonal().add_(1.0)
     ridge = 1e-12 * float(K.diagonal().mean())
     P = torch.cholesky_inverse(torch.linalg.cholesky(K + ridge * eye))  # (B B^T)^-1, for the dual points
     del K
     Y = y.reshape(nb, -1).double()
-    c0 = Y @ B  # B^T y
-    z, u = torch.zeros_like(c0), torch.zeros_like(c0)
-    best_z = torch.zeros_like(c0)
+    wy = (Y @ M) @ B  # (B^T B + rho I)^-1 B^T y = B^T (B B^T + rho I)^-1 y, the w-step's fixed part
+    z, u = torch.zeros(nb, n, dtype=f64, device=dev), torch.zeros(nb, n, dtype=f64, device=dev)
+    best_z = torch.zeros_like(z)
     best_p = torch.full((nb,), math.inf, dtype=f64, device=dev)
     best_d = torch.full((nb,), -math.inf, dtype=f64, device=dev)
     ran = torch.zeros(nb, dtype=torch.long, device=dev)
-    it, key, saved = 0, None, None
+    it, key, saved, low = 0, None, None, ADMM_F32
     if state is not None:
-        key = {"solver": "lasso-admm-1", "basis": getattr(basis, "name", type(basis).__name__), "alpha": alpha,
+        key = {"solver": "lasso-admm-2", "basis": getattr(basis, "name", type(basis).__name__), "alpha": alpha,
                "tol": tol, "max_iter": max_iter, "rho": rho, "relax": relax, "check": ADMM_CHECK,
-               "spacing": ADMM_SPACING, "physics": type(physics).__name__, "m": m, "y": fingerprint(y)}
+               "spacing": ADMM_SPACING, "f32": ADMM_F32, "stall": ADMM_STALL, "physics": type(physics).__name__,
+               "m": m, "y": fingerprint(y)}
         saved = state.load(key, dev)
     history = []  # the last dual points theta of the running rows
+    stalled, floor = 0, math.inf  # checks without a 1% lower largest gap; the lowest largest gap so far
     if saved:  # saved at a check, after the finished rows left
         z, u, best_z, best_p, best_d, ran, it = (saved[k] for k in ("z", "u", "best_z", "best_p", "best_d",
                                                                       "ran", "it"))
-        it, history = int(it), list(saved["history"].unbind(0))
+        it, history, low = int(it), list(saved["history"].unbind(0)), bool(saved["low"])
+        stalled, floor = int(saved["stalled"]), float(saved["floor"])
+
+    def working(low):  # the iterations' operands: float32 copies, or the float64 ones
+        cast = (lambda t: t.float()) if low else (lambda t: t)
+        return {"B": cast(B), "Bt": cast(Bt), "M": cast(M) if W is None else None, "P": cast(P), "wy": cast(wy),
+                "W": cast(W) if W is not None else None}
+
+    ops = working(low)
     gap = _relative_gap(best_p, best_d)
     rows = (gap > tol).nonzero().squeeze(1) if it else torch.arange(nb, device=dev)
-    za, ua = z[rows], u[rows]
+    za, ua = z[rows].to(ops["B"].dtype), u[rows].to(ops["B"].dtype)
     bar = tqdm(total=max_iter, initial=it, desc=f"lasso-{getattr(basis, 'name', 'basis')} admm", unit="it",
                disable=not progress, leave=False)
     while it < max_iter and len(rows):
-        v = c0[rows] + rho * (za - ua)
-        w = v @ W if W is not None else (v - ((v @ B.T) @ M) @ B) / rho  # (B^T B + rho I)^-1 v
+        q = za - ua  # (B^T B + rho I)^-1 (B^T y + rho q) = w_y + q - B^T (B B^T + rho I)^-1 B q
+        w = ops["wy"][rows] + (q @ ops["W"] if W is not None else q - ((q @ ops["Bt"]) @ ops["M"]) @ ops["B"])
         wr = relax * w + (1 - relax) * za
         za = _soft(wr + ua, lam / rho)
         ua = ua + wr - za
         it += 1
-        if it % ADMM_SPACING == 0:
-            history.append(((rho * ua) @ Bt) @ P)  # B theta = rho u in the least-squares sense
+        if it % ADMM_SPACING == 0:  # B theta = rho u in the least-squares sense
+            history.append((((rho * ua) @ ops["Bt"]) @ ops["P"]).double())
             del history[:-(EXTRAPOLATION + 1)]
         if it % ADMM_CHECK and it < max_iter:
             continue
         ran[rows] = it
-        Yr = Y[rows]
-        primal, dual = _primal_dual(Yr, za, B, Bt, lam)  # the dual at z's residual, then at theta's
+        Yr, zd = Y[rows], za.double()
+        primal, dual = _primal_dual(Yr, zd, B, Bt, lam)  # the dual at z's residual, then at theta's (float64)
         thetas = history[-1:] + ([_extrapolate(history)] if len(history) == EXTRAPOLATION + 1 else [])
         for t in thetas:
             dual = torch.maximum(dual, _dual_value(t, t @ B, Yr, lam))
         better = primal < best_p[rows]
-        best_z[rows] = torch.where(better[:, None], za, best_z[rows])
+        best_z[rows] = torch.where(better[:, None], zd, best_z[rows])
         best_p[rows] = torch.minimum(primal, best_p[rows])
         best_d[rows] = torch.maximum(dual, best_d[rows])
-        z[rows], u[rows] = za, ua
+        z[rows], u[rows] = zd, ua.double()
         gap = _relative_gap(best_p, best_d)
         keep = (gap[rows] > tol).nonzero().squeeze(1)
         if len(keep) < len(rows):
             rows, za, ua = rows[keep], za[keep], ua[keep]
             history = [h[keep] for h in history]
+        if len(rows):
+            top = float(gap[rows].max())
+            stalled, floor = (0, top) if top < 0.99 * floor else (stalled + 1, floor)
+            if low and stalled >= ADMM_STALL:  # float32's rounding floor: the rest in float64, from here
+                low, stalled, floor = False, 0, top
+                ops = working(low)
+                za, ua = za.double(), ua.double()
         bar.update(it - bar.n)
         bar.set_postfix(running=len(rows), gap=f"{float(gap.max()):.1e}", refresh=False)
         if state is not None and state.due() and len(rows):  # the run goes on as if it had not saved
             state.save(key, {"z": z, "u": u, "best_z": best_z, "best_p": best_p, "best_d": best_d, "ran": ran,
-                             "it": torch.tensor(it),
-                             "history": torch.stack(history) if history else c0.new_zeros(0, len(rows), n)})
+                             "it": torch.tensor(it), "low": torch.tensor(low), "stalled": torch.tensor(stalled),
+                             "floor": torch.tensor(floor, dtype=f64),
+                             "history": torch.stack(history) if history else z.new_zeros(0, len(rows), m)})
     bar.close()
     gap = _relative_gap(best_p, best_d).to(y.dtype)
     w = best_z.to(y.dtype).reshape(nb, *img_shape)
