@@ -28,7 +28,8 @@ for explicit-matrix operators; the fast and certified choice up to m ~ ``HOMOTOP
 (``Lasso(solver="auto")`` takes it there).
 
 ``lasso_admm``: ADMM with one cached factorisation of A A^T + rho I (= B B^T + rho I), batched over
-images, for explicit-matrix operators, with a certificate from ADMM's own dual variable; it
+images, for explicit-matrix operators, its iterations in float32 (``ADMM_F32``), with a float64
+certificate from ADMM's own dual variable; it
 converges near basis pursuit (the wavelet's alpha 1e-5 at large m), where FISTA stalls
 uncertified. ``Lasso(solver="auto")`` takes it above ``HOMOTOPY_MAX_M`` for alpha at most
 ``ADMM_MAX_ALPHA``, FISTA otherwise (``choose_solver``).
