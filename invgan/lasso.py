@@ -1133,12 +1133,12 @@ def _lasso_admm(y, physics, basis, alpha, tol, max_iter, rho, relax, clip, progr
     ops = working(low)
     gap = _relative_gap(best_p, best_d)
     rows = (gap > tol).nonzero().squeeze(1) if it else torch.arange(nb, device=dev)
-    za, ua = z[rows].to(ops["B"].dtype), u[rows].to(ops["B"].dtype)
+    za, ua, wya = z[rows].to(ops["B"].dtype), u[rows].to(ops["B"].dtype), ops["wy"][rows]  # running rows: z, u, w_y
     bar = tqdm(total=max_iter, initial=it, desc=f"lasso-{getattr(basis, 'name', 'basis')} admm", unit="it",
                disable=not progress, leave=False)
     while it < max_iter and len(rows):
         q = za - ua  # (B^T B + rho I)^-1 (B^T y + rho q) = w_y + q - B^T (B B^T + rho I)^-1 B q
-        w = ops["wy"][rows] + (q @ ops["W"] if W is not None else q - ((q @ ops["Bt"]) @ ops["M"]) @ ops["B"])
+        w = wya + (q @ ops["W"] if W is not None else q - ((q @ ops["Bt"]) @ ops["M"]) @ ops["B"])
         wr = relax * w + (1 - relax) * za
         za = _soft(wr + ua, lam / rho)
         ua = ua + wr - za
@@ -1162,7 +1162,7 @@ def _lasso_admm(y, physics, basis, alpha, tol, max_iter, rho, relax, clip, progr
         gap = _relative_gap(best_p, best_d)
         keep = (gap[rows] > tol).nonzero().squeeze(1)
         if len(keep) < len(rows):
-            rows, za, ua = rows[keep], za[keep], ua[keep]
+            rows, za, ua, wya = rows[keep], za[keep], ua[keep], wya[keep]
             history = [h[keep] for h in history]
         if len(rows):
             top = float(gap[rows].max())
@@ -1170,7 +1170,7 @@ def _lasso_admm(y, physics, basis, alpha, tol, max_iter, rho, relax, clip, progr
             if low and stalled >= ADMM_STALL:  # float32's rounding floor: the rest in float64, from here
                 low, stalled, floor = False, 0, top
                 ops = working(low)
-                za, ua = za.double(), ua.double()
+                za, ua, wya = za.double(), ua.double(), ops["wy"][rows]
         bar.update(it - bar.n)
         bar.set_postfix(running=len(rows), gap=f"{float(gap.max()):.1e}", refresh=False)
         if state is not None and state.due() and len(rows):  # the run goes on as if it had not saved
