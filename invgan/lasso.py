@@ -587,20 +587,32 @@ def check_solver_name(solver, what: str = "Lasso solver") -> None:
 
 ADMM_MAX_ALPHA = 1e-3  # solver="auto" above HOMOTOPY_MAX_M: ADMM for alpha at most this (near basis pursuit for
 # images in [-1, 1], such as the wavelet's paper alpha 1e-5, where FISTA stalls uncertified), FISTA above it
+ADMM_MIN_M = 500  # solver="auto" for alpha above ADMM_MAX_ALPHA (the DCT's): ADMM from this m while its w-step is by
+# Woodbury (admm_gram_form false: m < 5937 at 64x64 RGB), the homotopy below it, FISTA above
 
 
 def choose_solver(solver: str, physics: Physics, alpha: float | None = None) -> str:
     """The solver ``solver`` ("auto", "fista", "homotopy" or "admm") runs on ``physics`` with l1
-    weight ``alpha``. "auto": the exact homotopy where ``homotopy_applies`` (a shared explicit matrix,
-    m <= ``HOMOTOPY_MAX_M``); above, for an explicit matrix and alpha <= ``ADMM_MAX_ALPHA`` (near
-    basis pursuit), ADMM; else FISTA."""
+    weight ``alpha``. "auto", for an explicit shared matrix (``homotopy_applies`` at any m):
+
+    - alpha <= ``ADMM_MAX_ALPHA`` (near basis pursuit, the wavelet's): the exact homotopy up to
+      m = ``HOMOTOPY_MAX_M``, ADMM above;
+    - alpha above it (the DCT's): ADMM from m = ``ADMM_MIN_M`` while its w-step is by Woodbury
+      (``admm_gram_form`` false), the homotopy below, FISTA above;
+    - alpha not given: the homotopy up to ``HOMOTOPY_MAX_M``, FISTA above.
+
+    Any other operator: FISTA."""
     check_solver_name(solver)
-    if solver == "auto":
-        if homotopy_applies(physics):
-            return "homotopy"
-        near_bp = alpha is not None and alpha <= ADMM_MAX_ALPHA
-        return "admm" if near_bp and homotopy_applies(physics, max_m=math.inf) else "fista"
-    return solver
+    if solver != "auto":
+        return solver
+    if not homotopy_applies(physics, max_m=math.inf):
+        return "fista"
+    m, n = physics.m, math.prod(physics.img_shape)
+    if alpha is not None and alpha > ADMM_MAX_ALPHA and m >= ADMM_MIN_M:
+        return "fista" if admm_gram_form(m, n) else "admm"
+    if homotopy_applies(physics):
+        return "homotopy"
+    return "admm" if alpha is not None and alpha <= ADMM_MAX_ALPHA else "fista"
 
 
 def check_dense(physics: Physics, solver: str = "homotopy") -> None:
@@ -1001,7 +1013,10 @@ def _lasso_homotopy(y, physics, basis, alpha, clip, progress, state, max_steps):
     return LassoResult(x, w, lasso_objective(y, physics, basis, w, alpha), gap, int(steps.max()) if nb else 0, steps)
 
 
-ADMM_RHO = 0.3  # ADMM's penalty in the scaled problem 1/2 ||y - B w||^2 + lam ||w||_1 (measured best of 0.03 to 1)
+ADMM_RHO = 0.3  # ADMM's penalty in the scaled problem 1/2 ||y - B w||^2 + lam ||w||_1 near basis pursuit (alpha at
+# most ADMM_MAX_ALPHA: measured best of 0.03 to 2.4 on the wavelet at m = 2500 and 5000)
+ADMM_RHO_LAM = 2.0  # ... and above ADMM_MAX_ALPHA (the DCT's alpha 0.1) rho = this x lam: the best rho grows with lam
+# there (measured on the DCT, 16 val faces, tol 1e-4: 1.5 to 4 lam tried at m = 200, 500, 1000 and 2500)
 ADMM_RELAX = 1.7  # over-relaxation (Eckstein & Bertsekas; 1.5 to 1.8 is the usual range)
 ADMM_CHECK = 100  # iterations between certificates (and stopping tests)
 #: The w-step (B^T B + rho I)^-1 v costs 2 m (2 n + m) flops per image by Woodbury and 2 n^2 with the
@@ -1012,8 +1027,17 @@ ADMM_GRAM_WORK = 1.2
 ADMM_SPACING = 20  # iterations between the dual points that the extrapolation combines
 ADMM_F32 = True  # the iterations' products in float32 (the certificates stay float64): half the work and memory
 # traffic; the w-step is written so that float32 loses nothing to cancellation (``lasso_admm``)
+ADMM_NEWTON = True  # support Newton steps (``support_newton``) at some checks (alpha above ADMM_MAX_ALPHA only)
+ADMM_NEWTON_GAP = 2e-4  # ... for the images whose relative gap is at most this (2e-3 tried more, failed, cost more)
+ADMM_NEWTON_WORK = 10.0  # ... every ceil(this x m^2 / n / ADMM_CHECK) checks (m = 500: 3, m = 1000: 9, at n = 12288)
 ADMM_STALL = 10  # checks in a row in which the running images' largest certified gap falls by less than 1%:
 # the float32 iterations have reached their rounding floor, and the images left go on in float64
+
+
+def admm_rho(alpha: float, lam: float) -> float:
+    """ADMM's default penalty for l1 weight ``alpha`` (lam = m alpha in the scaled problem):
+    ``ADMM_RHO`` near basis pursuit (alpha <= ``ADMM_MAX_ALPHA``), else ``ADMM_RHO_LAM`` x lam."""
+    return ADMM_RHO if alpha <= ADMM_MAX_ALPHA else ADMM_RHO_LAM * lam
 
 
 def admm_gram_form(m: int, n: int) -> bool:
@@ -1022,7 +1046,7 @@ def admm_gram_form(m: int, n: int) -> bool:
 
 
 def lasso_admm(y: torch.Tensor, physics: Physics, basis="dct", alpha: float | None = None,
-               tol: float = 1e-6, max_iter: int = 10000, rho: float = ADMM_RHO, relax: float = ADMM_RELAX,
+               tol: float = 1e-6, max_iter: int = 10000, rho: float | None = None, relax: float = ADMM_RELAX,
                clip: bool = True, progress: bool = False, state: SolveState | None = None) -> LassoResult:
     """The Lasso by ADMM with one cached factorisation, batched over images, with a certified gap.
 
@@ -1063,8 +1087,10 @@ def lasso_admm(y: torch.Tensor, physics: Physics, basis="dct", alpha: float | No
         Relative duality-gap tolerance.
     max_iter : int
         Iterations at most.
-    rho, relax : float
-        ADMM's penalty (for the scaled objective, lam = m alpha) and over-relaxation in (0, 2).
+    rho : float, optional
+        ADMM's penalty for the scaled objective (lam = m alpha); default ``admm_rho(alpha, lam)``.
+    relax : float
+        Over-relaxation, in (0, 2).
     state : invgan.resume.SolveState, optional
         Save the run as it goes and resume from it.
 
@@ -1084,7 +1110,9 @@ def _lasso_admm(y, physics, basis, alpha, tol, max_iter, rho, relax, clip, progr
     check_dense(physics, "admm")
     if not (isinstance(max_iter, int) and max_iter >= 1):
         raise InvganError(f"max_iter must be a whole number >= 1, got {max_iter!r}")
-    if not (math.isfinite(rho) and rho > 0):
+    if rho is None:
+        rho = admm_rho(alpha, physics.m * alpha)
+    if not (isinstance(rho, (int, float)) and math.isfinite(rho) and rho > 0):
         raise InvganError(f"rho must be a finite number > 0, got {rho}")
     if not (math.isfinite(relax) and 0 < relax < 2):
         raise InvganError(f"relax must be in (0, 2), got {relax}")
@@ -1110,12 +1138,18 @@ def _lasso_admm(y, physics, basis, alpha, tol, max_iter, rho, relax, clip, progr
     best_p = torch.full((nb,), math.inf, dtype=f64, device=dev)
     best_d = torch.full((nb,), -math.inf, dtype=f64, device=dev)
     ran = torch.zeros(nb, dtype=torch.long, device=dev)
+    # support Newton steps every `newton_every` checks (0: none), for the images whose gap is at most
+    # ADMM_NEWTON_GAP: a step's cost per image, measured as about ADMM_NEWTON_WORK m^3 / (4 m n) of the float32
+    # iterations, kept to about a quarter of the iterations' between two of them. Not near basis pursuit: there
+    # the support fills all m slots and B_J is square, so they cannot certify
+    newton_every = (math.ceil(ADMM_NEWTON_WORK * m * m / n / ADMM_CHECK) if ADMM_NEWTON and alpha > ADMM_MAX_ALPHA
+                    else 0)
     it, key, saved, low = 0, None, None, ADMM_F32
     if state is not None:
         key = {"solver": "lasso-admm-2", "basis": getattr(basis, "name", type(basis).__name__), "alpha": alpha,
                "tol": tol, "max_iter": max_iter, "rho": rho, "relax": relax, "check": ADMM_CHECK,
-               "spacing": ADMM_SPACING, "f32": ADMM_F32, "stall": ADMM_STALL, "physics": type(physics).__name__,
-               "m": m, "y": fingerprint(y)}
+               "spacing": ADMM_SPACING, "f32": ADMM_F32, "stall": ADMM_STALL, "newton": newton_every,
+               "physics": type(physics).__name__, "m": m, "y": fingerprint(y)}
         saved = state.load(key, dev)
     history = []  # the last dual points theta of the running rows
     stalled, floor = 0, math.inf  # checks without a 1% lower largest gap; the lowest largest gap so far
@@ -1159,6 +1193,19 @@ def _lasso_admm(y, physics, basis, alpha, tol, max_iter, rho, relax, clip, progr
         best_p[rows] = torch.minimum(primal, best_p[rows])
         best_d[rows] = torch.maximum(dual, best_d[rows])
         z[rows], u[rows] = zd, ua.double()
+        if newton_every and (it // ADMM_CHECK) % newton_every == 0:
+            # support Newton steps (as FISTA's) for rows whose gap says their support is nearly found:
+            # the exact solution on z's support and signs, kept where its objective is lower
+            near = ((best_p[rows] - best_d[rows]) > tol * best_p[rows]) & \
+                ((best_p[rows] - best_d[rows]) <= ADMM_NEWTON_GAP * best_p[rows])
+            near = near.nonzero().squeeze(1)
+            if len(near):
+                sub = rows[near]
+                cand, tried, p_n, d_n = _newton_rows(zd[near], Bt, Yr[near], lam)
+                ok = tried & (p_n < best_p[sub])
+                best_z[sub] = torch.where(ok[:, None], cand, best_z[sub])
+                best_p[sub] = torch.where(ok, p_n, best_p[sub])
+                best_d[sub] = torch.maximum(best_d[sub], d_n)  # a dual value is valid anywhere
         gap = _relative_gap(best_p, best_d)
         keep = (gap[rows] > tol).nonzero().squeeze(1)
         if len(keep) < len(rows):

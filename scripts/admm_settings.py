@@ -25,7 +25,8 @@ def main(argv=None):
     ap.add_argument("--images", type=int, default=8)
     ap.add_argument("--basis", default="wavelet", choices=["dct", "wavelet"])
     ap.add_argument("--tol", type=float, default=1e-4)
-    ap.add_argument("--rho", type=float, nargs="+", default=[lasso.ADMM_RHO])
+    ap.add_argument("--rho", type=float, nargs="+", default=[None],
+                    help="penalties to try (default: lasso.admm_rho's rule for the basis's paper alpha)")
     ap.add_argument("--relax", type=float, nargs="+", default=[lasso.ADMM_RELAX])
     args = ap.parse_args(argv)
     x = load_images(None, partition="val", limit=args.images, progress=False).tensor()
@@ -36,6 +37,7 @@ def main(argv=None):
             t = time.time()
             r = lasso.lasso_admm(y, p, args.basis, tol=args.tol, rho=rho, relax=relax)
             mse = (r.x - x).pow(2).flatten(1).mean(1)
+            rho = lasso.admm_rho(lasso.PAPER_ALPHA[args.basis], args.m * lasso.PAPER_ALPHA[args.basis]) if rho is None else rho
             print(f"m {args.m} rho {rho:g} relax {relax:g}: {time.time() - t:6.1f} s, iterations largest "
                   f"{r.iterations} mean {float(r.image_iterations.double().mean()):.0f}, largest gap "
                   f"{float(r.gap.max()):.2e}, objective (sum) {float(r.objective.double().sum()):.7f}, "

@@ -150,7 +150,7 @@ def test_admm_goes_on_in_float64_when_float32_stalls_and_resumes_across_the_swit
     a run killed after the switch resumes to the same end."""
     monkeypatch.setattr(lasso_module, "ADMM_STALL", 2)
     x, p, y = lasso_problem(150, seed=3, n_images=2)
-    kw = dict(alpha=1.0, tol=1e-3, max_iter=20000)
+    kw = dict(alpha=1.0, tol=1e-3, max_iter=20000, rho=lasso_module.ADMM_RHO)  # (a slow rho for this alpha)
     seen = _soft_dtypes(monkeypatch)
     ref = lasso_admm(y, p, "dct", **kw)
     switch = seen.index(torch.float64)
@@ -167,3 +167,41 @@ def test_admm_goes_on_in_float64_when_float32_stalls_and_resumes_across_the_swit
     assert set(seen) == {torch.float64}  # resumed in float64
     assert torch.equal(res.w, ref.w) and torch.equal(res.image_iterations, ref.image_iterations)
     assert torch.equal(res.gap, ref.gap)
+
+
+def test_admm_rho_for_larger_alpha_certifies_in_far_fewer_iterations_than_the_near_bp_rho_and_fista():
+    """Counts: above ADMM_MAX_ALPHA (the DCT's alpha) the default rho = ADMM_RHO_LAM x lam reaches the
+    certified gap in a tenth of the iterations of the near-basis-pursuit rho and fewer than FISTA's."""
+    x, p, y = lasso_problem(200, seed=2)
+    lam = 200 * 0.1
+    assert lasso_module.admm_rho(0.1, lam) == lasso_module.ADMM_RHO_LAM * lam
+    assert lasso_module.admm_rho(1e-5, 200 * 1e-5) == lasso_module.ADMM_RHO
+    rule = lasso_admm(y, p, "dct", tol=1e-5, max_iter=20000)
+    slow = lasso_admm(y, p, "dct", tol=1e-5, max_iter=20000, rho=lasso_module.ADMM_RHO)
+    fista = lasso_fista(y, p, "dct", tol=1e-5, newton=False)
+    assert rule.gap.max() <= 1e-5 and slow.gap.max() <= 1e-5 and fista.gap.max() <= 1e-5
+    assert 10 * rule.image_iterations.max() <= slow.image_iterations.min(), (rule.image_iterations, slow.image_iterations)
+    assert rule.image_iterations.max() < fista.image_iterations.min(), (rule.image_iterations, fista.image_iterations)
+    assert ((rule.objective.double() - slow.objective.double()).abs() <= 1e-5 * slow.objective.double()).all()
+
+
+def test_admm_support_newton_steps_end_at_the_exact_solution_sooner(monkeypatch):
+    """Above ADMM_MAX_ALPHA the support Newton steps at the checks give the exact solution (the
+    homotopy's objective, a gap at rounding level) in fewer iterations than ADMM alone, which stops at
+    its tolerance; near basis pursuit they are not tried."""
+    x, p, y = lasso_problem(100, seed=2)
+    exact = lasso_homotopy(y, p, "dct")
+    with_newton = lasso_admm(y, p, "dct", tol=1e-5, max_iter=20000)
+    monkeypatch.setattr(lasso_module, "ADMM_NEWTON", False)
+    alone = lasso_admm(y, p, "dct", tol=1e-5, max_iter=20000)
+    monkeypatch.setattr(lasso_module, "ADMM_NEWTON", True)
+    assert with_newton.gap.max() < 1e-12 and alone.gap.max() <= 1e-5 and alone.gap.min() > 1e-9
+    rel = (with_newton.objective.double() - exact.objective.double()).abs() / exact.objective.double()
+    assert rel.max() < 1e-6, rel  # the float32 evaluation of the same exact point
+    assert (with_newton.image_iterations < alone.image_iterations).all()
+    calls = []
+    real = lasso_module._newton_rows
+    monkeypatch.setattr(lasso_module, "_newton_rows", lambda *a, **k: calls.append(1) or real(*a, **k))
+    _, p_bp, y_bp = lasso_problem(400, seed=2)
+    lasso_admm(y_bp, p_bp, "wavelet", tol=1e-4, max_iter=20000)
+    assert not calls

@@ -155,21 +155,33 @@ def test_homotopy_needs_an_explicit_matrix():
 
 def test_auto_takes_the_homotopy_up_to_its_m_and_admm_or_fista_above():
     small = GaussianCS(200, SHAPE, noise_std=0.0, seed=0)
+    mid = GaussianCS(lasso_module.ADMM_MIN_M, (3, 32, 32), noise_std=0.0, seed=0)
     big = GaussianCS(lasso_module.HOMOTOPY_MAX_M + 1, (3, 32, 32), noise_std=0.0, seed=0)
-    assert Lasso("wavelet").solver_for(small) == "homotopy"
-    assert Lasso("wavelet").solver_for(big) == "admm"  # alpha 1e-5: near basis pursuit
-    assert Lasso("dct").solver_for(big) == "fista"  # alpha 0.1
-    assert Lasso("wavelet", alpha=2 * lasso_module.ADMM_MAX_ALPHA).solver_for(big) == "fista"
+    huge = GaussianCS(2500, (3, 32, 32), noise_std=0.0, seed=0)  # m large against n = 3072
+    assert not lasso_module.admm_gram_form(big.m, 3072) and lasso_module.admm_gram_form(huge.m, 3072)
+    # near basis pursuit (the wavelet's alpha 1e-5): the exact path up to HOMOTOPY_MAX_M, ADMM above
+    assert Lasso("wavelet").solver_for(small) == "homotopy" and Lasso("wavelet").solver_for(mid) == "homotopy"
+    assert Lasso("wavelet").solver_for(big) == "admm" and Lasso("wavelet").solver_for(huge) == "admm"
+    # larger alpha (the DCT's 0.1): the path below ADMM_MIN_M, ADMM while its w-step is by Woodbury, FISTA above
+    assert Lasso("dct").solver_for(small) == "homotopy"
+    assert Lasso("dct").solver_for(mid) == "admm" and Lasso("dct").solver_for(big) == "admm"
+    assert Lasso("dct").solver_for(huge) == "fista"
+    assert Lasso("wavelet", alpha=2 * lasso_module.ADMM_MAX_ALPHA).solver_for(big) == "admm"
+    # no alpha given (Sparse-Gen's per-image weights): the path up to HOMOTOPY_MAX_M, FISTA above
+    assert lasso_module.choose_solver("auto", mid) == "homotopy" and lasso_module.choose_solver("auto", big) == "fista"
     sr = make_physics("superres", (3, 32, 32), None, 0.0, 0, 4, "cpu")
     assert Lasso("wavelet").solver_for(sr) == "fista"  # no explicit matrix: FISTA whatever alpha
+    assert Lasso("dct").solver_for(sr) == "fista"
     assert Lasso("wavelet", solver="homotopy").solver_for(big) == "homotopy"
     assert Lasso("wavelet", solver="fista").solver_for(small) == "fista"
-    saved = lasso_module.HOMOTOPY_MAX_M
-    try:  # the limit is read when the choice is made
+    saved = lasso_module.HOMOTOPY_MAX_M, lasso_module.ADMM_MIN_M
+    try:  # the limits are read when the choice is made
         lasso_module.HOMOTOPY_MAX_M = 100
         assert Lasso("wavelet").solver_for(small) == "admm" and Lasso("dct").solver_for(small) == "fista"
+        lasso_module.ADMM_MIN_M = 150
+        assert Lasso("dct").solver_for(small) == "admm"
     finally:
-        lasso_module.HOMOTOPY_MAX_M = saved
+        lasso_module.HOMOTOPY_MAX_M, lasso_module.ADMM_MIN_M = saved
     x, p, y = lasso_problem(120, seed=6, n_images=2)
     rec = Lasso("dct")(y, p)
     assert rec.details["solver"] == "homotopy" and rec.details["max_rel_gap"] < 1e-8
