@@ -53,8 +53,9 @@ class CSConfig:
     z_reg: float | None = None
     z_clip: float | None = None
     lasso_tol: float = 1e-5
-    lasso_solver: str = "auto"       # "auto": the exact homotopy for a Gaussian A up to m = 1000; above, ADMM near
-    # basis pursuit (alpha <= 1e-3, the wavelet's), else FISTA (invgan.lasso.choose_solver)
+    lasso_solver: str = "auto"       # "auto" for a Gaussian A: near basis pursuit (alpha <= 1e-3, the wavelet's) the
+    # exact homotopy up to m = 1000, ADMM above; else (the DCT's) the homotopy below m = 500, ADMM to m = 5936, FISTA
+    # above (invgan.lasso.choose_solver)
     budget: str = "auto"             # CSGM work: "auto" (the paper's below m = 500, L-BFGS per method and operator from there:
     # invgan.csgm.AUTO_FROM_M, AUTO_SETTINGS), "paper" (the
     # paper's fixed Adam budget), "fast" (restart pruning) or "lbfgs"

@@ -24,15 +24,16 @@ problem's structure (``dense="auto"``, the default, for operators with an explic
   iterate is the exact minimiser and the certificate closes to rounding.
 
 ``lasso_homotopy``: the exact solution by the homotopy (LARS-Lasso) path, batched over images,
-for explicit-matrix operators; the fast and certified choice up to m ~ ``HOMOTOPY_MAX_M``
-(``Lasso(solver="auto")`` takes it there).
+for explicit-matrix operators; the fast and certified choice at small m (``Lasso(solver="auto")``
+takes it up to ``HOMOTOPY_MAX_M`` near basis pursuit, below ``ADMM_MIN_M`` otherwise).
 
 ``lasso_admm``: ADMM with one cached factorisation of A A^T + rho I (= B B^T + rho I), batched over
 images, for explicit-matrix operators, its iterations in float32 (``ADMM_F32``), with a float64
 certificate from ADMM's own dual variable; it
 converges near basis pursuit (the wavelet's alpha 1e-5 at large m), where FISTA stalls
-uncertified. ``Lasso(solver="auto")`` takes it above ``HOMOTOPY_MAX_M`` for alpha at most
-``ADMM_MAX_ALPHA``, FISTA otherwise (``choose_solver``).
+uncertified, and, with rho = 2 lam and support Newton steps, fast for larger alpha (the DCT's).
+``Lasso(solver="auto")`` takes it above ``HOMOTOPY_MAX_M`` for alpha at most ``ADMM_MAX_ALPHA``, from
+``ADMM_MIN_M`` for larger alpha while its w-step is by Woodbury, FISTA otherwise (``choose_solver``).
 
 ``lasso_cvxpy``: the exact reference formulation in cvxpy (dense A Psi; for tests and
 benchmarks on small or few problems).

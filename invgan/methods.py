@@ -329,7 +329,7 @@ class Lasso(Method):
     solver : {"auto", "fista", "homotopy", "admm"}, default "auto"
         "homotopy": ``invgan.lasso.lasso_homotopy``, the exact solution path (explicit-matrix
         operators only); "admm": ``lasso_admm`` (explicit-matrix operators only; converges near
-        basis pursuit, where FISTA stalls); "fista": ``lasso_fista``; "auto": see
+        basis pursuit, where FISTA stalls, and fast for the DCT's alpha from m = 500); "fista": ``lasso_fista``; "auto": see
         ``invgan.lasso.choose_solver``.
     """
 

@@ -4,7 +4,7 @@ Same CelebA val faces, same Gaussian A (seed 0), same noisy y (seed 1) and the s
 1/(2m) ||y - A Psi w||^2 + alpha ||w||_1 (paper alpha per basis): invgan's batched solver
 (all images in one batch) against scikit-learn, celer and skglm (one image at a time, on the
 dense B = A Psi), each solver timed alone. invgan runs as a user gets it (``Lasso(basis)``:
-solver "auto", the exact homotopy up to m = 1000, else FISTA at tol 1e-4) and, for reference, its
+solver "auto" at tol 1e-4: ``invgan.lasso.choose_solver``) and, for reference, its
 FISTA solver (``invgan-fista``). Reports seconds per image and each solver's relative
 objective excess over the best objective any of them reached on that image.
 
