@@ -172,13 +172,24 @@ def table(r: dict) -> str:
                          f"{row['rel_objective_vs_previous_max']:+.1e}) |")
         if "homotopy_s_per_image" in row:
             imgs = row.get("images", row.get("images_fista"))
-            lines.append(f"| {name}, {imgs} faces: homotopy (exact path; solver auto) | "
+            who = "; solver auto" if row.get("auto_solver", "homotopy") == "homotopy" else ""
+            lines.append(f"| {name}, {imgs} faces: homotopy (exact path{who}) | "
                          f"{row['homotopy_s_per_image']:.3f} s/image, {row['homotopy_certified']}/{imgs} certified "
                          f"(largest gap {row['homotopy_certified_gap_max']:.0e}) | FISTA + Newton steps, tol "
                          f"{row.get('tol', 1e-4):g}: {row['fista_s_per_image']:.3f} s/image, {row['certified']}/{imgs} "
                          f"certified | {row['homotopy_speedup_vs_fista']:.2f}x ({row['homotopy_speedup_vs_previous']:.1f}x "
                          f"against the previous FISTA; objective {row['homotopy_rel_objective_vs_fista_min']:+.1e} to "
                          f"{row['homotopy_rel_objective_vs_fista_max']:+.1e}) |")
+        if "auto_s_per_image" in row:
+            imgs = row.get("images", row.get("images_fista"))
+            against = ("homotopy (exact path)" if row["auto_against"] == "homotopy" else
+                       f"FISTA + Newton steps, tol {row.get('tol', 1e-4):g}")
+            lines.append(f"| {name}, {imgs} faces: {row['auto_solver'].upper()} (solver auto), tol {row.get('tol', 1e-4):g} | "
+                         f"{row['auto_s_per_image']:.3f} s/image, {row['auto_certified']}/{imgs} certified (largest gap "
+                         f"{row['auto_certified_gap_max']:.0e}) | {against}: "
+                         f"{row[row['auto_against'] + '_s_per_image']:.3f} s/image | {row['auto_speedup']:.2f}x "
+                         f"(objective {row['auto_rel_objective_min']:+.1e} to {row['auto_rel_objective_max']:+.1e}; mse "
+                         f"{row['auto_mse_diff_mean']:+.1e} +- {row['auto_mse_diff_ci95']:.1e}, paired) |")
         lines.append(f"| {name} | {row['fista_s_per_image']:.2f} s/image | cvxpy (Clarabel) {row['cvxpy_s_per_image']:.1f} "
                      f"s/image | {row['speedup']:.1f}x (objective gap {row['rel_objective_gap_max']:+.1e}) |")
     if "main" in r:
