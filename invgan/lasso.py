@@ -1140,9 +1140,9 @@ def _lasso_admm(y, physics, basis, alpha, tol, max_iter, rho, relax, clip, progr
     best_d = torch.full((nb,), -math.inf, dtype=f64, device=dev)
     ran = torch.zeros(nb, dtype=torch.long, device=dev)
     # support Newton steps every `newton_every` checks (0: none), for the images whose gap is at most
-    # ADMM_NEWTON_GAP: a step's cost per image, measured as about ADMM_NEWTON_WORK m^3 / (4 m n) of the float32
-    # iterations, kept to about a quarter of the iterations' between two of them. Not near basis pursuit: there
-    # the support fills all m slots and B_J is square, so they cannot certify
+    # ADMM_NEWTON_GAP. A step's cost per image grows like m^3, an iteration's like m n, so the spacing grows like
+    # m^2 / n (measured: at m = 1000 a step costs about 0.25 s per image, more than ADMM then needs to finish). Not
+    # near basis pursuit: there the support fills all m slots and B_J is square, so they cannot certify
     newton_every = (math.ceil(ADMM_NEWTON_WORK * m * m / n / ADMM_CHECK) if ADMM_NEWTON and alpha > ADMM_MAX_ALPHA
                     else 0)
     it, key, saved, low = 0, None, None, ADMM_F32
@@ -1150,7 +1150,7 @@ def _lasso_admm(y, physics, basis, alpha, tol, max_iter, rho, relax, clip, progr
         key = {"solver": "lasso-admm-2", "basis": getattr(basis, "name", type(basis).__name__), "alpha": alpha,
                "tol": tol, "max_iter": max_iter, "rho": rho, "relax": relax, "check": ADMM_CHECK,
                "spacing": ADMM_SPACING, "f32": ADMM_F32, "stall": ADMM_STALL, "newton": newton_every,
-               "physics": type(physics).__name__, "m": m, "y": fingerprint(y)}
+               "newton_gap": ADMM_NEWTON_GAP, "physics": type(physics).__name__, "m": m, "y": fingerprint(y)}
         saved = state.load(key, dev)
     history = []  # the last dual points theta of the running rows
     stalled, floor = 0, math.inf  # checks without a 1% lower largest gap; the lowest largest gap so far
