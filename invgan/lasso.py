@@ -1206,7 +1206,8 @@ def _lasso_admm(y, physics, basis, alpha, tol, max_iter, rho, relax, clip, progr
                 ok = tried & (p_n < best_p[sub])
                 best_z[sub] = torch.where(ok[:, None], cand, best_z[sub])
                 best_p[sub] = torch.where(ok, p_n, best_p[sub])
-                best_d[sub] = torch.maximum(best_d[sub], d_n)  # a dual value is valid anywhere
+                # a dual value is valid anywhere (a non-finite one, from a failed step, is not kept)
+                best_d[sub] = torch.where(torch.isfinite(d_n), torch.maximum(best_d[sub], d_n), best_d[sub])
         gap = _relative_gap(best_p, best_d)
         keep = (gap[rows] > tol).nonzero().squeeze(1)
         if len(keep) < len(rows):
