@@ -334,7 +334,8 @@ def _newton_rows(w, Bt, y, lam, budget: float = 1.25e8, passes: int = 2):
                 break
             wi = torch.where(enter, 1e-30 * torch.sign(g), wi)
         primal = 0.5 * r.pow(2).sum(1) + lam * wi.abs().sum(1)
-        outs.append((wi, tried, primal, _dual_value(r, g, yi, lam)))
+        dual = _dual_value(r, g, yi, lam)  # a bound only where finite (a failed step's is not one)
+        outs.append((wi, tried, primal, torch.where(torch.isfinite(dual), dual, -math.inf)))
     return tuple(torch.cat(v) for v in zip(*outs))
 
 
@@ -611,7 +612,7 @@ def choose_solver(solver: str, physics: Physics, alpha: float | None = None) -> 
     m, n = physics.m, math.prod(physics.img_shape)
     if alpha is not None and alpha > ADMM_MAX_ALPHA and m >= ADMM_MIN_M:
         return "fista" if admm_gram_form(m, n) else "admm"
-    if homotopy_applies(physics):
+    if m <= HOMOTOPY_MAX_M:
         return "homotopy"
     return "admm" if alpha is not None and alpha <= ADMM_MAX_ALPHA else "fista"
 
@@ -1197,17 +1198,15 @@ def _lasso_admm(y, physics, basis, alpha, tol, max_iter, rho, relax, clip, progr
         if newton_every and (it // ADMM_CHECK) % newton_every == 0:
             # support Newton steps (as FISTA's) for rows whose gap says their support is nearly found:
             # the exact solution on z's support and signs, kept where its objective is lower
-            near = ((best_p[rows] - best_d[rows]) > tol * best_p[rows]) & \
-                ((best_p[rows] - best_d[rows]) <= ADMM_NEWTON_GAP * best_p[rows])
-            near = near.nonzero().squeeze(1)
+            g = _relative_gap(best_p[rows], best_d[rows])
+            near = ((g > tol) & (g <= ADMM_NEWTON_GAP)).nonzero().squeeze(1)
             if len(near):
                 sub = rows[near]
                 cand, tried, p_n, d_n = _newton_rows(zd[near], Bt, Yr[near], lam)
                 ok = tried & (p_n < best_p[sub])
                 best_z[sub] = torch.where(ok[:, None], cand, best_z[sub])
                 best_p[sub] = torch.where(ok, p_n, best_p[sub])
-                # a dual value is valid anywhere (a non-finite one, from a failed step, is not kept)
-                best_d[sub] = torch.where(torch.isfinite(d_n), torch.maximum(best_d[sub], d_n), best_d[sub])
+                best_d[sub] = torch.maximum(best_d[sub], d_n)  # a dual value is valid anywhere
         gap = _relative_gap(best_p, best_d)
         keep = (gap[rows] > tol).nonzero().squeeze(1)
         if len(keep) < len(rows):

@@ -37,8 +37,9 @@ def main(argv=None):
             t = time.time()
             r = lasso.lasso_admm(y, p, args.basis, tol=args.tol, rho=rho, relax=relax)
             mse = (r.x - x).pow(2).flatten(1).mean(1)
-            rho = lasso.admm_rho(lasso.PAPER_ALPHA[args.basis], args.m * lasso.PAPER_ALPHA[args.basis]) if rho is None else rho
-            print(f"m {args.m} rho {rho:g} relax {relax:g}: {time.time() - t:6.1f} s, iterations largest "
+            alpha = lasso.PAPER_ALPHA[args.basis]
+            shown = lasso.admm_rho(alpha, args.m * alpha) if rho is None else rho
+            print(f"m {args.m} rho {shown:g} relax {relax:g}: {time.time() - t:6.1f} s, iterations largest "
                   f"{r.iterations} mean {float(r.image_iterations.double().mean()):.0f}, largest gap "
                   f"{float(r.gap.max()):.2e}, objective (sum) {float(r.objective.double().sum()):.7f}, "
                   f"mse {float(mse.mean()):.6f}", flush=True)

@@ -62,7 +62,8 @@ def bench_lasso(x, ms, n_ref, device, tol=1e-4):
                 homo = lasso_homotopy(y, p, basis)
                 t_homo = (time.time() - t) / len(x)
             auto = choose_solver("auto", p, PAPER_ALPHA[basis])
-            if auto not in ("fista", "homotopy"):  # what solver="auto" runs here (ADMM), against the exact path
+            other = auto not in ("fista", "homotopy")  # what solver="auto" runs here (ADMM), against the exact path
+            if other:
                 t = time.time()
                 run, _ = lasso_solve(y, p, basis, solver=auto, tol=tol)
                 t_auto = (time.time() - t) / len(x)
@@ -96,7 +97,7 @@ def bench_lasso(x, ms, n_ref, device, tol=1e-4):
                            homotopy_rel_objective_vs_fista_min=float(dh.min()),
                            homotopy_rel_objective_gap_cvxpy_max=float(gh.max()),
                            mse_homotopy=float((homo.x - x).pow(2).mean()))
-            if auto not in ("fista", "homotopy"):
+            if other:
                 against = homo if homo is not None else fast
                 da = ((run.objective.double() - against.objective.double()) / against.objective.double()).cpu().numpy()
                 ea = ((run.x - x).pow(2).flatten(1).mean(1) - (against.x - x).pow(2).flatten(1).mean(1)).cpu()
