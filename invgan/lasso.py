@@ -942,7 +942,10 @@ def lasso_solve(y: torch.Tensor, physics: Physics, basis="dct", alpha: float | N
                 state: SolveState | None = None, w0: torch.Tensor | None = None) -> tuple[LassoResult, str]:
     """The Lasso by ``solver`` ("auto": ``choose_solver`` with this alpha): ``lasso_homotopy``,
     ``lasso_admm`` or ``lasso_fista`` (``tol`` and ``max_iter`` for the last two; ``w0``, a warm
-    start, for FISTA only). Returns the result and the solver that ran."""
+    start, for FISTA only). Returns the result and the solver that ran; for a named basis with no
+    ``alpha`` the choice is made at the paper's alpha, the one that is solved (as ``Lasso(basis)``)."""
+    if alpha is None and isinstance(basis, str):
+        alpha = PAPER_ALPHA.get(basis)
     solver = choose_solver(solver, physics, alpha)
     if solver == "homotopy":
         return lasso_homotopy(y, physics, basis, alpha, clip=clip, progress=progress, state=state), solver

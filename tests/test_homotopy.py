@@ -153,7 +153,7 @@ def test_homotopy_needs_an_explicit_matrix():
         Lasso("dct", solver="lars")
 
 
-def test_auto_takes_the_homotopy_up_to_its_m_and_admm_or_fista_above():
+def test_auto_takes_the_homotopy_up_to_its_m_and_admm_or_fista_above(monkeypatch):
     small = GaussianCS(200, SHAPE, noise_std=0.0, seed=0)
     mid = GaussianCS(lasso_module.ADMM_MIN_M, (3, 32, 32), noise_std=0.0, seed=0)
     big = GaussianCS(lasso_module.HOMOTOPY_MAX_M + 1, (3, 32, 32), noise_std=0.0, seed=0)
@@ -185,6 +185,17 @@ def test_auto_takes_the_homotopy_up_to_its_m_and_admm_or_fista_above():
     x, p, y = lasso_problem(120, seed=6, n_images=2)
     rec = Lasso("dct")(y, p)
     assert rec.details["solver"] == "homotopy" and rec.details["max_rel_gap"] < 1e-8
+    # lasso_solve with no alpha chooses at the alpha it solves (the paper's), as Lasso(basis) does
+    for basis in ("dct", "wavelet"):
+        for phys in (small, mid, big):
+            assert lasso_module.choose_solver("auto", phys, lasso_module.PAPER_ALPHA[basis]) \
+                == Lasso(basis).solver_for(phys)
+    seen = []
+    real = lasso_module.lasso_admm
+    monkeypatch.setattr(lasso_module, "lasso_admm", lambda *a, **k: seen.append(k) or real(*a, **k))
+    ym = mid(torch.rand(1, 3, 32, 32) * 2 - 1, torch.Generator().manual_seed(0))
+    res, solver = lasso_module.lasso_solve(ym, mid, "dct", tol=1e-4, max_iter=200)
+    assert solver == Lasso("dct").solver_for(mid) == "admm" and len(seen) == 1
 
 
 def test_lasso_solver_setting_is_checked_before_any_work(tmp_path):
