@@ -1023,7 +1023,11 @@ ADMM_RHO = 0.3  # ADMM's penalty in the scaled problem 1/2 ||y - B w||^2 + lam |
 ADMM_RHO_LAM = 2.0  # ... and above ADMM_MAX_ALPHA (the DCT's alpha 0.1) rho = this x lam: the best rho grows with lam
 # there (measured on the DCT, 16 val faces, tol 1e-4: 1.5 to 4 lam tried at m = 200, 500, 1000 and 2500)
 ADMM_RELAX = 1.7  # over-relaxation (Eckstein & Bertsekas; 1.5 to 1.8 is the usual range)
-ADMM_CHECK = 100  # iterations between certificates (and stopping tests)
+ADMM_CHECK = 100  # most iterations between certificates (and stopping tests)
+ADMM_FIRST_CHECK = 60  # the first certificate after this many iterations, the second as many later; then the next
+ADMM_CHECK_MIN = 20  # ... where the running images' median is predicted to reach tol from its gap's last rate of
+# fall (log-linear), at least ADMM_CHECK_MIN and at most ADMM_CHECK iterations on (a certificate costs about 6
+# iterations; at m = 2500 on the DCT most images finish near 140 iterations, where fixed checks at every 100 ran 200)
 #: The w-step (B^T B + rho I)^-1 v costs 2 m (2 n + m) flops per image by Woodbury and 2 n^2 with the
 #: n x n inverse formed once (B^T B: 2 n^2 m flops, then its Cholesky and inverse); the n x n form is
 #: used where Woodbury costs more than this many times as much and the inverse fits in GRAM_BYTES
@@ -1034,9 +1038,10 @@ ADMM_F32 = True  # the iterations' products in float32 (the certificates stay fl
 # traffic; the w-step is written so that float32 loses nothing to cancellation (``lasso_admm``)
 ADMM_NEWTON = True  # support Newton steps (``support_newton``) at some checks (alpha above ADMM_MAX_ALPHA only)
 ADMM_NEWTON_GAP = 2e-4  # ... for the images whose relative gap is at most this (2e-3 tried more, failed, cost more)
-ADMM_NEWTON_WORK = 10.0  # ... every ceil(this x m^2 / n / ADMM_CHECK) checks (m = 500: 3, m = 1000: 9, at n = 12288)
-ADMM_STALL = 10  # checks in a row in which the running images' largest certified gap falls by less than 1%:
-# the float32 iterations have reached their rounding floor, and the images left go on in float64
+ADMM_NEWTON_WORK = 10.0  # ... at the first check after every ceil(this x m^2 / n / ADMM_CHECK) x ADMM_CHECK
+# iterations (m = 500: 300, m = 1000: 900, at n = 12288)
+ADMM_STALL = 10  # this x ADMM_CHECK iterations in which the running images' largest certified gap falls by less
+# than 1%: the float32 iterations have reached their rounding floor, and the images left go on in float64
 
 
 def admm_rho(alpha: float, lam: float) -> float:
@@ -1066,7 +1071,7 @@ def lasso_admm(y: torch.Tensor, physics: Physics, basis="dct", alpha: float | No
     same for every iteration (push-through identity): no term is amplified by ||B||^2 / rho, so with
     ``ADMM_F32`` its three products run in float32 (the n x n form: q (I - B^T (B B^T + rho I)^-1 B),
     one product); the certificates are float64, and images still running when the largest certified
-    gap stops falling (``ADMM_STALL`` checks) go on in float64. Near basis pursuit (the
+    gap stops falling (``ADMM_STALL`` x ``ADMM_CHECK`` iterations) go on in float64. Near basis pursuit (the
     wavelet's small alpha at large m) this converges where FISTA stalls: at m = 2500 (4 val faces)
     its objective is within 3e-6 of the exact optimum after 5,000 iterations, FISTA's certified gap
     is still 0.09 after 10,000.
@@ -1074,10 +1079,12 @@ def lasso_admm(y: torch.Tensor, physics: Physics, basis="dct", alpha: float | No
     The certificate: ADMM's scaled dual u gives rho u, a subgradient of lam ||.||_1 at the limit;
     its least-squares preimage theta = (B B^T)^-1 B rho u (a second cached Cholesky) is a dual point,
     and so is the extrapolation of the last six such points taken ``ADMM_SPACING`` iterations apart
-    (Anderson-type, as celer extrapolates residuals; Massias et al. 2018). Every ``ADMM_CHECK``
-    iterations the better of them, scaled into the dual feasible set, bounds the optimum from
-    below; an image stops when its relative duality gap (float64) at z is at most ``tol``, or after
-    ``max_iter`` iterations. The certificates, and the dual points' extrapolation, are float64.
+    (Anderson-type, as celer extrapolates residuals; Massias et al. 2018). At each check (the first
+    after ``ADMM_FIRST_CHECK`` iterations, then where the running images' median gap is predicted to
+    reach ``tol``, 20 to ``ADMM_CHECK`` iterations on) the better of them, scaled into the dual
+    feasible set, bounds the optimum from below; an image stops when its relative duality gap
+    (float64) at z is at most ``tol``, or after ``max_iter`` iterations. The certificates, and the
+    dual points' extrapolation, are float64.
 
     Parameters
     ----------
@@ -1150,19 +1157,23 @@ def _lasso_admm(y, physics, basis, alpha, tol, max_iter, rho, relax, clip, progr
     newton_every = (math.ceil(ADMM_NEWTON_WORK * m * m / n / ADMM_CHECK) if ADMM_NEWTON and alpha > ADMM_MAX_ALPHA
                     else 0)
     it, key, saved, low = 0, None, None, ADMM_F32
+    next_check, last_it, next_newton = ADMM_FIRST_CHECK, 0, newton_every * ADMM_CHECK
+    last_gap = torch.full((nb,), math.inf, dtype=f64, device=dev)  # each image's gap at the last certificate
     if state is not None:
-        key = {"solver": "lasso-admm-2", "basis": getattr(basis, "name", type(basis).__name__), "alpha": alpha,
+        key = {"solver": "lasso-admm-3", "basis": getattr(basis, "name", type(basis).__name__), "alpha": alpha,
                "tol": tol, "max_iter": max_iter, "rho": rho, "relax": relax, "check": ADMM_CHECK,
+               "first_check": ADMM_FIRST_CHECK, "check_min": ADMM_CHECK_MIN,
                "spacing": ADMM_SPACING, "f32": ADMM_F32, "stall": ADMM_STALL, "newton": newton_every,
                "newton_gap": ADMM_NEWTON_GAP, "physics": type(physics).__name__, "m": m, "y": fingerprint(y)}
         saved = state.load(key, dev)
     history = []  # the last dual points theta of the running rows
-    stalled, floor = 0, math.inf  # checks without a 1% lower largest gap; the lowest largest gap so far
+    floor, floor_it = math.inf, 0  # the lowest largest gap so far, and the iteration it was reached at
     if saved:  # saved at a check, after the finished rows left
-        z, u, best_z, best_p, best_d, ran, it = (saved[k] for k in ("z", "u", "best_z", "best_p", "best_d",
-                                                                      "ran", "it"))
+        z, u, best_z, best_p, best_d, ran, it, last_gap = (saved[k] for k in ("z", "u", "best_z", "best_p", "best_d",
+                                                                                "ran", "it", "last_gap"))
         it, history, low = int(it), list(saved["history"].unbind(0)), bool(saved["low"])
-        stalled, floor = int(saved["stalled"]), float(saved["floor"])
+        floor, floor_it = float(saved["floor"]), int(saved["floor_it"])
+        next_check, last_it, next_newton = (int(saved[k]) for k in ("next_check", "last_it", "next_newton"))
 
     def working(low):  # the iterations' operands: float32 copies, or the float64 ones
         cast = (lambda t: t.float()) if low else (lambda t: t)
@@ -1185,7 +1196,7 @@ def _lasso_admm(y, physics, basis, alpha, tol, max_iter, rho, relax, clip, progr
         if it % ADMM_SPACING == 0:  # B theta = rho u in the least-squares sense
             history.append((((rho * ua) @ ops["Bt"]) @ ops["P"]).double())
             del history[:-(EXTRAPOLATION + 1)]
-        if it % ADMM_CHECK and it < max_iter:
+        if it < next_check and it < max_iter:
             continue
         ran[rows] = it
         Yr, zd = Y[rows], za.double()
@@ -1198,7 +1209,8 @@ def _lasso_admm(y, physics, basis, alpha, tol, max_iter, rho, relax, clip, progr
         best_p[rows] = torch.minimum(primal, best_p[rows])
         best_d[rows] = torch.maximum(dual, best_d[rows])
         z[rows], u[rows] = zd, ua.double()
-        if newton_every and (it // ADMM_CHECK) % newton_every == 0:
+        if newton_every and it >= next_newton:
+            next_newton = it + newton_every * ADMM_CHECK
             # support Newton steps (as FISTA's) for rows whose gap says their support is nearly found:
             # the exact solution on z's support and signs, kept where its objective is lower
             g = _relative_gap(best_p[rows], best_d[rows])
@@ -1217,17 +1229,32 @@ def _lasso_admm(y, physics, basis, alpha, tol, max_iter, rho, relax, clip, progr
             history = [h[keep] for h in history]
         if len(rows):
             top = float(gap[rows].max())
-            stalled, floor = (0, top) if top < 0.99 * floor else (stalled + 1, floor)
-            if low and stalled >= ADMM_STALL:  # float32's rounding floor: the rest in float64, from here
-                low, stalled, floor = False, 0, top
+            if top < 0.99 * floor:
+                floor, floor_it = top, it
+            elif low and it - floor_it >= ADMM_STALL * ADMM_CHECK:  # float32's rounding floor: the rest in
+                low, floor, floor_it = False, top, it                # float64, from here
                 ops = working(low)
                 za, ua, wya = za.double(), ua.double(), ops["wy"][rows]
+            # the next certificate: where the running images' median is predicted to reach tol
+            g_now, g_then = gap[rows].clamp_min(1e-300), last_gap[rows]
+            rate = (g_now.log() - g_then.log()) / max(it - last_it, 1)  # per iteration; -inf where no earlier gap
+            need = torch.where((rate < 0) & torch.isfinite(rate), (math.log(tol) - g_now.log()) / rate,
+                               torch.full_like(g_now, math.inf))
+            if last_it == 0:
+                step = ADMM_FIRST_CHECK
+            else:
+                step = min(max(float(need.median()), ADMM_CHECK_MIN), ADMM_CHECK)
+            next_check = it + ADMM_SPACING * math.ceil(step / ADMM_SPACING)  # where a new dual point is made
+        last_gap[rows] = gap[rows]
+        last_it = it
         bar.update(it - bar.n)
         bar.set_postfix(running=len(rows), gap=f"{float(gap.max()):.1e}", refresh=False)
         if state is not None and state.due() and len(rows):  # the run goes on as if it had not saved
             state.save(key, {"z": z, "u": u, "best_z": best_z, "best_p": best_p, "best_d": best_d, "ran": ran,
-                             "it": torch.tensor(it), "low": torch.tensor(low), "stalled": torch.tensor(stalled),
-                             "floor": torch.tensor(floor, dtype=f64),
+                             "it": torch.tensor(it), "low": torch.tensor(low), "last_gap": last_gap,
+                             "floor": torch.tensor(floor, dtype=f64), "floor_it": torch.tensor(floor_it),
+                             "next_check": torch.tensor(next_check), "last_it": torch.tensor(last_it),
+                             "next_newton": torch.tensor(next_newton),
                              "history": torch.stack(history) if history else z.new_zeros(0, len(rows), m)})
     bar.close()
     gap = _relative_gap(best_p, best_d).to(y.dtype)

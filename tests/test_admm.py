@@ -48,8 +48,9 @@ def test_admm_stops_each_image_on_its_certificate_and_at_max_iter():
     y = torch.cat([y, torch.zeros_like(y[:1])])  # y = 0: w = 0 is optimal, certified at the first check
     r = lasso_admm(y, p, "wavelet", alpha=1e-2, tol=1e-6, max_iter=20000)
     assert r.gap.max() <= 1e-6
-    assert int(r.image_iterations[-1]) == lasso_module.ADMM_CHECK and torch.equal(r.w[-1], torch.zeros_like(r.w[-1]))
-    assert (r.image_iterations % lasso_module.ADMM_CHECK == 0).all()
+    assert int(r.image_iterations[-1]) == lasso_module.ADMM_FIRST_CHECK
+    assert torch.equal(r.w[-1], torch.zeros_like(r.w[-1]))
+    assert (r.image_iterations % lasso_module.ADMM_SPACING == 0).all()  # checks where a dual point is made
     short = lasso_admm(y[:3], p, "wavelet", alpha=1e-5, tol=1e-12, max_iter=150)
     assert torch.equal(short.image_iterations, torch.full((3,), 150)) and short.iterations == 150
     assert (short.gap > 1e-6).all()  # stopped early: the certificate says so
@@ -96,7 +97,8 @@ def test_lasso_method_runs_admm_when_asked():
 def test_admm_gram_form_runs_the_same_iterations_as_woodbury(monkeypatch, f32):
     """The n x n inverse (formed where m is large against n) and Woodbury's m x m one are the same
     w-step: in float64 the same iterations per image, the same certified objectives up to rounding;
-    in float32 their roundings differ, so an image may stop one check apart."""
+    in float32 their roundings differ, so an image may stop a few checks apart (near basis pursuit its
+    certified gap falls in steps, with plateaus of several checks near tol)."""
     monkeypatch.setattr(lasso_module, "ADMM_F32", f32)
     x, p, y = lasso_problem(400, seed=2)
     assert lasso_module.admm_gram_form(400, 768) and not lasso_module.admm_gram_form(200, 768)
@@ -108,7 +110,7 @@ def test_admm_gram_form_runs_the_same_iterations_as_woodbury(monkeypatch, f32):
     g, w = runs["gram"], runs["woodbury"]
     assert g.gap.max() <= 1e-4 and w.gap.max() <= 1e-4
     apart = (g.image_iterations - w.image_iterations).abs()
-    assert (apart <= (lasso_module.ADMM_CHECK if f32 else 0)).all(), (g.image_iterations, w.image_iterations)
+    assert (apart <= (5 * lasso_module.ADMM_CHECK if f32 else 0)).all(), (g.image_iterations, w.image_iterations)
     assert ((g.objective.double() - w.objective.double()).abs() / w.objective.double()).max() < (2e-4 if f32 else 1e-6)
     assert (g.x - w.x).abs().max() < (2e-2 if f32 else 1e-3)
 
@@ -152,13 +154,16 @@ def test_admm_goes_on_in_float64_when_float32_stalls_and_resumes_across_the_swit
     x, p, y = lasso_problem(150, seed=3, n_images=2)
     kw = dict(alpha=1.0, tol=1e-3, max_iter=20000, rho=lasso_module.ADMM_RHO)  # (a slow rho for this alpha)
     seen = _soft_dtypes(monkeypatch)
-    ref = lasso_admm(y, p, "dct", **kw)
+    saves_at, real = [], SolveState.save  # the iteration of every check (a save at each; saving changes nothing)
+    monkeypatch.setattr(SolveState, "save", lambda self, key, st: saves_at.append(len(seen)) or real(self, key, st))
+    ref = lasso_admm(y, p, "dct", state=SolveState(tmp_path / "ref.pt", every=0), **kw)
+    monkeypatch.setattr(SolveState, "save", real)
     switch = seen.index(torch.float64)
-    assert switch % lasso_module.ADMM_CHECK == 0 and switch >= 2 * lasso_module.ADMM_CHECK
+    assert switch in saves_at and switch >= 2 * lasso_module.ADMM_CHECK  # at a check, after ADMM_STALL x 100
     assert switch < len(seen) - 5 * lasso_module.ADMM_CHECK and set(seen[switch:]) == {torch.float64}
     assert ref.gap.max() <= 1e-3
     seen.clear()
-    real_save = die_at_save(monkeypatch, switch // lasso_module.ADMM_CHECK + 3)  # a save after the switch
+    real_save = die_at_save(monkeypatch, saves_at.index(switch) + 3)  # the second save after the switch
     with pytest.raises(KeyboardInterrupt):
         lasso_admm(y, p, "dct", state=SolveState(tmp_path / "a.pt", every=0), **kw)
     monkeypatch.setattr(SolveState, "save", real_save)
@@ -167,6 +172,22 @@ def test_admm_goes_on_in_float64_when_float32_stalls_and_resumes_across_the_swit
     assert set(seen) == {torch.float64}  # resumed in float64
     assert torch.equal(res.w, ref.w) and torch.equal(res.image_iterations, ref.image_iterations)
     assert torch.equal(res.gap, ref.gap)
+
+
+def test_admm_checks_where_images_are_predicted_to_finish_stop_them_sooner(monkeypatch):
+    """Counts: the check schedule (the first at ADMM_FIRST_CHECK, then where the running images'
+    median is predicted to reach tol) stops every image at no more iterations than fixed checks every
+    ADMM_CHECK iterations, fewer in all, at the same certified tolerance and objective."""
+    x, p, y = lasso_problem(300, seed=4, n_images=6)
+    new = lasso_admm(y, p, "dct", tol=1e-4, max_iter=5000)
+    for name in ("ADMM_FIRST_CHECK", "ADMM_CHECK_MIN"):
+        monkeypatch.setattr(lasso_module, name, lasso_module.ADMM_CHECK)
+    old = lasso_admm(y, p, "dct", tol=1e-4, max_iter=5000)
+    assert (old.image_iterations % lasso_module.ADMM_CHECK == 0).all()
+    assert new.gap.max() <= 1e-4 and old.gap.max() <= 1e-4
+    assert (new.image_iterations <= old.image_iterations).all(), (new.image_iterations, old.image_iterations)
+    assert new.image_iterations.sum() < old.image_iterations.sum()
+    assert ((new.objective.double() - old.objective.double()).abs() <= 1e-4 * old.objective.double()).all()
 
 
 def test_admm_rho_for_larger_alpha_certifies_in_far_fewer_iterations_than_the_near_bp_rho_and_fista():
