@@ -557,6 +557,8 @@ def _lasso_fista(y, physics, basis, alpha, tol, max_iter, stall_tol, continuatio
 HOMOTOPY_MAX_M = 1000  # solver="auto": the homotopy up to this m (its work grows like m^3 per image)
 HOMOTOPY_REFRESH = 200  # steps between exact re-factorisations (and the points a run can resume from)
 GRAM_BYTES = 2.0e9  # largest B^T B (float64) the homotopy forms; above, its entries are computed as needed
+HOMOTOPY_GRAM_MIN_M = 200  # the homotopy forms B^T B (2 n^2 m flops) only above this m; at or below it a step's
+# entries (B^T B)[j, J] come from B's gathered columns (b K m flops), cheaper over a path of a few hundred steps
 HOMOTOPY_BYTES = 1.0e9  # largest (B, m, m) float64 inverse held at once: larger batches run in chunks
 HOMOTOPY_GATHER = 1.0  # B_J d_J from the gathered rows B^T[J] while rows x slots < this x n (they read less
 # than all of B); above, as one product with all of B^T (0: always the product)
@@ -678,18 +680,20 @@ def lasso_homotopy(y: torch.Tensor, physics: Physics, basis="dct", alpha: float 
 
 
 class _Gram:
-    """Entries of B^T B (float64): from the formed Gram where it fits in ``GRAM_BYTES``, else
-    computed from B when asked (one more product per step)."""
+    """Entries of B^T B (float64): from the formed Gram where it fits in ``GRAM_BYTES`` and m is above
+    ``HOMOTOPY_GRAM_MIN_M``, else computed from B's gathered columns when asked."""
 
     def __init__(self, Bd, Btd):
-        n = Bd.shape[1]
+        m, n = Bd.shape
         self.Bd, self.Btd = Bd, Btd
-        self.G = Btd @ Bd if 8 * n * n <= GRAM_BYTES else None
+        self.G = Btd @ Bd if 8 * n * n <= GRAM_BYTES and m > HOMOTOPY_GRAM_MIN_M else None
         self.diag = self.G.diagonal() if self.G is not None else Bd.pow(2).sum(0)
         self.dtype, self.device = Bd.dtype, Bd.device
 
-    def rows(self, j):  # (b,) -> (b, n): rows j of B^T B
-        return self.G[j] if self.G is not None else self.Btd[j] @ self.Bd
+    def entries(self, j, idx):  # (b,), (b, K) -> (b, K): (B^T B)[j, idx] per row
+        if self.G is not None:
+            return self.G[j].gather(1, idx)
+        return torch.bmm(self.Btd[idx], self.Btd[j][..., None]).squeeze(-1)
 
     def sub(self, idx):  # (b, K) -> (b, K, K): B_J^T B_J on the slots
         if self.G is not None:
@@ -780,7 +784,7 @@ def _rank_one_update(G, Gi: _LazyInverse, idx, used, enter, leave, j_in, p_in, p
     v = Gi g - e_p with g = B_J^T b_j and coefficient 1 / Schur complement; leaving (slot p_out)
     v = Gi e_p with -1 / Gi_pp; Gi += coef v v^T (added to ``Gi``'s pending terms). Returns (v, coef)."""
     rr = torch.arange(len(idx), device=idx.device)
-    g = G.rows(j_in).gather(1, idx) * (used & enter[:, None])
+    g = G.entries(j_in, idx) * (used & enter[:, None])
     q = Gi.matvec(g)
     schur = G.diag[j_in] - (g * q).sum(1)
     q[rr, p_in] -= 1

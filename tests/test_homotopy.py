@@ -213,12 +213,28 @@ def test_lasso_solver_setting_is_checked_before_any_work(tmp_path):
 
 
 def test_homotopy_without_a_formed_gram_gives_the_same_path(monkeypatch):
+    """B^T B formed (above HOMOTOPY_GRAM_MIN_M, if it fits in GRAM_BYTES) or its entries from B's
+    gathered columns (small m, as here by default; or large images): the same path."""
+    formed = []
+    real_init = lasso_module._Gram.__init__
+
+    def spy(self, *a):
+        real_init(self, *a)
+        formed.append(self.G is not None)
+
+    monkeypatch.setattr(lasso_module._Gram, "__init__", spy)
     x, p, y = lasso_problem(120, seed=7, n_images=2)
-    ref = lasso_homotopy(y, p, "wavelet")
-    monkeypatch.setattr(lasso_module, "GRAM_BYTES", 0)  # large images: B^T B entries computed from B
-    res = lasso_homotopy(y, p, "wavelet")
-    assert torch.equal(res.image_iterations, ref.image_iterations)
-    assert torch.allclose(res.w, ref.w, atol=1e-10, rtol=0) and res.gap.max() < 1e-8
+    assert 120 <= lasso_module.HOMOTOPY_GRAM_MIN_M
+    runs = [lasso_homotopy(y, p, "wavelet")]  # m = 120: entries from B
+    monkeypatch.setattr(lasso_module, "HOMOTOPY_GRAM_MIN_M", 0)
+    runs.append(lasso_homotopy(y, p, "wavelet"))  # formed
+    monkeypatch.setattr(lasso_module, "GRAM_BYTES", 0)  # large images: from B whatever m
+    runs.append(lasso_homotopy(y, p, "wavelet"))
+    assert formed == [False, True, False]
+    ref = runs[1]
+    for res in (runs[0], runs[2]):
+        assert torch.equal(res.image_iterations, ref.image_iterations)
+        assert torch.allclose(res.w, ref.w, atol=1e-10, rtol=0) and res.gap.max() < 1e-8
 
 
 @pytest.mark.parametrize("basis", ["dct", "wavelet"])
