@@ -8,6 +8,8 @@ largest certified relative duality gap, the summed objective and the MSE of each
         (a solver now against another one as it was: ADMM against FISTA before ADMM existed)
 
 The last line pairs the two revisions image by image: the largest relative objective difference.
+``--repeat 2`` runs the pair twice, the second time in the other order (timings on a noisy machine;
+the ratio is of the summed seconds).
 """
 
 import argparse
@@ -48,13 +50,16 @@ def main(argv=None):
     ap.add_argument("--tol", type=float, default=1e-4)
     ap.add_argument("--solver", default="fista", choices=["fista", "homotopy", "admm"])
     ap.add_argument("--old-solver", choices=["fista", "homotopy", "admm"], help="the earlier revision's (default: --solver)")
+    ap.add_argument("--repeat", type=int, default=1, help="run the pair this many times, alternating the order")
     args = ap.parse_args(argv)
     x = load_images(None, partition="val", limit=args.images, progress=False).tensor()
     p = GaussianCS(args.m, (3, 64, 64), noise_std=0.01, seed=0)
     y = p(x, torch.Generator().manual_seed(1))
-    objectives, seconds, errors = [], [], []
-    runs = (("now", lasso_now, args.solver), (args.rev, old_module(args.rev), args.old_solver or args.solver))
-    for name, mod, solver in runs:
+    objectives, errors = {}, {}
+    seconds = {"now": 0.0, args.rev: 0.0}
+    pair = (("now", lasso_now, args.solver), (args.rev, old_module(args.rev), args.old_solver or args.solver))
+    order = [run for k in range(args.repeat) for run in (pair if k % 2 == 0 else pair[::-1])]
+    for name, mod, solver in order:
         t = time.time()
         if solver == "homotopy":
             r = mod.lasso_homotopy(y, p, args.basis)
@@ -62,16 +67,17 @@ def main(argv=None):
             r = mod.lasso_admm(y, p, args.basis, tol=args.tol)
         else:
             r = mod.lasso_fista(y, p, args.basis, tol=args.tol)
-        seconds.append(time.time() - t)
-        objectives.append(r.objective.double())
-        errors.append((r.x - x).pow(2).flatten(1).mean(1).double())
-        print(f"{name:8s} {solver:8s} {time.time() - t:6.1f} s  iterations {r.iterations}  largest certified gap "
-              f"{float(r.gap.max()):.2e} ({int((r.gap <= 1e-4).sum())} of {len(r.gap)} at most 1e-4)  objective (sum) "
-              f"{float(r.objective.double().sum()):.6f}  mse {float(errors[-1].mean()):.5f}", flush=True)
-    rel = (objectives[0] - objectives[1]) / objectives[1]
-    d = errors[0] - errors[1]
+        seconds[name] += time.time() - t
+        objectives[name] = r.objective.double()
+        errors[name] = (r.x - x).pow(2).flatten(1).mean(1).double()
+        mean_its = f" (mean {float(r.image_iterations.double().mean()):.0f})" if r.image_iterations is not None else ""
+        print(f"{name:8s} {solver:8s} {time.time() - t:6.1f} s  iterations {r.iterations}{mean_its}  largest certified "
+              f"gap {float(r.gap.max()):.2e} ({int((r.gap <= 1e-4).sum())} of {len(r.gap)} at most 1e-4)  objective "
+              f"(sum) {float(r.objective.double().sum()):.6f}  mse {float(errors[name].mean()):.5f}", flush=True)
+    rel = (objectives["now"] - objectives[args.rev]) / objectives[args.rev]
+    d = errors["now"] - errors[args.rev]
     ci = 1.96 * float(d.std()) / len(d) ** 0.5 if len(d) > 1 else float("nan")
-    print(f"now / {args.rev}: time ratio {seconds[1] / seconds[0]:.2f}x; per image, relative objective difference "
+    print(f"now / {args.rev}: time ratio {seconds[args.rev] / seconds['now']:.2f}x; per image, relative objective difference "
           f"{float(rel.min()):+.1e} to {float(rel.max()):+.1e}; mse difference (now - then) {float(d.mean()):+.5f} "
           f"+- {ci:.5f}, lower on {int((d < 0).sum())} of {len(d)}")
 
