@@ -1139,16 +1139,21 @@ def _lasso_admm(y, physics, basis, alpha, tol, max_iter, rho, relax, clip, progr
     K = B @ Bt  # B B^T = A A^T
     eye = torch.eye(m, dtype=f64, device=dev)
     n = B.shape[1]
-    M = torch.cholesky_inverse(torch.linalg.cholesky(K + rho * eye))  # (B B^T + rho I)^-1
-    W = None
+    L = torch.linalg.cholesky(K + rho * eye)  # B B^T + rho I = L L^T
+    M = W = None
     if admm_gram_form(m, n):  # I - B^T (B B^T + rho I)^-1 B = rho (B^T B + rho I)^-1, n x n: one product per
-        W = -(Bt @ (M @ B))   # iteration instead of three
-        W.diagonal().add_(1.0)
+        X = torch.linalg.solve_triangular(L, B, upper=False)  # iteration instead of three; with X = L^-1 B it is
+        W = -(X.T @ X)  # I - X^T X (a triangular solve and one product: 1.26x faster to form at m = 10000 than
+        W.diagonal().add_(1.0)  # with (B B^T + rho I)^-1 formed and two products)
+        del X
+    else:
+        M = torch.cholesky_inverse(L)  # (B B^T + rho I)^-1
     ridge = 1e-12 * float(K.diagonal().mean())
     P = torch.cholesky_inverse(torch.linalg.cholesky(K + ridge * eye))  # (B B^T)^-1, for the dual points
     del K
     Y = y.reshape(nb, -1).double()
-    wy = (Y @ M) @ B  # (B^T B + rho I)^-1 B^T y = B^T (B B^T + rho I)^-1 y, the w-step's fixed part
+    wy = torch.cholesky_solve(Y.T, L).T @ B  # (B^T B + rho I)^-1 B^T y = B^T (B B^T + rho I)^-1 y, the w-step's
+    # fixed part
     z, u = torch.zeros(nb, n, dtype=f64, device=dev), torch.zeros(nb, n, dtype=f64, device=dev)
     best_z = torch.zeros_like(z)
     best_p = torch.full((nb,), math.inf, dtype=f64, device=dev)
