@@ -56,6 +56,11 @@ from invgan.resume import SolveState, fingerprint
 PAPER_ALPHA = {"dct": 0.1, "wavelet": 1e-5}
 
 
+def resolve_alpha(basis, alpha: float | None) -> float | None:
+    """``alpha``, or the paper's for a named basis when ``alpha`` is None (the weight that is solved)."""
+    return PAPER_ALPHA.get(basis) if alpha is None and isinstance(basis, str) else alpha
+
+
 @dataclass
 class LassoResult:
     """``x``: (B, C, H, W) reconstruction (clipped if asked); ``w``: coefficients, same shape;
@@ -294,8 +299,8 @@ def _check_inputs(y, physics, basis, alpha, tol):
     img_shape = getattr(physics, "img_shape", None)
     if img_shape is None:
         raise InvganError(f"the operator {type(physics).__name__} needs an img_shape (C, H, W) for the Lasso")
+    alpha = resolve_alpha(basis, alpha)
     if isinstance(basis, str):
-        alpha = PAPER_ALPHA.get(basis) if alpha is None else alpha
         basis = make_basis(basis, tuple(img_shape))
     if alpha is None or not math.isfinite(alpha) or alpha <= 0:
         raise InvganError(f"Lasso alpha must be a finite number > 0, got {alpha}")
@@ -948,8 +953,7 @@ def lasso_solve(y: torch.Tensor, physics: Physics, basis="dct", alpha: float | N
     ``lasso_admm`` or ``lasso_fista`` (``tol`` and ``max_iter`` for the last two; ``w0``, a warm
     start, for FISTA only). Returns the result and the solver that ran; for a named basis with no
     ``alpha`` the choice is made at the paper's alpha, the one that is solved (as ``Lasso(basis)``)."""
-    if alpha is None and isinstance(basis, str):
-        alpha = PAPER_ALPHA.get(basis)
+    alpha = resolve_alpha(basis, alpha)
     solver = choose_solver(solver, physics, alpha)
     if solver == "homotopy":
         return lasso_homotopy(y, physics, basis, alpha, clip=clip, progress=progress, state=state), solver
@@ -1245,13 +1249,11 @@ def _lasso_admm(y, physics, basis, alpha, tol, max_iter, rho, relax, clip, progr
                 ops = working(low)
                 za, ua, wya = za.double(), ua.double(), ops["wy"][rows]
             # the next certificate: where the running images' median is predicted to reach tol
-            g_now, g_then = gap[rows].clamp_min(1e-300), last_gap[rows]
-            rate = (g_now.log() - g_then.log()) / max(it - last_it, 1)  # per iteration; -inf where no earlier gap
-            need = torch.where((rate < 0) & torch.isfinite(rate), (math.log(tol) - g_now.log()) / rate,
-                               torch.full_like(g_now, math.inf))
-            if last_it == 0:
-                step = ADMM_FIRST_CHECK
-            else:
+            step = ADMM_FIRST_CHECK
+            if last_it:
+                g_now = gap[rows].clamp_min(1e-300).log()
+                rate = (g_now - last_gap[rows].log()) / (it - last_it)  # per iteration
+                need = torch.where(rate < 0, (math.log(tol) - g_now) / rate, math.inf)
                 step = min(max(float(need.median()), ADMM_CHECK_MIN), ADMM_CHECK)
             next_check = it + ADMM_SPACING * math.ceil(step / ADMM_SPACING)  # where a new dual point is made
         last_gap[rows] = gap[rows]

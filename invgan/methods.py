@@ -335,7 +335,7 @@ class Lasso(Method):
 
     def __init__(self, basis="dct", alpha: float | None = None, tol: float = 1e-5, max_iter: int = 10000,
                  clip: bool = True, name: str | None = None, solver: str = "auto"):
-        from invgan.lasso import PAPER_ALPHA, check_solver_name
+        from invgan.lasso import PAPER_ALPHA, check_solver_name, resolve_alpha
 
         if isinstance(basis, str) and basis not in PAPER_ALPHA:
             raise InvganError(f"unknown basis {basis!r}: use dct, wavelet or a basis object")
@@ -346,7 +346,7 @@ class Lasso(Method):
         check_number("tol", tol, strict=True)
         check_int("max_iter", max_iter)
         self.basis, self.tol, self.max_iter, self.clip = basis, tol, max_iter, clip
-        self.alpha = PAPER_ALPHA[basis] if alpha is None and isinstance(basis, str) else alpha
+        self.alpha = resolve_alpha(basis, alpha)
         self.name = name or f"lasso-{getattr(basis, 'name', basis)}"
 
     def check(self, y, physics):
