@@ -138,6 +138,13 @@ def _soft(v, thr):
     return torch.sign(v) * torch.clamp(v.abs() - thr, min=0)
 
 
+def _soft_split(v, thr):
+    """(soft(v, thr), v - soft(v, thr)) = (v - clip(v, -thr, thr), clip(v, -thr, thr)), in two passes; v is
+    overwritten by the first (ADMM's z- and u-steps)."""
+    clipped = v.clamp(-thr, thr)
+    return v.sub_(clipped), clipped
+
+
 DENSE_LIMIT = 2.5e8  # largest m * n for which B = A Psi is formed (1 GB in float32)
 NEWTON_GAP = 2e-3  # support Newton steps for images whose relative gap is below this
 POLISH_GAP = 1e-4  # the final polish: for images that end above this relative gap (and above tol)
@@ -1190,21 +1197,28 @@ def _lasso_admm(y, physics, basis, alpha, tol, max_iter, rho, relax, clip, progr
 
     def working(low):  # the iterations' operands: float32 copies, or the float64 ones
         cast = (lambda t: t.float()) if low else (lambda t: t)
-        return {"B": cast(B), "Bt": cast(Bt), "M": cast(M) if W is None else None, "P": cast(P), "wy": cast(wy),
-                "W": cast(W) if W is not None else None}
+        return {"B": cast(B), "Bt": cast(Bt), "M": cast(M) if W is None else None, "P": cast(P),
+                "wyr": cast(relax * wy), "W": cast(W) if W is not None else None}
 
     ops = working(low)
     gap = _relative_gap(best_p, best_d)
     rows = (gap > tol).nonzero().squeeze(1) if it else torch.arange(nb, device=dev)
-    za, ua, wya = z[rows].to(ops["B"].dtype), u[rows].to(ops["B"].dtype), ops["wy"][rows]  # running rows: z, u, w_y
+    za, ua, wyr = z[rows].to(ops["B"].dtype), u[rows].to(ops["B"].dtype), ops["wyr"][rows]  # running rows: z, u,
+    # relax w_y
     bar = tqdm(total=max_iter, initial=it, desc=f"lasso-{getattr(basis, 'name', 'basis')} admm", unit="it",
                disable=not progress, leave=False)
+    thr = lam / rho
     while it < max_iter and len(rows):
-        q = za - ua  # (B^T B + rho I)^-1 (B^T y + rho q) = w_y + q - B^T (B B^T + rho I)^-1 B q
-        w = wya + (q @ ops["W"] if W is not None else q - ((q @ ops["Bt"]) @ ops["M"]) @ ops["B"])
-        wr = relax * w + (1 - relax) * za
-        za = _soft(wr + ua, lam / rho)
-        ua = ua + wr - za
+        # w = (B^T B + rho I)^-1 (B^T y + rho q) = w_y + q - B^T (B B^T + rho I)^-1 B q, q = z - u; over-relaxed
+        # wr = relax w + (1 - relax) z; then v = wr + u, z = soft(v, lam / rho) and u + wr - z = v - z (_soft_split).
+        # Written as one product whose output is v itself (addmm) and three elementwise passes: the elementwise work
+        # of the plain form (about ten passes over (b, n)) cost more than its products at m = 500
+        q = za - ua
+        if W is not None:  # w = w_y + q W
+            v = torch.add(ua, za, alpha=1 - relax).add_(wyr).addmm_(q, ops["W"], alpha=relax)
+        else:  # v = z + (1 - relax) u + relax w_y - relax B^T M B q
+            v = torch.add(za, ua, alpha=1 - relax).add_(wyr).addmm_((q @ ops["Bt"]) @ ops["M"], ops["B"], alpha=-relax)
+        za, ua = _soft_split(v, thr)
         it += 1
         if it % ADMM_SPACING == 0:  # B theta = rho u in the least-squares sense
             history.append((((rho * ua) @ ops["Bt"]) @ ops["P"]).double())
@@ -1238,7 +1252,7 @@ def _lasso_admm(y, physics, basis, alpha, tol, max_iter, rho, relax, clip, progr
         gap = _relative_gap(best_p, best_d)
         keep = (gap[rows] > tol).nonzero().squeeze(1)
         if len(keep) < len(rows):
-            rows, za, ua, wya = rows[keep], za[keep], ua[keep], wya[keep]
+            rows, za, ua, wyr = rows[keep], za[keep], ua[keep], wyr[keep]
             history = [h[keep] for h in history]
         if len(rows):
             top = float(gap[rows].max())
@@ -1247,7 +1261,7 @@ def _lasso_admm(y, physics, basis, alpha, tol, max_iter, rho, relax, clip, progr
             elif low and it - floor_it >= ADMM_STALL * ADMM_CHECK:  # float32's rounding floor: the rest in
                 low, floor, floor_it = False, top, it                # float64, from here
                 ops = working(low)
-                za, ua, wya = za.double(), ua.double(), ops["wy"][rows]
+                za, ua, wyr = za.double(), ua.double(), ops["wyr"][rows]
             # the next certificate: where the running images' median is predicted to reach tol
             step = ADMM_FIRST_CHECK
             if last_it:
