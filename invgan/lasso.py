@@ -1048,6 +1048,10 @@ ADMM_CHECK_MIN = 20  # ... where the running images' median is predicted to reac
 #: used where Woodbury costs more than this many times as much and the inverse fits in GRAM_BYTES
 #: (at n = 12288: m >= 5937, the sweep's 7500 and 10000).
 ADMM_GRAM_WORK = 1.2
+ADMM_X_MAX_ALPHA = 1e-3  # the Woodbury w-step as two products with X = L^-1 B (m x n, one triangular solve, m^2 n flops
+# to form) for alpha at most this, where ADMM runs thousands of iterations (near basis pursuit); above it (the DCT's
+# alpha, tens to hundreds of iterations) with B and M = (B B^T + rho I)^-1, whose extra (m, m) product per iteration
+# costs less than forming X there (wavelet m = 2500, 16 faces: 1.35x; DCT m = 5000, 64 faces: 0.91x with X)
 ADMM_SPACING = 20  # iterations between the dual points that the extrapolation combines
 ADMM_F32 = True  # the iterations' products in float32 (the certificates stay float64): half the work and memory
 # traffic; the w-step is written so that float32 loses nothing to cancellation (``lasso_admm``)
@@ -1077,14 +1081,15 @@ def lasso_admm(y: torch.Tensor, physics: Physics, basis="dct", alpha: float | No
 
     For an explicit-matrix operator B = A Psi (``dense_matrix``) the w-step of ADMM (Boyd et al.
     2011, section 6.4), (B^T B + rho I)^-1 v, is by Woodbury (v - B^T (B B^T + rho I)^-1 B v) / rho,
-    and B B^T = A A^T because Psi is orthonormal: one m x m Cholesky, shared by every image and
-    both bases, turns an iteration into two products with B and one with an (m, m) inverse. Where
+    and B B^T = A A^T because Psi is orthonormal: one m x m Cholesky L L^T = B B^T + rho I, shared by
+    every image, and X = L^-1 B turn an iteration into two products with X (B^T (B B^T + rho I)^-1 B =
+    X^T X; above ``ADMM_X_MAX_ALPHA``, where runs are short, with B and (B B^T + rho I)^-1 instead). Where
     m is large against n (``admm_gram_form``: at 64x64 RGB from m = 5937) the n x n inverse
     (B^T B + rho I)^-1 is formed once instead and an iteration is one product with it.
     Over-relaxed (``relax``), then z = soft(w + u, lam / rho), u += w - z. The w-step is computed as
-    (B^T B + rho I)^-1 (B^T y + rho q) = w_y + q - B^T (B B^T + rho I)^-1 B q, q = z - u, with w_y the
+    (B^T B + rho I)^-1 (B^T y + rho q) = w_y + q - X^T X q, q = z - u, with w_y the
     same for every iteration (push-through identity): no term is amplified by ||B||^2 / rho, so with
-    ``ADMM_F32`` its three products run in float32 (the n x n form: q (I - B^T (B B^T + rho I)^-1 B),
+    ``ADMM_F32`` its two products run in float32 (the n x n form: q (I - X^T X),
     one product); the certificates are float64, and images still running when the largest certified
     gap stops falling (``ADMM_STALL`` x ``ADMM_CHECK`` iterations) go on in float64. Near basis pursuit (the
     wavelet's small alpha at large m) this converges where FISTA stalls: at m = 2500 (4 val faces)
@@ -1151,13 +1156,14 @@ def _lasso_admm(y, physics, basis, alpha, tol, max_iter, rho, relax, clip, progr
     eye = torch.eye(m, dtype=f64, device=dev)
     n = B.shape[1]
     L = torch.linalg.cholesky(K + rho * eye)  # B B^T + rho I = L L^T
-    M = W = None
-    if admm_gram_form(m, n):  # I - B^T (B B^T + rho I)^-1 B = rho (B^T B + rho I)^-1, n x n: one product per
-        X = torch.linalg.solve_triangular(L, B, upper=False)  # iteration instead of three; with X = L^-1 B it is
-        W = -(X.T @ X)  # I - X^T X (a triangular solve and one product: 1.26x faster to form at m = 10000 than
-        W.diagonal().add_(1.0)  # with (B B^T + rho I)^-1 formed and two products)
-        del X
-    else:
+    W = X = M = None
+    if admm_gram_form(m, n) or alpha <= ADMM_X_MAX_ALPHA:  # X = L^-1 B: B^T (B B^T + rho I)^-1 B = X^T X
+        X = torch.linalg.solve_triangular(L, B, upper=False)
+    if admm_gram_form(m, n):  # I - X^T X = rho (B^T B + rho I)^-1, n x n: one product per iteration instead of
+        W = -(X.T @ X)  # two (formed by a triangular solve and one product: 1.26x faster at m = 10000 than with
+        W.diagonal().add_(1.0)  # (B B^T + rho I)^-1 formed and two products)
+        X = None
+    elif X is None:
         M = torch.cholesky_inverse(L)  # (B B^T + rho I)^-1
     ridge = 1e-12 * float(K.diagonal().mean())
     P = torch.cholesky_inverse(torch.linalg.cholesky(K + ridge * eye))  # (B B^T)^-1, for the dual points
@@ -1197,13 +1203,14 @@ def _lasso_admm(y, physics, basis, alpha, tol, max_iter, rho, relax, clip, progr
 
     def working(low):  # the iterations' operands: float32 copies, or the float64 ones
         cast = (lambda t: t.float()) if low else (lambda t: t)
-        return {"B": cast(B), "Bt": cast(Bt), "M": cast(M) if W is None else None, "P": cast(P),
-                "wyr": cast(relax * wy), "W": cast(W) if W is not None else None}
+        return {"B": cast(B) if M is not None else None, "Bt": cast(Bt), "M": cast(M) if M is not None else None,
+                "X": cast(X) if X is not None else None, "W": cast(W) if W is not None else None, "P": cast(P),
+                "wyr": cast(relax * wy)}
 
     ops = working(low)
     gap = _relative_gap(best_p, best_d)
     rows = (gap > tol).nonzero().squeeze(1) if it else torch.arange(nb, device=dev)
-    za, ua, wyr = z[rows].to(ops["B"].dtype), u[rows].to(ops["B"].dtype), ops["wyr"][rows]  # running rows: z, u,
+    za, ua, wyr = z[rows].to(ops["Bt"].dtype), u[rows].to(ops["Bt"].dtype), ops["wyr"][rows]  # running rows: z, u,
     # relax w_y
     bar = tqdm(total=max_iter, initial=it, desc=f"lasso-{getattr(basis, 'name', 'basis')} admm", unit="it",
                disable=not progress, leave=False)
@@ -1216,7 +1223,9 @@ def _lasso_admm(y, physics, basis, alpha, tol, max_iter, rho, relax, clip, progr
         q = za - ua
         if W is not None:  # w = w_y + q W
             v = torch.add(ua, za, alpha=1 - relax).add_(wyr).addmm_(q, ops["W"], alpha=relax)
-        else:  # v = z + (1 - relax) u + relax w_y - relax B^T M B q
+        elif X is not None:  # v = z + (1 - relax) u + relax w_y - relax X^T X q
+            v = torch.add(za, ua, alpha=1 - relax).add_(wyr).addmm_(q @ ops["X"].T, ops["X"], alpha=-relax)
+        else:  # the same with B^T M B = X^T X
             v = torch.add(za, ua, alpha=1 - relax).add_(wyr).addmm_((q @ ops["Bt"]) @ ops["M"], ops["B"], alpha=-relax)
         za, ua = _soft_split(v, thr)
         it += 1

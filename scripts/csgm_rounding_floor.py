@@ -1,15 +1,18 @@
-"""How far float rounding alone moves CSGM's per-image results: the floor under any paired bar.
+"""How far float rounding alone moves CSGM's (and Yeh's) per-image results: the floor under any
+paired bar.
 
-Runs ``invgan cs`` twice on the same images, A, noise and starts: once as it is, once with the
-generator's batch-norms folded into the convolutions before them (``torch.nn.utils.fusion.
-fuse_conv_bn_eval``: the same function, images within 3e-6 and latent gradients within 1e-6
-relative of the unfolded network's, only the float rounding differs). Then prints the paired
-per-image MSE difference (folded minus as is) with its 95% interval and upper end as a share of
+Runs ``invgan cs`` (or ``invgan inpaint``) twice on the same images, A or mask, noise and starts:
+once as it is, once with the generator's and discriminator's batch-norms folded into the
+convolutions before them (``torch.nn.utils.fusion.fuse_conv_bn_eval``: the same functions, images
+within 3e-6 and latent gradients within 1e-6 relative of the unfolded networks', only the float
+rounding differs). Then prints the paired per-image MSE difference (folded minus as is; for
+inpainting the hole's MSE after Poisson blending) with its 95% interval and upper end as a share of
 the error -- the quantity the CSGM budget bar holds to +2% -- and on how many images the two runs
 agree to 1e-4 relative.
 
     python scripts/csgm_rounding_floor.py -m 20 --method dcgan --num-images 64
     python scripts/csgm_rounding_floor.py -m 500 --method dcgan --num-images 64
+    python scripts/csgm_rounding_floor.py --inpaint center --num-images 64
 
 Any budget change that moves a latent's path (another optimiser, a schedule) is at least this
 noisy when scored image by image; a change that keeps the paths (dropping restarts, replayed on a
@@ -32,6 +35,7 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import invgan.latent as latent  # noqa: E402
+import invgan.yeh as yeh  # noqa: E402
 from invgan.cli import main as invgan_main  # noqa: E402
 
 
@@ -51,21 +55,30 @@ def folded(frozen):
 
 
 def run(args, out: Path, fold: bool) -> tuple[np.ndarray, float]:
-    real = latent.frozen
-    latent.frozen = folded(real) if fold else real
+    modules = (latent, yeh)  # the generator's frozen copy is made in latent, the discriminator's in yeh
+    real = [mod.frozen for mod in modules]
+    for mod, fn in zip(modules, real):
+        mod.frozen = folded(fn) if fold else fn
+    if args.inpaint:
+        cmd = ["inpaint", "--mask", args.inpaint, "--methods", "yeh", "--blend", "poisson"]
+        method, metric = "yeh+poisson", "mse_hole"
+    else:
+        cmd = ["cs", "-m", str(args.m), "--methods", args.method, "--budget", args.budget]
+        method, metric = args.method, "mse"
     try:
         t = time.time()
         try:
-            invgan_main(["cs", "-m", str(args.m), "--methods", args.method, "--num-images", str(args.num_images),
-                         "--budget", args.budget, "--seed", str(args.seed), "--out", str(out), "--quiet"])
+            invgan_main(cmd + ["--num-images", str(args.num_images), "--seed", str(args.seed), "--out", str(out),
+                               "--quiet"])
         except SystemExit as e:
             if e.code:
                 raise
         seconds = time.time() - t
     finally:
-        latent.frozen = real
-    rows = [r for r in csv.DictReader(open(out / "results.csv")) if r["method"] == args.method]
-    return np.array([float(r["mse"]) for r in rows]), seconds
+        for mod, fn in zip(modules, real):
+            mod.frozen = fn
+    rows = [r for r in csv.DictReader(open(out / "results.csv")) if r["method"] == method]
+    return np.array([float(r[metric]) for r in rows]), seconds
 
 
 def main(argv=None):
@@ -75,6 +88,7 @@ def main(argv=None):
     ap.add_argument("--num-images", type=int, default=64)
     ap.add_argument("--budget", default="paper")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--inpaint", metavar="MASK", help="run invgan inpaint --mask MASK (Yeh, paper budget) instead")
     args = ap.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         plain, t_plain = run(args, Path(tmp) / "plain", False)
@@ -82,7 +96,8 @@ def main(argv=None):
     d = fold - plain
     ci = 1.96 * d.std(ddof=1) / len(d) ** 0.5
     same = int((np.abs(d) <= 1e-4 * plain).sum())
-    print(f"{args.method}, m = {args.m}, {len(d)} images, budget {args.budget}: MSE as is {plain.mean():.5f} "
+    what = f"yeh, mask {args.inpaint} (hole MSE)" if args.inpaint else f"{args.method}, m = {args.m}, budget {args.budget}"
+    print(f"{what}, {len(d)} images: MSE as is {plain.mean():.5f} "
           f"({t_plain:.0f} s), folded {fold.mean():.5f} ({t_fold:.0f} s); folded - as is {d.mean():+.5f} +- {ci:.5f} "
           f"(upper 95% end {100 * (d.mean() + ci) / plain.mean():+.2f}% of the error); the same to 1e-4 on {same} "
           f"of {len(d)} images, largest change {np.max(np.abs(d) / plain):.0%} of an image's error")

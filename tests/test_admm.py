@@ -93,6 +93,28 @@ def test_lasso_method_runs_admm_when_asked():
     assert Lasso("wavelet", solver="admm").solver_for(GaussianCS(50, SHAPE, seed=0)) == "admm"
 
 
+@pytest.mark.parametrize("basis,alpha,m", [("wavelet", 1e-5, 200), ("dct", 0.1, 150)])
+def test_admm_woodbury_step_by_x_or_by_the_m_by_m_inverse_runs_the_same_iterations(monkeypatch, basis, alpha, m):
+    """The Woodbury w-step as two products with X = L^-1 B (near basis pursuit) and as B, the (m, m)
+    inverse and B^T (the DCT's alpha) are the same map: in float64 the same iterations per image and
+    the same certified objectives up to rounding, whichever form alpha would pick."""
+    monkeypatch.setattr(lasso_module, "ADMM_F32", False)
+    x, p, y = lasso_problem(m, seed=3)
+    assert not lasso_module.admm_gram_form(m, 768)
+    runs, seen = {}, []
+    real = torch.linalg.solve_triangular
+    monkeypatch.setattr(torch.linalg, "solve_triangular", lambda *a, **k: seen.append(1) or real(*a, **k))
+    for form, limit in (("x", float("inf")), ("inverse", 0.0)):
+        monkeypatch.setattr(lasso_module, "ADMM_X_MAX_ALPHA", limit)
+        seen.clear()
+        runs[form] = lasso_admm(y, p, basis, alpha=alpha, tol=1e-4, max_iter=20000)
+        assert bool(seen) == (form == "x")  # X is formed only where it is used
+    a, b = runs["x"], runs["inverse"]
+    assert a.gap.max() <= 1e-4 and b.gap.max() <= 1e-4
+    assert torch.equal(a.image_iterations, b.image_iterations), (a.image_iterations, b.image_iterations)
+    assert ((a.objective.double() - b.objective.double()).abs() / b.objective.double()).max() < 1e-6
+
+
 @pytest.mark.parametrize("f32", [False, True])
 def test_admm_gram_form_runs_the_same_iterations_as_woodbury(monkeypatch, f32):
     """The n x n inverse (formed where m is large against n) and Woodbury's m x m one are the same
