@@ -1156,15 +1156,18 @@ def _lasso_admm(y, physics, basis, alpha, tol, max_iter, rho, relax, clip, progr
     eye = torch.eye(m, dtype=f64, device=dev)
     n = B.shape[1]
     L = torch.linalg.cholesky(K + rho * eye)  # B B^T + rho I = L L^T
+    # the w-step's B^T (B B^T + rho I)^-1 B = X^T X with X = L^-1 B: as the n x n W = I - X^T X, or per iteration as
+    # a chain of products, (X^T, X) or (B^T, (B B^T + rho I)^-1, B) (``working``)
     W = X = M = None
-    if admm_gram_form(m, n) or alpha <= ADMM_X_MAX_ALPHA:  # X = L^-1 B: B^T (B B^T + rho I)^-1 B = X^T X
-        X = torch.linalg.solve_triangular(L, B, upper=False)
-    if admm_gram_form(m, n):  # I - X^T X = rho (B^T B + rho I)^-1, n x n: one product per iteration instead of
-        W = -(X.T @ X)  # two (formed by a triangular solve and one product: 1.26x faster at m = 10000 than with
-        W.diagonal().add_(1.0)  # (B B^T + rho I)^-1 formed and two products)
+    if admm_gram_form(m, n):  # W = rho (B^T B + rho I)^-1, n x n: one product per iteration instead of two (formed
+        X = torch.linalg.solve_triangular(L, B, upper=False)  # by a triangular solve and one product: 1.26x faster
+        W = -(X.T @ X)  # at m = 10000 than with (B B^T + rho I)^-1 formed and two products)
+        W.diagonal().add_(1.0)
         X = None
-    elif X is None:
-        M = torch.cholesky_inverse(L)  # (B B^T + rho I)^-1
+    elif alpha <= ADMM_X_MAX_ALPHA:
+        X = torch.linalg.solve_triangular(L, B, upper=False)
+    else:
+        M = torch.cholesky_inverse(L)
     ridge = 1e-12 * float(K.diagonal().mean())
     P = torch.cholesky_inverse(torch.linalg.cholesky(K + ridge * eye))  # (B B^T)^-1, for the dual points
     del K
@@ -1203,15 +1206,20 @@ def _lasso_admm(y, physics, basis, alpha, tol, max_iter, rho, relax, clip, progr
 
     def working(low):  # the iterations' operands: float32 copies, or the float64 ones
         cast = (lambda t: t.float()) if low else (lambda t: t)
-        return {"B": cast(B) if M is not None else None, "Bt": cast(Bt), "M": cast(M) if M is not None else None,
-                "X": cast(X) if X is not None else None, "W": cast(W) if W is not None else None, "P": cast(P),
-                "wyr": cast(relax * wy)}
+        chain = None  # the Woodbury w-step's products: X^T X q = (q X^T) X, or ((q B^T) M) B
+        if X is not None:
+            Xc = cast(X)
+            chain = (Xc.T, Xc)
+        elif M is not None:
+            chain = (cast(Bt), cast(M), cast(B))
+        return {"Bt": cast(Bt), "P": cast(P), "wyr": cast(relax * wy), "W": cast(W) if W is not None else None,
+                "chain": chain}
 
     ops = working(low)
     gap = _relative_gap(best_p, best_d)
     rows = (gap > tol).nonzero().squeeze(1) if it else torch.arange(nb, device=dev)
-    za, ua, wyr = z[rows].to(ops["Bt"].dtype), u[rows].to(ops["Bt"].dtype), ops["wyr"][rows]  # running rows: z, u,
-    # relax w_y
+    # the running rows' z, u and relax w_y
+    za, ua, wyr = z[rows].to(ops["Bt"].dtype), u[rows].to(ops["Bt"].dtype), ops["wyr"][rows]
     bar = tqdm(total=max_iter, initial=it, desc=f"lasso-{getattr(basis, 'name', 'basis')} admm", unit="it",
                disable=not progress, leave=False)
     thr = lam / rho
@@ -1223,10 +1231,11 @@ def _lasso_admm(y, physics, basis, alpha, tol, max_iter, rho, relax, clip, progr
         q = za - ua
         if W is not None:  # w = w_y + q W
             v = torch.add(ua, za, alpha=1 - relax).add_(wyr).addmm_(q, ops["W"], alpha=relax)
-        elif X is not None:  # v = z + (1 - relax) u + relax w_y - relax X^T X q
-            v = torch.add(za, ua, alpha=1 - relax).add_(wyr).addmm_(q @ ops["X"].T, ops["X"], alpha=-relax)
-        else:  # the same with B^T M B = X^T X
-            v = torch.add(za, ua, alpha=1 - relax).add_(wyr).addmm_((q @ ops["Bt"]) @ ops["M"], ops["B"], alpha=-relax)
+        else:  # v = z + (1 - relax) u + relax w_y - relax X^T X q
+            c = q
+            for t in ops["chain"][:-1]:
+                c = c @ t
+            v = torch.add(za, ua, alpha=1 - relax).add_(wyr).addmm_(c, ops["chain"][-1], alpha=-relax)
         za, ua = _soft_split(v, thr)
         it += 1
         if it % ADMM_SPACING == 0:  # B theta = rho u in the least-squares sense

@@ -22,7 +22,6 @@ record: scripts/csgm_trajectories.py replay) is not.
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
 import tempfile
 import time
@@ -37,6 +36,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import invgan.latent as latent  # noqa: E402
 import invgan.yeh as yeh  # noqa: E402
 from invgan.cli import main as invgan_main  # noqa: E402
+from invgan.metrics import summarize  # noqa: E402
+from invgan.plots import load_results  # noqa: E402
 
 
 def folded(frozen):
@@ -77,8 +78,8 @@ def run(args, out: Path, fold: bool) -> tuple[np.ndarray, float]:
     finally:
         for mod, fn in zip(modules, real):
             mod.frozen = fn
-    rows = [r for r in csv.DictReader(open(out / "results.csv")) if r["method"] == method]
-    return np.array([float(r[metric]) for r in rows]), seconds
+    rows, _, _ = load_results(out / "results.csv")
+    return np.array([float(r[metric]) for r in rows if r["method"] == method]), seconds
 
 
 def main(argv=None):
@@ -94,12 +95,13 @@ def main(argv=None):
         plain, t_plain = run(args, Path(tmp) / "plain", False)
         fold, t_fold = run(args, Path(tmp) / "fold", True)
     d = fold - plain
-    ci = 1.96 * d.std(ddof=1) / len(d) ** 0.5
+    stats = summarize(d)
+    mean, ci = stats["mean"], stats["ci95"]
     same = int((np.abs(d) <= 1e-4 * plain).sum())
     what = f"yeh, mask {args.inpaint} (hole MSE)" if args.inpaint else f"{args.method}, m = {args.m}, budget {args.budget}"
     print(f"{what}, {len(d)} images: MSE as is {plain.mean():.5f} "
-          f"({t_plain:.0f} s), folded {fold.mean():.5f} ({t_fold:.0f} s); folded - as is {d.mean():+.5f} +- {ci:.5f} "
-          f"(upper 95% end {100 * (d.mean() + ci) / plain.mean():+.2f}% of the error); the same to 1e-4 on {same} "
+          f"({t_plain:.0f} s), folded {fold.mean():.5f} ({t_fold:.0f} s); folded - as is {mean:+.5f} +- {ci:.5f} "
+          f"(upper 95% end {100 * (mean + ci) / plain.mean():+.2f}% of the error); the same to 1e-4 on {same} "
           f"of {len(d)} images, largest change {np.max(np.abs(d) / plain):.0%} of an image's error")
 
 
