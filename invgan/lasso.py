@@ -148,6 +148,9 @@ def _soft_split(v, thr):
 DENSE_LIMIT = 2.5e8  # largest m * n for which B = A Psi is formed (1 GB in float32)
 NEWTON_GAP = 2e-3  # support Newton steps for images whose relative gap is below this
 POLISH_GAP = 1e-4  # the final polish: for images that end above this relative gap (and above tol)
+NEWTON_CHUNK_FLOATS = 1.2e7  # support Newton steps on row chunks whose B_J and Gram hold at most this many floats
+# (about 8 rows at |J| = 500): the chunk's (rows, |J|, |J|) temporaries stay small enough to be reused by the allocator
+# instead of mapped afresh (a 64-row chunk at m = 500 took 5.5 s, 2-row chunks 3.0 s)
 POLISH_PASSES = 4  # ... support-Newton passes (each followed by entering violators)
 
 
@@ -204,6 +207,11 @@ def support_newton(w: torch.Tensor, Bt: torch.Tensor, y: torch.Tensor, lam: floa
     fails is returned as it is. Returns (w_new (b, n) float64, tried (b,) bool); the objective at
     w_new is never above that of the point it started from, up to rounding.
     """
+    out, tried, _ = _support_newton(w, Bt, y, lam, rounds)
+    return out, tried
+
+
+def _support_newton(w, Bt, y, lam, rounds):  # support_newton, and which rows still changed in the last round
     b, n = w.shape
     m = Bt.shape[1]
     w = w.to(Bt.dtype)
@@ -217,7 +225,7 @@ def support_newton(w: torch.Tensor, Bt: torch.Tensor, y: torch.Tensor, lam: floa
     tried = (count > 0) & (count < m)
     k = int(torch.where(tried, count, torch.zeros_like(count)).max())
     if k == 0:
-        return w, torch.zeros_like(tried)
+        return w, torch.zeros_like(tried), torch.zeros_like(tried)
     idx = torch.argsort(act.to(torch.int8), dim=1, descending=True, stable=True)[:, :k]
     a = torch.gather(act, 1, idx) & tried[:, None]
     BJ = Bt[idx] * a[..., None]  # (b, k, m), padding rows zero
@@ -226,25 +234,35 @@ def support_newton(w: torch.Tensor, Bt: torch.Tensor, y: torch.Tensor, lam: floa
     z = torch.gather(w, 1, idx) * a
     s = torch.sign(z)
     start = w.scatter(1, idx, z) * (act | ~tried[:, None])  # the truncated point the steps start from
+    # each round works on the rows whose support or signs changed in the last one (a row that did not change
+    # would repeat its step exactly: d = 0); its masked Gram is built in one buffer
+    live = tried.clone()
     for _ in range(rounds):
-        am = a.to(G.dtype)
-        L, info = torch.linalg.cholesky_ex(G * am[:, :, None] * am[:, None, :] + torch.diag_embed(1 - am))
-        tried = tried & (info == 0)
-        v = torch.cholesky_solve(((c - lam * s) * am)[..., None], L).squeeze(-1) * am
-        d = torch.where(tried[:, None], v - z, torch.zeros_like(z))
-        t = _line_search(z, d, G, c, lam)
-        znew = z + t[:, None] * d
+        rows = live.nonzero().squeeze(1)
+        if not len(rows):
+            break
+        ar, zr, sr, cr = a[rows], z[rows], s[rows], c[rows]
+        am = ar.to(G.dtype)
+        GJ = G[rows].mul_(am[:, :, None]).mul_(am[:, None, :])
+        GJ.diagonal(dim1=1, dim2=2).add_(1 - am)
+        L, info = torch.linalg.cholesky_ex(GJ)
+        ok = info == 0
+        tried[rows] &= ok
+        v = torch.cholesky_solve(((cr - lam * sr) * am)[..., None], L).squeeze(-1) * am
+        d = torch.where(ok[:, None], v - zr, torch.zeros_like(zr))
+        t = _line_search(zr, d, GJ, cr, lam)  # GJ d = G d: d is zero off the support
+        znew = zr + t[:, None] * d
         # coordinates that stop at zero leave the support; those that crossed it change sign
         tiny = znew.abs() <= 1e-12 * znew.abs().amax(1, keepdim=True).clamp_min(1e-300)
-        drop = a & tiny
-        flipped = a & ~tiny & (torch.sign(znew) != s)
-        z = torch.where(drop, torch.zeros_like(znew), znew)
-        a = a & ~drop
-        s = torch.where(a, torch.sign(z), torch.zeros_like(s))
-        if not bool(((drop | flipped).any(1) & tried).any()):
-            break
+        drop = ar & tiny
+        flipped = ar & ~tiny & (torch.sign(znew) != sr)
+        zr = torch.where(drop, torch.zeros_like(znew), znew)
+        ar = ar & ~drop
+        z[rows], a[rows] = zr, ar
+        s[rows] = torch.where(ar, torch.sign(zr), torch.zeros_like(sr))
+        live[rows] = (drop | flipped).any(1) & ok
     out = torch.where(tried[:, None], start.scatter(1, idx, z * a), w)
-    return out, tried
+    return out, tried, live & tried
 
 
 def lasso_fista(y: torch.Tensor, physics: Physics, basis="dct", alpha: float | None = None,
@@ -321,30 +339,40 @@ def _check_inputs(y, physics, basis, alpha, tol):
     return basis, alpha, tuple(img_shape)
 
 
-def _newton_rows(w, Bt, y, lam, budget: float = 1.25e8, passes: int = 2):
+def _newton_rows(w, Bt, y, lam, budget: float = NEWTON_CHUNK_FLOATS, passes: int = 2):
     """``support_newton`` over row chunks small enough that B_J and its Gram hold ``budget`` floats.
 
     After each pass but the last, the coordinates off the support that violate the optimality
-    condition (|b_j^T r| > lam) enter with the sign that lowers the objective, and it runs again.
-    Returns the new rows (float64), which rows were tried, and their primal and dual values in
-    float64 (the dual at the scaled residual, as in ``_dual_value``)."""
+    condition (|b_j^T r| > lam) enter with the sign that lowers the objective, and the rows that had
+    such coordinates, or whose steps were still changing the support when their rounds ran out,
+    run again (the others would repeat their last step). Returns the new rows (float64), which rows were tried, and their
+    primal and dual values in float64 (the dual at the scaled residual, as in ``_dual_value``)."""
     k = int((w != 0).sum(1).max())
     kk = min(2 * k, Bt.shape[1])
     chunk = max(1, int(budget // max(1, kk * (Bt.shape[1] + kk))))
     outs = []
     for i in range(0, w.shape[0], chunk):
-        wi, yi = w[i:i + chunk].to(Bt.dtype), y[i:i + chunk].to(Bt.dtype)
+        wi, yi = w[i:i + chunk].to(Bt.dtype, copy=True), y[i:i + chunk].to(Bt.dtype)  # wi is written below
         tried = torch.zeros(wi.shape[0], dtype=torch.bool, device=w.device)
+        r, g = None, None
+        rows = torch.arange(wi.shape[0], device=w.device)  # the rows this pass runs on
         for p in range(passes):
-            wi, t = support_newton(wi, Bt, yi, lam)
-            tried |= t
-            wi = torch.where(wi.abs() <= 1e-20, torch.zeros_like(wi), wi)
-            r = yi - wi @ Bt
-            g = r @ Bt.T  # B^T r
-            enter = (wi == 0) & (g.abs() > lam)
-            if p + 1 == passes or not bool(enter.any()):
+            wn, t, live = _support_newton(wi[rows], Bt, yi[rows], lam, 8)
+            tried[rows] |= t
+            wn = torch.where(wn.abs() <= 1e-20, torch.zeros_like(wn), wn)
+            rn = yi[rows] - wn @ Bt
+            gn = rn @ Bt.T  # B^T r
+            wi[rows] = wn
+            if r is None:
+                r, g = rn, gn
+            else:
+                r[rows], g[rows] = rn, gn
+            enter = (wn == 0) & (gn.abs() > lam)
+            again = enter.any(1) | live  # violators to enter, or the rounds ran out
+            if p + 1 == passes or not bool(again.any()):
                 break
-            wi = torch.where(enter, 1e-30 * torch.sign(g), wi)
+            wi[rows] = torch.where(enter, 1e-30 * torch.sign(gn), wn)
+            rows = rows[again]
         primal = 0.5 * r.pow(2).sum(1) + lam * wi.abs().sum(1)
         dual = _dual_value(r, g, yi, lam)  # a bound only where finite (a failed step's is not one)
         outs.append((wi, tried, primal, torch.where(torch.isfinite(dual), dual, -math.inf)))

@@ -170,6 +170,49 @@ def test_support_newton_never_raises_the_objective_and_solves_a_planted_support(
     assert torch.allclose(new, w_opt, atol=1e-9 * float(w_opt.abs().max()))
 
 
+def test_support_newton_rows_run_as_they_would_alone_and_leave_their_input_unchanged():
+    # rounds after the first work on the rows still changing, passes after the first on the rows with violators
+    # (or rounds left): each row's result must be what that row gets alone, in any chunking
+    from invgan.lasso import _newton_rows
+    x, p, y = _faces_like(150, n_img=6)
+    basis = make_basis("dct", SHAPE)
+    Bt = dense_matrix(p, basis, SHAPE).T.double()
+    lam = 150 * 0.05
+    g = torch.Generator().manual_seed(7)
+    w = torch.zeros(6, Bt.shape[0], dtype=torch.float64)
+    for i, row in enumerate(w):  # supports of different sizes: rows converge after different rounds
+        k = 4 + 12 * i
+        row[torch.randperm(Bt.shape[0], generator=g)[:k]] = torch.randn(k, generator=g, dtype=torch.float64)
+    before = w.clone()
+    batch, tried = support_newton(w, Bt, y, lam)
+    alone = torch.cat([support_newton(w[i:i + 1], Bt, y[i:i + 1], lam)[0] for i in range(6)])
+    assert tried.all()
+    assert torch.allclose(batch, alone, rtol=0, atol=1e-10 * float(alone.abs().max()))
+    # near the optimum (FISTA stopped early, as where the solvers call it): violators enter, rows solve exactly
+    p.matrix = p.matrix.double()
+    y = p(x.double(), torch.Generator().manual_seed(1))
+    Bt = dense_matrix(p, basis, SHAPE).T
+    w = lasso_fista(y, p, "dct", alpha=0.05, tol=1e-3, max_iter=20000, clip=False, newton=False).w.reshape(6, -1)
+    before = w.clone()
+    one = _newton_rows(w, Bt, y, lam, budget=1e12, passes=3)  # one chunk
+    rows = _newton_rows(w, Bt, y, lam, budget=1, passes=3)  # a chunk per row
+    assert torch.equal(w, before)
+    for a, b in zip(one, rows):
+        assert torch.allclose(a.double(), b.double(), rtol=1e-12, atol=1e-10 * float(one[0].abs().max()))
+    ref = w.clone()  # the plain form: every pass on every row
+    for k in range(3):
+        ref = support_newton(ref, Bt, y, lam)[0]
+        ref = torch.where(ref.abs() <= 1e-20, torch.zeros_like(ref), ref)
+        g = (y.reshape(6, -1) - ref @ Bt) @ Bt.T
+        enter = (ref == 0) & (g.abs() > lam)
+        if k == 2 or not bool(enter.any()):
+            break
+        ref = torch.where(enter, 1e-30 * torch.sign(g), ref)
+    assert torch.allclose(one[0], ref, rtol=0, atol=1e-10 * float(ref.abs().max()))
+    primal, dual = one[2], one[3]
+    assert ((primal - dual) <= 1e-9 * primal).sum() >= 3, (primal - dual) / primal
+
+
 def test_dense_true_needs_an_explicit_matrix():
     from invgan.physics import SuperResolution
     p = SuperResolution(4, SHAPE)
