@@ -1209,7 +1209,7 @@ def _lasso_admm(y, physics, basis, alpha, tol, max_iter, rho, relax, clip, progr
     ran = torch.zeros(nb, dtype=torch.long, device=dev)
     # support Newton steps every `newton_every` checks (0: none), for the images whose gap is at most
     # ADMM_NEWTON_GAP. A step's cost per image grows like m^3, an iteration's like m n, so the spacing grows like
-    # m^2 / n (measured: at m = 1000 a step costs about 0.25 s per image, more than ADMM then needs to finish). Not
+    # m^2 / n (measured: at m = 1000 a step costs about 0.1 s per image, more than ADMM then needs to finish). Not
     # near basis pursuit: there the support fills all m slots and B_J is square, so they cannot certify
     newton_every = (math.ceil(ADMM_NEWTON_WORK * m * m / n / ADMM_CHECK) if ADMM_NEWTON and alpha > ADMM_MAX_ALPHA
                     else 0)
