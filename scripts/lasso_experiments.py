@@ -28,6 +28,15 @@ solvers use). Reference: invgan's exact homotopy path.
         a semismooth Newton augmented Lagrangian on the dual (Li, Sun & Toh 2018), batched, with
         lambda continuation (factor --eta): Newton steps, the largest active set, the certified
         gap, the seconds, and the homotopy's seconds and objective on the same faces
+    python scripts/lasso_experiments.py anderson -m 500 --basis dct --images 16 --every 0 5 10
+        ADMM as lasso_admm iterates it (float32, v = z + u the whole state), with every K iterations
+        an Anderson extrapolation of v over the last K + 1 (kept where its fixed-point residual is
+        lower than the last step's; one more evaluation each time): per image the iterations to a
+        certified 1e-4 (dual at the residual and at the preimage of rho u, every 20 iterations)
+        and the evaluations of the iteration that took
+    python scripts/lasso_experiments.py newton -m 500 --basis dct --images 64 --at 400 480
+        support Newton steps (invgan.lasso._newton_rows) from ADMM's point after k iterations:
+        seconds, and how many faces they end at a certified 1e-4
 
 These are experiments, not library code: they print, they are not tested.
 """
@@ -443,10 +452,91 @@ def cmd_ssnal(a):
           f"to {float(rel.max()):+.1e} (relative)")
 
 
+def admm_map(B, Bt, Y, lam, rho, relax):
+    """ADMM's iteration as lasso_admm runs it (float32, the Woodbury w-step with (B B^T + rho I)^-1),
+    as a map of v = z + u (z = v - clip(v), u = clip(v)); and the certificate at v (float64: the dual
+    at z's residual and at the preimage of rho u)."""
+    m = B.shape[0]
+    K = B @ Bt
+    eye = torch.eye(m, dtype=torch.float64)
+    L = torch.linalg.cholesky(K + rho * eye)
+    M = torch.cholesky_inverse(L)
+    P = torch.cholesky_inverse(torch.linalg.cholesky(K + 1e-12 * float(K.diagonal().mean()) * eye))
+    wy = torch.cholesky_solve(Y.T, L).T @ B
+    f = torch.float32
+    Btf, Mf, Bf, wyr, Pf, thr = Bt.to(f), M.to(f), B.to(f), (relax * wy).to(f), P.to(f), lam / rho
+
+    def step(v):
+        u = v.clamp(-thr, thr)
+        z = v - u
+        return torch.add(z, u, alpha=1 - relax).add_(wyr).addmm_(((z - u) @ Btf) @ Mf, Bf, alpha=-relax)
+
+    def gap(v):
+        u = v.clamp(-thr, thr)
+        primal, dual = _primal_dual(Y, (v - u).double(), B, Bt, lam)
+        th = (((rho * u) @ Btf) @ Pf).double()
+        return primal, torch.maximum(dual, _dual_value(th, th @ B, Y, lam))
+
+    return step, gap
+
+
+def cmd_anderson(a):
+    p, y, B, Bt, Y, lam = problem(a.m, a.basis, a.images)
+    from invgan.lasso import admm_rho, ADMM_RELAX
+    step, gap = admm_map(B, Bt, Y, lam, admm_rho(PAPER_ALPHA[a.basis], lam), ADMM_RELAX)
+    for k in a.every:
+        v = torch.zeros(a.images, B.shape[1])
+        hist, extra, best_d = [], 0, torch.full((a.images,), -INF, dtype=torch.float64)
+        done = torch.full((a.images,), -1)
+        t = time.time()
+        for it in range(1, a.iters + 1):
+            vn = step(v)
+            if k:
+                hist = (hist + [vn])[-(k + 1):]
+                if it % k == 0 and len(hist) == k + 1:
+                    U = torch.stack([q - p_ for p_, q in zip(hist[:-1], hist[1:])], 1).double()
+                    UU = U @ U.transpose(1, 2)
+                    reg = 1e-8 * UU.diagonal(dim1=1, dim2=2).mean(1)
+                    c = torch.linalg.solve(UU + reg[:, None, None] * torch.eye(k, dtype=torch.float64),
+                                           torch.ones(a.images, k, 1, dtype=torch.float64))
+                    ve = (torch.stack(hist[1:], 2) @ (c / c.sum(1, keepdim=True)).float()).squeeze(2)
+                    fe = step(ve)
+                    extra += 1
+                    keep = (fe - ve).norm(dim=1) < (hist[-1] - hist[-2]).norm(dim=1)
+                    vn, hist = torch.where(keep[:, None], fe, vn), []
+            v = vn
+            if it % 20 == 0:
+                primal, dual = gap(v)
+                best_d = torch.maximum(best_d, dual)
+                done[((primal - best_d) <= 1e-4 * primal) & (done < 0)] = it
+                if bool((done >= 0).all()):
+                    break
+        ran = done.float()
+        print(f"  every {k}: iterations to 1e-4 mean {ran.mean():.0f}, largest {int(ran.max())} (-1: not in "
+              f"{a.iters}); evaluations of the iteration {it + extra}; {time.time() - t:.1f} s", flush=True)
+
+
+def cmd_newton(a):
+    from invgan.lasso import _newton_rows, _relative_gap, admm_rho, ADMM_RELAX
+    p, y, B, Bt, Y, lam = problem(a.m, a.basis, a.images)
+    step, _ = admm_map(B, Bt, Y, lam, admm_rho(PAPER_ALPHA[a.basis], lam), ADMM_RELAX)
+    v = torch.zeros(a.images, B.shape[1])
+    thr = lam / admm_rho(PAPER_ALPHA[a.basis], lam)
+    for it in range(1, max(a.at) + 1):
+        v = step(v)
+        if it in a.at:
+            u = v.clamp(-thr, thr)
+            for passes in (2, 4):
+                t = time.time()
+                _, _, primal, dual = _newton_rows((v - u).double(), Bt, Y, lam, passes=passes)
+                print(f"  after {it} iterations, {passes} passes: {time.time() - t:.2f} s, certified 1e-4 on "
+                      f"{int((_relative_gap(primal, dual) <= 1e-4).sum())} of {a.images}", flush=True)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
-    for name in ("support", "warm", "admm", "screen", "homotopy", "dual", "pdas", "ssnal"):
+    for name in ("support", "warm", "admm", "screen", "homotopy", "dual", "pdas", "ssnal", "anderson", "newton"):
         s = sub.add_parser(name)
         s.add_argument("-m", type=int, default=500)
         s.add_argument("--basis", default="dct")
@@ -469,9 +559,15 @@ def main(argv=None):
             s.add_argument("--eta", type=float, default=0.8, help="lambda's factor from stage to stage")
             s.add_argument("--tol", type=float, default=1e-8)
             s.add_argument("--outer", type=int, default=300)
+        if name == "anderson":
+            s.add_argument("--every", type=int, nargs="+", default=[0, 5, 10], help="K (0: plain ADMM)")
+            s.add_argument("--iters", type=int, default=3000)
+        if name == "newton":
+            s.add_argument("--at", type=int, nargs="+", default=[400, 480], help="ADMM iterations before the steps")
     a = ap.parse_args(argv)
     {"support": cmd_support, "warm": cmd_warm, "admm": cmd_admm, "screen": cmd_screen,
-     "homotopy": cmd_homotopy, "dual": cmd_dual, "pdas": cmd_pdas, "ssnal": cmd_ssnal}[a.cmd](a)
+     "homotopy": cmd_homotopy, "dual": cmd_dual, "pdas": cmd_pdas, "ssnal": cmd_ssnal, "anderson": cmd_anderson,
+     "newton": cmd_newton}[a.cmd](a)
 
 
 if __name__ == "__main__":
