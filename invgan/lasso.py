@@ -150,7 +150,8 @@ NEWTON_GAP = 2e-3  # support Newton steps for images whose relative gap is below
 POLISH_GAP = 1e-4  # the final polish: for images that end above this relative gap (and above tol)
 NEWTON_CHUNK_FLOATS = 1.2e7  # support Newton steps on row chunks whose B_J and Gram hold at most this many floats
 # (about 8 rows at |J| = 500): the chunk's (rows, |J|, |J|) temporaries stay small enough to be reused by the allocator
-# instead of mapped afresh (a 64-row chunk at m = 500 took 5.5 s, 2-row chunks 3.0 s)
+# instead of mapped afresh (64 faces at m = 500, before the rounds skipped settled rows: one chunk 6.6 s, 2-row chunks
+# 3.0 s)
 POLISH_PASSES = 4  # ... support-Newton passes (each followed by entering violators)
 
 
@@ -211,7 +212,7 @@ def support_newton(w: torch.Tensor, Bt: torch.Tensor, y: torch.Tensor, lam: floa
     return out, tried
 
 
-def _support_newton(w, Bt, y, lam, rounds):  # support_newton, and which rows still changed in the last round
+def _support_newton(w, Bt, y, lam, rounds: int = 8):  # support_newton, and which rows still changed in the last round
     b, n = w.shape
     m = Bt.shape[1]
     w = w.to(Bt.dtype)
@@ -345,8 +346,9 @@ def _newton_rows(w, Bt, y, lam, budget: float = NEWTON_CHUNK_FLOATS, passes: int
     After each pass but the last, the coordinates off the support that violate the optimality
     condition (|b_j^T r| > lam) enter with the sign that lowers the objective, and the rows that had
     such coordinates, or whose steps were still changing the support when their rounds ran out,
-    run again (the others would repeat their last step). Returns the new rows (float64), which rows were tried, and their
-    primal and dual values in float64 (the dual at the scaled residual, as in ``_dual_value``)."""
+    run again (the others would repeat their last step). Returns the new rows (float64), which rows
+    were tried, and their primal and dual values in float64 (the dual at the scaled residual, as in
+    ``_dual_value``)."""
     k = int((w != 0).sum(1).max())
     kk = min(2 * k, Bt.shape[1])
     chunk = max(1, int(budget // max(1, kk * (Bt.shape[1] + kk))))
@@ -357,7 +359,7 @@ def _newton_rows(w, Bt, y, lam, budget: float = NEWTON_CHUNK_FLOATS, passes: int
         r, g = None, None
         rows = torch.arange(wi.shape[0], device=w.device)  # the rows this pass runs on
         for p in range(passes):
-            wn, t, live = _support_newton(wi[rows], Bt, yi[rows], lam, 8)
+            wn, t, live = _support_newton(wi[rows], Bt, yi[rows], lam)
             tried[rows] |= t
             wn = torch.where(wn.abs() <= 1e-20, torch.zeros_like(wn), wn)
             rn = yi[rows] - wn @ Bt
