@@ -170,7 +170,7 @@ def test_support_newton_never_raises_the_objective_and_solves_a_planted_support(
     assert torch.allclose(new, w_opt, atol=1e-9 * float(w_opt.abs().max()))
 
 
-def test_support_newton_rows_run_as_they_would_alone_and_leave_their_input_unchanged():
+def test_support_newton_rows_run_as_they_would_alone_and_leave_their_input_unchanged(monkeypatch):
     # rounds after the first work on the rows still changing, passes after the first on the rows with violators
     # (or rounds left): each row's result must be what that row gets alone, in any chunking
     from invgan.lasso import _newton_rows
@@ -199,18 +199,30 @@ def test_support_newton_rows_run_as_they_would_alone_and_leave_their_input_uncha
     assert torch.equal(w, before)
     for a, b in zip(one, rows):
         assert torch.allclose(a.double(), b.double(), rtol=1e-12, atol=1e-10 * float(one[0].abs().max()))
-    ref = w.clone()  # the plain form: every pass on every row
-    for k in range(3):
-        ref = support_newton(ref, Bt, y, lam)[0]
-        ref = torch.where(ref.abs() <= 1e-20, torch.zeros_like(ref), ref)
-        g = (y.reshape(6, -1) - ref @ Bt) @ Bt.T
-        enter = (ref == 0) & (g.abs() > lam)
-        if k == 2 or not bool(enter.any()):
-            break
-        ref = torch.where(enter, 1e-30 * torch.sign(g), ref)
+    def plain(rounds):  # the plain form: every pass on every row
+        ref = w.clone()
+        for k in range(3):
+            ref = support_newton(ref, Bt, y, lam, rounds=rounds)[0]
+            ref = torch.where(ref.abs() <= 1e-20, torch.zeros_like(ref), ref)
+            g = (y.reshape(6, -1) - ref @ Bt) @ Bt.T
+            enter = (ref == 0) & (g.abs() > lam)
+            if k == 2 or not bool(enter.any()):
+                break
+            ref = torch.where(enter, 1e-30 * torch.sign(g), ref)
+        return ref
+
+    ref = plain(8)
     assert torch.allclose(one[0], ref, rtol=0, atol=1e-10 * float(ref.abs().max()))
     primal, dual = one[2], one[3]
     assert ((primal - dual) <= 1e-9 * primal).sum() >= 3, (primal - dual) / primal
+    # with one round per pass rows run out of rounds while still changing: they too must run again
+    import invgan.lasso as lasso_mod
+    ref1 = plain(1)
+    inner = lasso_mod._support_newton
+    monkeypatch.setattr(lasso_mod, "_support_newton", lambda w, Bt, y, lam, rounds=8: inner(w, Bt, y, lam, rounds=1))
+    short = _newton_rows(w, Bt, y, lam, passes=3)
+    assert not torch.allclose(ref1, ref, rtol=0, atol=1e-10 * float(ref.abs().max()))  # the case is reached
+    assert torch.allclose(short[0], ref1, rtol=0, atol=1e-10 * float(ref1.abs().max()))
 
 
 def test_dense_true_needs_an_explicit_matrix():
