@@ -356,19 +356,16 @@ def _newton_rows(w, Bt, y, lam, budget: float = NEWTON_CHUNK_FLOATS, passes: int
     for i in range(0, w.shape[0], chunk):
         wi, yi = w[i:i + chunk].to(Bt.dtype, copy=True), y[i:i + chunk].to(Bt.dtype)  # wi is written below
         tried = torch.zeros(wi.shape[0], dtype=torch.bool, device=w.device)
-        r, g = None, None
+        r, g = torch.empty_like(yi), torch.empty_like(wi)  # each row's residual and B^T r after its last pass
         rows = torch.arange(wi.shape[0], device=w.device)  # the rows this pass runs on
         for p in range(passes):
-            wn, t, live = _support_newton(wi[rows], Bt, yi[rows], lam)
+            yr = yi[rows]
+            wn, t, live = _support_newton(wi[rows], Bt, yr, lam)
             tried[rows] |= t
             wn = torch.where(wn.abs() <= 1e-20, torch.zeros_like(wn), wn)
-            rn = yi[rows] - wn @ Bt
+            rn = yr - wn @ Bt
             gn = rn @ Bt.T  # B^T r
-            wi[rows] = wn
-            if r is None:
-                r, g = rn, gn
-            else:
-                r[rows], g[rows] = rn, gn
+            wi[rows], r[rows], g[rows] = wn, rn, gn
             enter = (wn == 0) & (gn.abs() > lam)
             again = enter.any(1) | live  # violators to enter, or the rounds ran out
             if p + 1 == passes or not bool(again.any()):

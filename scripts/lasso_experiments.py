@@ -51,7 +51,8 @@ import torch
 
 from invgan.bases import make_basis
 from invgan.data import load_images
-from invgan.lasso import (PAPER_ALPHA, _Gram, _dual_value, _LazyInverse, _line_search, _move_support, _primal_dual, _rank_one_update, _support_solution,
+from invgan.lasso import (ADMM_RELAX, PAPER_ALPHA, _Gram, _dual_value, _LazyInverse, _line_search, _move_support, _newton_rows,
+                          _primal_dual, _rank_one_update, _relative_gap, _soft_split, _support_solution, admm_rho,
                           dense_matrix, lasso_homotopy, operator_norm_sq)
 from invgan.metrics import mse_per_image
 from invgan.physics import GaussianCS
@@ -454,8 +455,8 @@ def cmd_ssnal(a):
 
 def admm_map(B, Bt, Y, lam, rho, relax):
     """ADMM's iteration as lasso_admm runs it (float32, the Woodbury w-step with (B B^T + rho I)^-1),
-    as a map of v = z + u (z = v - clip(v), u = clip(v)); and the certificate at v (float64: the dual
-    at z's residual and at the preimage of rho u)."""
+    as a map of v = z + u (z = v - clip(v), u = clip(v): ``_soft_split``); the certificate at v (float64:
+    the dual at z's residual and at the preimage of rho u); and the threshold lam / rho."""
     m = B.shape[0]
     K = B @ Bt
     eye = torch.eye(m, dtype=torch.float64)
@@ -467,23 +468,21 @@ def admm_map(B, Bt, Y, lam, rho, relax):
     Btf, Mf, Bf, wyr, Pf, thr = Bt.to(f), M.to(f), B.to(f), (relax * wy).to(f), P.to(f), lam / rho
 
     def step(v):
-        u = v.clamp(-thr, thr)
-        z = v - u
+        z, u = _soft_split(v.clone(), thr)  # v stays as it is (Anderson keeps it)
         return torch.add(z, u, alpha=1 - relax).add_(wyr).addmm_(((z - u) @ Btf) @ Mf, Bf, alpha=-relax)
 
     def gap(v):
-        u = v.clamp(-thr, thr)
-        primal, dual = _primal_dual(Y, (v - u).double(), B, Bt, lam)
+        z, u = _soft_split(v.clone(), thr)
+        primal, dual = _primal_dual(Y, z.double(), B, Bt, lam)
         th = (((rho * u) @ Btf) @ Pf).double()
         return primal, torch.maximum(dual, _dual_value(th, th @ B, Y, lam))
 
-    return step, gap
+    return step, gap, thr
 
 
 def cmd_anderson(a):
     p, y, B, Bt, Y, lam = problem(a.m, a.basis, a.images)
-    from invgan.lasso import admm_rho, ADMM_RELAX
-    step, gap = admm_map(B, Bt, Y, lam, admm_rho(PAPER_ALPHA[a.basis], lam), ADMM_RELAX)
+    step, gap, _ = admm_map(B, Bt, Y, lam, admm_rho(PAPER_ALPHA[a.basis], lam), ADMM_RELAX)
     for k in a.every:
         v = torch.zeros(a.images, B.shape[1])
         hist, extra, best_d = [], 0, torch.full((a.images,), -INF, dtype=torch.float64)
@@ -517,18 +516,16 @@ def cmd_anderson(a):
 
 
 def cmd_newton(a):
-    from invgan.lasso import _newton_rows, _relative_gap, admm_rho, ADMM_RELAX
     p, y, B, Bt, Y, lam = problem(a.m, a.basis, a.images)
-    step, _ = admm_map(B, Bt, Y, lam, admm_rho(PAPER_ALPHA[a.basis], lam), ADMM_RELAX)
+    step, _, thr = admm_map(B, Bt, Y, lam, admm_rho(PAPER_ALPHA[a.basis], lam), ADMM_RELAX)
     v = torch.zeros(a.images, B.shape[1])
-    thr = lam / admm_rho(PAPER_ALPHA[a.basis], lam)
     for it in range(1, max(a.at) + 1):
         v = step(v)
         if it in a.at:
-            u = v.clamp(-thr, thr)
+            z = _soft_split(v.clone(), thr)[0].double()
             for passes in (2, 4):
                 t = time.time()
-                _, _, primal, dual = _newton_rows((v - u).double(), Bt, Y, lam, passes=passes)
+                _, _, primal, dual = _newton_rows(z, Bt, Y, lam, passes=passes)
                 print(f"  after {it} iterations, {passes} passes: {time.time() - t:.2f} s, certified 1e-4 on "
                       f"{int((_relative_gap(primal, dual) <= 1e-4).sum())} of {a.images}", flush=True)
 

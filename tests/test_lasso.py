@@ -199,6 +199,7 @@ def test_support_newton_rows_run_as_they_would_alone_and_leave_their_input_uncha
     assert torch.equal(w, before)
     for a, b in zip(one, rows):
         assert torch.allclose(a.double(), b.double(), rtol=1e-12, atol=1e-10 * float(one[0].abs().max()))
+
     def plain(rounds):  # the plain form: every pass on every row
         ref = w.clone()
         for k in range(3):
