@@ -46,3 +46,34 @@ def test_scaling_simulation_shares_cells_dynamically():
     assert simulate([3.0, 1.0, 1.0, 1.0], 2) == (3.0, 4.0)
     assert simulate([1.0, 1.0, 1.0, 1.0], 4) == (1.0, 1.0)
     assert simulate([5.0, 2.0], 1) == (7.0, 7.0)
+
+
+def test_csgm_floor_counts_the_passes_runs_record_and_the_flops_of_a_pass():
+    """scripts/csgm_floor.py: its passes per image are what CSGM runs record (latent_steps_per_image) for
+    Adam with and without restart pruning and for auto's pruned L-BFGS, and a pass's FLOPs are the
+    generator's forward twice (the backward to z; no gradients to the weights) plus the operator's."""
+    import torch
+
+    import invgan
+
+    sys.path.insert(0, str(REPO / "scripts"))
+    from csgm_floor import flops_per_pass, passes_per_image
+
+    torch.manual_seed(0)
+    module = torch.nn.Sequential(torch.nn.Linear(6, 768), torch.nn.Tanh(), torch.nn.Unflatten(1, (3, 16, 16)))
+    G = invgan.LatentGenerator(module, latent_dim=6)
+    physics = invgan.GaussianCS(600, (3, 16, 16), noise_std=0.01)
+    with torch.no_grad():
+        y = physics(module(G.sample(2, torch.Generator().manual_seed(1))), torch.Generator().manual_seed(2))
+    runs = [invgan.CSGM(G, restarts=2, iters=5), invgan.CSGM(G, restarts=4, iters=12, prune=((3, 2), (7, 1))),
+            invgan.CSGM.preset("dcgan", G, iters=40)]  # auto from m = 500: 6 L-BFGS starts, the best 2 after 30
+    counts = []
+    for method in runs:
+        s = method.settings_for(physics)
+        counts.append(passes_per_image(s))
+        assert method(y, physics).details["latent_steps_per_image"] == counts[-1], s
+    assert counts == [10, 4 * 4 + 2 * 4 + 1 * 4, 6 * 30 + 2 * 10]
+    assert runs[2].settings_for(physics)["optimizer"] == "lbfgs"
+    # Linear 6 -> 768 forward: 2 * 6 * 768; its backward to z the same; y = x A^T and the loss's A x: 2 * 600 * 768
+    assert flops_per_pass(G, physics, 0.0) == 2 * (2 * 6 * 768) + 2 * (2 * 600 * 768)
+    assert all(p.requires_grad for p in module.parameters())  # the caller's module is left as it was
