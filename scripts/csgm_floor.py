@@ -75,6 +75,44 @@ def pass_rate(generator, physics, z_reg: float, latents: int, repeat: int = 3) -
     return best
 
 
+def yeh_flops_per_pass(generator, discriminator, img_shape, latents: int = 4) -> float:
+    """FLOPs of one pass of Yeh et al.'s latent search for one latent (the paper's loss: G(z), the
+    importance-weighted context loss, lam log(1 - D(G(z))), and the gradient to z), centre mask."""
+    from invgan.masks import make_masks
+    from invgan.yeh import PAPER_SETTINGS, importance_weights, yeh_objective
+
+    gen = as_generator(generator)
+    net, D = frozen(gen.module), frozen(discriminator)
+    z = gen.sample(latents, torch.Generator().manual_seed(0)).requires_grad_(True)
+    masks = make_masks("center", latents, tuple(img_shape[1:]), seed=0)
+    weights = importance_weights(masks, PAPER_SETTINGS["window"])
+    with torch.no_grad():
+        y = net(z) * masks
+    with FlopCounterMode(display=False) as counter:
+        yeh_objective(y, weights, D, net(z), PAPER_SETTINGS["lam"]).sum().backward()
+    return counter.get_total_flops() / latents
+
+
+def inpaint_floor(peak: float, num_images: int = 64) -> list:
+    """Rows for ``invgan inpaint``'s budgets (the shipped G and D, ``num_images`` faces, one restart)."""
+    from invgan.checkpoint import load_models
+    from invgan.yeh import BUDGETS, budget_settings
+
+    _, G, D, _ = load_models(need_discriminator=True)
+    G = as_generator(G)
+    flops = yeh_flops_per_pass(G, D, G.image_shape)
+    rows = []
+    for budget in BUDGETS:
+        s = budget_settings(budget)
+        passes = s["restarts"] * s["iters"]
+        total = num_images * passes * flops
+        rows.append({"budget": budget, "optimizer": s.get("optimizer", "adam"), "passes_per_image": passes,
+                     "gflop_per_pass": flops / 1e9, "tflop": total / 1e12, "floor_seconds": total / (peak * 1e9)})
+        print(f"invgan inpaint --budget {budget}: {passes} passes per image x {flops / 1e9:.3f} GFLOP (G and D) "
+              f"x {num_images} faces = {total / 1e12:.1f} TFLOP, floor {total / (peak * 1e9):.0f} s")
+    return rows
+
+
 def gemm_rate(size: int = 4096, repeat: int = 5) -> float:
     """The best float32 GEMM rate (GFLOP/s) of ``repeat`` products of two size x size matrices."""
     a, b = torch.randn(size, size), torch.randn(size, size)
@@ -104,6 +142,7 @@ def main(argv=None):
     ap.add_argument("--sweep", type=Path, help="a sweep folder of this recipe: compare with its finished cells")
     ap.add_argument("--rate", action="store_true",
                     help="also time one pass of each CSGM method's batch (restarts x images) at the grid's first m")
+    ap.add_argument("--inpaint", action="store_true", help="also count `invgan inpaint`'s budgets (64 faces)")
     ap.add_argument("--out", type=Path, help="write the rows as JSON here")
     args = ap.parse_args(argv)
     keep_freed_memory()  # as the invgan command and its sweep workers do: passes time as they run there
@@ -163,13 +202,14 @@ def main(argv=None):
             if part:
                 print(f"  {method}, m {'<' if below else '>='} 500: {len(part)} cells, floor "
                       f"{sum(r['floor_seconds'] for r in part) / 60:.1f} min")
+    inpaint = inpaint_floor(peak) if args.inpaint else None
     if args.out is not None:
         from invgan.fileio import write_json
 
         write_json(args.out, {"command": " ".join(["python", "scripts/csgm_floor.py", *(argv or sys.argv[1:])]),
                               "peak_gflops": peak, "peak_given": args.peak is not None,
                               "threads": torch.get_num_threads(), "rows": rows, "floor_seconds": floor,
-                              "pass_rates": rates})
+                              "pass_rates": rates, "inpaint": inpaint})
 
 
 if __name__ == "__main__":

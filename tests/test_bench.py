@@ -77,3 +77,28 @@ def test_csgm_floor_counts_the_passes_runs_record_and_the_flops_of_a_pass():
     # Linear 6 -> 768 forward: 2 * 6 * 768; its backward to z the same; y = x A^T and the loss's A x: 2 * 600 * 768
     assert flops_per_pass(G, physics, 0.0) == 2 * (2 * 6 * 768) + 2 * (2 * 600 * 768)
     assert all(p.requires_grad for p in module.parameters())  # the caller's module is left as it was
+
+
+def test_csgm_floor_counts_a_yeh_pass_as_both_networks_forward_and_back_to_z(tiny_ckpt):
+    """A pass of Yeh's search: G and D forward, and the backward to z through both (no weight gradients):
+    twice each network's forward FLOPs (the context loss is elementwise, not counted)."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    import invgan
+    from invgan.checkpoint import load_models
+
+    sys.path.insert(0, str(REPO / "scripts"))
+    from csgm_floor import yeh_flops_per_pass
+
+    _, G, D, _ = load_models(tiny_ckpt, need_discriminator=True)
+    G = invgan.as_generator(G)
+    z = G.sample(4, torch.Generator().manual_seed(0))
+    with torch.no_grad(), FlopCounterMode(display=False) as g_fwd:
+        x = G.module(z)
+    with torch.no_grad(), FlopCounterMode(display=False) as d_fwd:
+        D(x)
+    assert g_fwd.get_total_flops() > 0 and d_fwd.get_total_flops() > 0
+    for p in [*G.module.parameters(), *D.parameters()]:  # as a user's networks may be: still no weight gradients
+        p.requires_grad_(True)
+    assert yeh_flops_per_pass(G, D, G.image_shape) * 4 == 2 * g_fwd.get_total_flops() + 2 * d_fwd.get_total_flops()
