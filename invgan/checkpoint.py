@@ -52,6 +52,22 @@ def save_checkpoint(path, model_config: ModelConfig, generator=None, discriminat
         torch.save(obj, tmp)
 
 
+def _load_failure(exc: Exception) -> str:
+    """Why ``torch.load(weights_only=True)`` failed, in a few words: torch's own text suggests loading with
+    ``weights_only=False``, which invgan never does (it would run code from the file)."""
+    text = str(exc).strip()
+    if "WeightsUnpickler error:" in text:
+        why = " ".join(text.split("WeightsUnpickler error:", 1)[1].strip().split("\n\n")[0].split())
+        if why.startswith("Unsupported global"):  # a pickled Python object, not only tensors
+            name = why.split("GLOBAL ", 1)[1].split()[0] if "GLOBAL " in why else "an object"
+            return f"it holds a Python object ({name}), and invgan loads tensors and plain containers only"
+        return f"not a PyTorch checkpoint, or damaged: {why.split('. ')[0].rstrip('.')}"
+    if "zip archive" in text or "central directory" in text:
+        return "damaged or incomplete: its zip archive cannot be read"
+    first = text.splitlines()[0] if text else type(exc).__name__
+    return first[:200]
+
+
 def load_checkpoint(path) -> dict:
     """Read a checkpoint safely (tensors and plain containers only)."""
     path = Path(path)
@@ -60,8 +76,8 @@ def load_checkpoint(path) -> dict:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise InvganError(f"{str(path)!r} is not a readable invgan checkpoint ({msg[:200]})") from None
+        raise InvganError(f"{str(path)!r} is not a readable invgan checkpoint ({_load_failure(exc)}); "
+                          "give one written by `invgan train` or invgan.checkpoint.save_checkpoint") from None
     if not isinstance(obj, dict) or obj.get("format") != FORMAT:
         raise InvganError(f"{str(path)!r} is not an invgan checkpoint (no '{FORMAT}' header)")
     if obj.get("format_version", 0) > FORMAT_VERSION:

@@ -40,14 +40,21 @@ class Evil:
         return (print, ("unpickled arbitrary code",))
 
 
-def test_refuses_non_checkpoints(tmp_path, capsys):
+def test_refuses_non_checkpoints(tmp_path, capsys, tiny_ckpt):
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint at all")
-    with pytest.raises(InvganError, match="not a readable invgan checkpoint"):
+    with pytest.raises(InvganError, match="not a readable invgan checkpoint .not a PyTorch checkpoint, or damaged"):
         load_checkpoint(tmp_path / "junk.pt")
     torch.save({"format": "invgan-checkpoint", "x": Evil()}, tmp_path / "evil.pt")
-    with pytest.raises(InvganError):
+    with pytest.raises(InvganError, match=r"holds a Python object \(print\).* tensors and plain containers only"):
         load_checkpoint(tmp_path / "evil.pt")
     assert "unpickled" not in capsys.readouterr().out
+    (tmp_path / "cut.pt").write_bytes(tiny_ckpt.read_bytes()[:4000])  # a copy cut short
+    with pytest.raises(InvganError, match="damaged or incomplete"):
+        load_checkpoint(tmp_path / "cut.pt")
+    for name in ("junk.pt", "evil.pt", "cut.pt"):  # one line, and never torch's advice to load unsafely
+        with pytest.raises(InvganError) as err:
+            load_checkpoint(tmp_path / name)
+        assert "\n" not in str(err.value) and "weights_only" not in str(err.value) and "invgan train" in str(err.value)
     torch.save({"weights": torch.zeros(2)}, tmp_path / "other.pt")
     with pytest.raises(InvganError, match="not an invgan checkpoint"):
         load_checkpoint(tmp_path / "other.pt")
