@@ -31,6 +31,7 @@ class DeepinvPhysics(Physics):
         with torch.no_grad():
             probe = physics.A(torch.zeros(1, *self.img_shape, device=_device_of(physics)))
         self.m = math.prod(probe.shape[1:])
+        self._y_shape = tuple(probe.shape[1:])
         if noise_std is None:
             sigma = getattr(getattr(physics, "noise_model", None), "sigma", 0.0)
             sigma = torch.as_tensor(sigma, dtype=torch.float64)
@@ -43,8 +44,12 @@ class DeepinvPhysics(Physics):
     def A_adjoint(self, y):
         return self.physics.A_adjoint(y)
 
+    def measurement_shape(self):
+        return self._y_shape
+
     def __call__(self, x, generator=None):
         """deepinv's own noisy forward model."""
+        self.check_images(x)
         return self.physics(x)
 
     def to(self, device=None, dtype=None):

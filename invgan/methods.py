@@ -95,6 +95,10 @@ class Method:
     def __call__(self, y: torch.Tensor, physics: Physics, state=None, progress: bool = False) -> Reconstruction:
         if not torch.is_tensor(y):
             raise InvganError(f"{self.name}: measurements y must be a torch tensor, got {type(y).__name__}")
+        shape = physics.measurement_shape() if isinstance(physics, Physics) else None
+        if shape is not None and tuple(y.shape[1:]) != shape:
+            raise InvganError(f"{self.name}: y has shape {tuple(y.shape)}, but {type(physics).__name__} makes "
+                              f"measurements of shape (B, {', '.join(map(str, shape))}): pass y = physics(x)")
         if not torch.isfinite(y).all():
             bad = (~torch.isfinite(y)).flatten(1).any(1).nonzero().flatten().tolist()
             raise InvganError(f"{self.name}: the measurements of image(s) {bad[:5]} hold NaN or infinite values")

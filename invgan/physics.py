@@ -69,9 +69,28 @@ class Physics:
         """The adjoint: measurements y -> images (B, C, H, W)."""
         raise NotImplementedError
 
+    def measurement_shape(self) -> tuple | None:
+        """The shape of one image's measurements (y is (B, *this)), or None where it cannot be told.
+        The built-in operators know it; the default applies ``A`` to one zero image."""
+        try:
+            dev = next((v.device for v in vars(self).values() if torch.is_tensor(v)), torch.device("cpu"))
+            with torch.no_grad():
+                return tuple(self.A(torch.zeros(1, *self.img_shape, device=dev)).shape[1:])
+        except Exception:  # an operator that cannot take one zero image: no check
+            return None
+
+    def check_images(self, x) -> None:
+        """Raise ``InvganError`` unless x is a batch of images of this operator's ``img_shape``."""
+        shape = tuple(getattr(self, "img_shape", ()) or ())
+        if not torch.is_tensor(x) or (shape and (x.dim() != 1 + len(shape) or tuple(x.shape[1:]) != shape)):
+            got = tuple(x.shape) if torch.is_tensor(x) else type(x).__name__
+            raise InvganError(f"{type(self).__name__}: x must be images of shape (B, {', '.join(map(str, shape))}), "
+                              f"got {got}")
+
     def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """Noisy measurements y = A(x) + noise_std * e, e ~ N(0, I) drawn on the CPU from
         ``generator`` (so the same seed gives the same noise on any device)."""
+        self.check_images(x)
         y = self.A(x)
         if self.noise_std > 0:
             e = torch.randn(y.shape, generator=generator, dtype=torch.float32)
@@ -111,6 +130,9 @@ class GaussianCS(Physics):
         self.m, self.n, self.noise_std, self.seed = int(m), n, float(check_number("noise_std", noise_std)), seed
         self.matrix = torch.randn(m, n, generator=torch.Generator().manual_seed(seed)).to(device)
 
+    def measurement_shape(self):
+        return (self.m,)
+
     def A(self, x):
         return x.reshape(x.shape[0], -1) @ self.matrix.T
 
@@ -131,6 +153,10 @@ class SuperResolution(Physics):
                               f"image size {H}x{W}")
         self.factor, self.noise_std = factor, float(check_number("noise_std", noise_std))
         self.m = C * (H // factor) * (W // factor)
+
+    def measurement_shape(self):
+        C, H, W = self.img_shape
+        return (C, H // self.factor, W // self.factor)
 
     def A(self, x):
         return F.avg_pool2d(x, self.factor)
@@ -170,6 +196,9 @@ class Inpainting(Physics):
     def shared(self):
         return self.mask.shape[0] == 1
 
+    def measurement_shape(self):
+        return tuple(self.img_shape)
+
     def A(self, x):
         return x * self.mask
 
@@ -188,6 +217,9 @@ class Identity(Physics):
     def __init__(self, img_shape, noise_std: float = 0.0):
         self.img_shape, self.noise_std = _shape(img_shape), float(check_number("noise_std", noise_std))
         self.m = math.prod(self.img_shape)
+
+    def measurement_shape(self):
+        return tuple(self.img_shape)
 
     def A(self, x):
         return x

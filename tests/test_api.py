@@ -191,7 +191,7 @@ def test_deepinv_interop():
     dphys = dinv.physics.CompressedSensing(m=60, img_size=(1, 16, 16), noise_model=dinv.physics.GaussianNoise(0.01))
     y = dphys(x)
     physics = invgan.from_deepinv(dphys, (1, 16, 16))
-    assert physics.m == 60 and physics.noise_std == pytest.approx(0.01)
+    assert physics.m == 60 and physics.noise_std == pytest.approx(0.01) and physics.measurement_shape() == (60,)
     r = invgan.CSGM(G, restarts=3, iters=200, lr=0.05)(y, physics)
     lasso = invgan.Lasso("dct", alpha=1e-4)(y, physics)
     assert invgan.mse_per_image(r.x, x).mean() < 0.1 * invgan.mse_per_image(lasso.x, x).mean()
@@ -314,3 +314,27 @@ def test_csgm_settings_from_m_pick_the_settings_by_the_operators_m():
     assert auto.settings_for(invgan.GaussianCS(600, (3, 16, 16)))["prune"] == ((30, 2),)
     # auto's L-BFGS only on the operators it was measured on: a user's operator gets the paper's budget
     assert auto.settings_for(RowSums(600))["prune"] == () and auto.settings_for(RowSums(600))["optimizer"] == "adam"
+
+
+def test_measurements_and_images_of_the_wrong_shape_are_refused_in_one_line():
+    """A method given y that its operator cannot have made, or an operator given images of another size,
+    says so (InvganError naming both shapes) instead of failing inside a matrix product."""
+    _, G, x, physics, y = user_setup(m=80)
+    assert physics.measurement_shape() == (80,)  # a user's operator: found by applying A to one zero image
+    g = invgan.GaussianCS(50, (3, 16, 16))
+    assert g.measurement_shape() == (50,) and invgan.Identity((3, 16, 16)).measurement_shape() == (3, 16, 16)
+    assert invgan.SuperResolution(4, (3, 16, 16)).measurement_shape() == (3, 4, 4)
+    cases = [(invgan.Lasso("dct", alpha=1e-3), y[:, :79], physics, r"lasso-dct: y has shape \(3, 79\), but RowSums "
+                                                                  r"makes measurements of shape \(B, 80\)"),
+             (invgan.CSGM(G, restarts=1, iters=2), y[:, None], physics, r"y has shape \(3, 1, 80\)"),
+             (invgan.LeastSquares(), torch.zeros(2, 49), g, r"GaussianCS makes measurements of shape \(B, 50\)"),
+             (invgan.Lasso("wavelet"), torch.zeros(2, 3, 8, 8), invgan.SuperResolution(4, (3, 16, 16)),
+              r"of shape \(B, 3, 4, 4\)")]
+    for method, yy, op, match in cases:
+        with pytest.raises(InvganError, match=match):
+            method(yy, op)
+    with pytest.raises(InvganError, match=r"GaussianCS: x must be images of shape \(B, 3, 16, 16\), got \(2, 3, 8, 8\)"):
+        g(torch.zeros(2, 3, 8, 8))
+    with pytest.raises(InvganError, match=r"x must be images of shape \(B, 1, 16, 16\), got \(256,\)"):
+        physics(torch.zeros(256))
+    assert invgan.Lasso("dct", alpha=1e-3)(y, physics).x.shape == x.shape  # the right shapes still run
