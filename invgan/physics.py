@@ -60,6 +60,9 @@ class Physics:
     noise_std: float = 0.0
     name = "physics"
     shared = True
+    #: the number of images the operator is made for where it holds one per image (``Inpainting``'s
+    #: per-image masks); None: any batch
+    batch: int | None = None
 
     def A(self, x: torch.Tensor) -> torch.Tensor:
         """Noiseless measurements of x (B, C, H, W)."""
@@ -86,6 +89,11 @@ class Physics:
             got = tuple(x.shape) if torch.is_tensor(x) else type(x).__name__
             raise InvganError(f"{type(self).__name__}: x must be images of shape (B, {', '.join(map(str, shape))}), "
                               f"got {got}")
+        if not x.is_floating_point():
+            raise InvganError(f"{type(self).__name__}: x must hold floating-point values in [-1, 1], got {x.dtype}")
+        if self.batch is not None and x.shape[0] != self.batch:
+            raise InvganError(f"{type(self).__name__}: it holds one mask per image for {self.batch} images, "
+                              f"but x holds {x.shape[0]}")
 
     def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """Noisy measurements y = A(x) + noise_std * e, e ~ N(0, I) drawn on the CPU from
@@ -195,6 +203,10 @@ class Inpainting(Physics):
     @property
     def shared(self):
         return self.mask.shape[0] == 1
+
+    @property
+    def batch(self):
+        return None if self.shared else self.mask.shape[0]
 
     def measurement_shape(self):
         return tuple(self.img_shape)

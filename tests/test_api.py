@@ -316,7 +316,7 @@ def test_csgm_settings_from_m_pick_the_settings_by_the_operators_m():
     assert auto.settings_for(RowSums(600))["prune"] == () and auto.settings_for(RowSums(600))["optimizer"] == "adam"
 
 
-def test_measurements_and_images_of_the_wrong_shape_are_refused_in_one_line():
+def test_measurements_and_images_of_the_wrong_shape_dtype_or_batch_are_refused_in_one_line():
     """A method given y that its operator cannot have made, or an operator given images of another size,
     says so (InvganError naming both shapes) instead of failing inside a matrix product."""
     _, G, x, physics, y = user_setup(m=80)
@@ -337,4 +337,24 @@ def test_measurements_and_images_of_the_wrong_shape_are_refused_in_one_line():
         g(torch.zeros(2, 3, 8, 8))
     with pytest.raises(InvganError, match=r"x must be images of shape \(B, 1, 16, 16\), got \(256,\)"):
         physics(torch.zeros(256))
+    # no images, integer or other-precision measurements, per-image masks for another batch
+    mask = torch.ones(3, 1, 16, 16)
+    mask[:, :, 4:8, 4:8] = 0
+    holes = invgan.Inpainting(mask, (1, 16, 16))
+    cases = [(invgan.Lasso("dct", alpha=1e-3), y[:0], physics, r"y holds no images \(shape \(0, 80\)\)"),
+             (invgan.Lasso("dct", alpha=1e-3), y.round().int(), physics, r"y must hold floating-point values, got torch.int32"),
+             (invgan.CSGM(G, restarts=1, iters=2), y.double(), physics,
+              r"y is torch.float64 but RowSums's tensors are torch.float32: pass y.to\(torch.float32\)"),
+             (invgan.CSGM(G, restarts=1, iters=2), torch.zeros(2, 1, 16, 16), holes,
+              r"Inpainting holds one mask per image for 3 images, but y holds 2")]
+    for method, yy, op, match in cases:
+        with pytest.raises(InvganError, match=match):
+            method(yy, op)
+    with pytest.raises(InvganError, match=r"Inpainting: it holds one mask per image for 3 images, but x holds 2"):
+        holes(torch.zeros(2, 1, 16, 16))
+    with pytest.raises(InvganError, match=r"x must hold floating-point values in \[-1, 1\], got torch.int64"):
+        physics(torch.zeros(3, 1, 16, 16, dtype=torch.int64))
     assert invgan.Lasso("dct", alpha=1e-3)(y, physics).x.shape == x.shape  # the right shapes still run
+    assert invgan.CSGM(G, restarts=1, iters=2)(holes(x), holes).x.shape == x.shape
+    wide = RowSums(80).to(dtype=torch.float64)  # an operator moved to float64 takes float64 y
+    assert invgan.Lasso("dct", alpha=1e-3)(wide(x.double()), wide).x.dtype == torch.float64
