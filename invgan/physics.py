@@ -14,7 +14,9 @@ mean_m((y - A G(z))^2) + lambda ||z||^2. This equals ||y' - A'G(z)||^2 + lambda 
 A' = A / sqrt(m) ~ N(0, 1/m) and noise std noise_std / sqrt(m).
 
 Subclass ``Physics`` for your own operator: set ``img_shape`` and ``m``, define ``A`` and
-``A_adjoint`` (and ``to`` if it holds tensors); every method and sweep then accepts it.
+``A_adjoint`` (and ``to`` if it holds tensors); every method and sweep then accepts it. Methods
+check y against ``measurement_shape()`` (by default ``A`` applied to one zero image: override it where
+``A`` cannot take one) and the operator's float dtype before they run.
 ``register_physics`` gives it a name for ``invgan cs --physics`` and sweep recipes.
 """
 
