@@ -317,44 +317,37 @@ def test_csgm_settings_from_m_pick_the_settings_by_the_operators_m():
 
 
 def test_measurements_and_images_of_the_wrong_shape_dtype_or_batch_are_refused_in_one_line():
-    """A method given y that its operator cannot have made, or an operator given images of another size,
-    says so (InvganError naming both shapes) instead of failing inside a matrix product."""
+    """A method given y that its operator cannot have made (shape, float dtype, batch of per-image masks,
+    no images, integers), or an operator given other images, says so in one InvganError naming both
+    instead of failing inside a matrix product."""
     _, G, x, physics, y = user_setup(m=80)
     assert physics.measurement_shape() == (80,)  # a user's operator: found by applying A to one zero image
     g = invgan.GaussianCS(50, (3, 16, 16))
     assert g.measurement_shape() == (50,) and invgan.Identity((3, 16, 16)).measurement_shape() == (3, 16, 16)
     assert invgan.SuperResolution(4, (3, 16, 16)).measurement_shape() == (3, 4, 4)
-    cases = [(invgan.Lasso("dct", alpha=1e-3), y[:, :79], physics, r"lasso-dct: y has shape \(3, 79\), but RowSums "
-                                                                  r"makes measurements of shape \(B, 80\)"),
-             (invgan.CSGM(G, restarts=1, iters=2), y[:, None], physics, r"y has shape \(3, 1, 80\)"),
-             (invgan.LeastSquares(), torch.zeros(2, 49), g, r"GaussianCS makes measurements of shape \(B, 50\)"),
-             (invgan.Lasso("wavelet"), torch.zeros(2, 3, 8, 8), invgan.SuperResolution(4, (3, 16, 16)),
-              r"of shape \(B, 3, 4, 4\)")]
-    for method, yy, op, match in cases:
-        with pytest.raises(InvganError, match=match):
-            method(yy, op)
-    with pytest.raises(InvganError, match=r"GaussianCS: x must be images of shape \(B, 3, 16, 16\), got \(2, 3, 8, 8\)"):
-        g(torch.zeros(2, 3, 8, 8))
-    with pytest.raises(InvganError, match=r"x must be images of shape \(B, 1, 16, 16\), got \(256,\)"):
-        physics(torch.zeros(256))
-    # no images, integer or other-precision measurements, per-image masks for another batch
     mask = torch.ones(3, 1, 16, 16)
     mask[:, :, 4:8, 4:8] = 0
-    holes = invgan.Inpainting(mask, (1, 16, 16))
-    cases = [(invgan.Lasso("dct", alpha=1e-3), y[:0], physics, r"y holds no images \(shape \(0, 80\)\)"),
-             (invgan.Lasso("dct", alpha=1e-3), y.round().int(), physics, r"y must hold floating-point values, got torch.int32"),
-             (invgan.CSGM(G, restarts=1, iters=2), y.double(), physics,
-              r"y is torch.float64 but RowSums's tensors are torch.float32: pass y.to\(torch.float32\)"),
-             (invgan.CSGM(G, restarts=1, iters=2), torch.zeros(2, 1, 16, 16), holes,
-              r"Inpainting holds one mask per image for 3 images, but y holds 2")]
-    for method, yy, op, match in cases:
+    holes = invgan.Inpainting(mask, (1, 16, 16))  # one mask per image, for 3 images
+    lasso, csgm = invgan.Lasso("dct", alpha=1e-3), invgan.CSGM(G, restarts=1, iters=2)
+    for method, yy, op, match in [
+            (lasso, y[:, :79], physics, r"lasso-dct: y has shape \(3, 79\), but RowSums makes measurements of shape "
+                                        r"\(B, 80\)"),
+            (csgm, y[:, None], physics, r"y has shape \(3, 1, 80\)"),
+            (invgan.LeastSquares(), torch.zeros(2, 49), g, r"GaussianCS makes measurements of shape \(B, 50\)"),
+            (invgan.Lasso("wavelet"), torch.zeros(2, 3, 8, 8), invgan.SuperResolution(4, (3, 16, 16)),
+             r"of shape \(B, 3, 4, 4\)"),
+            (lasso, y[:0], physics, r"y holds no images \(shape \(0, 80\)\)"),
+            (lasso, y.round().int(), physics, r"y must hold floating-point values, got torch.int32"),
+            (csgm, y.double(), physics, r"y is torch.float64 but RowSums's tensors are torch.float32: pass "
+                                        r"y.to\(torch.float32\)"),
+            (csgm, torch.zeros(2, 1, 16, 16), holes, r"Inpainting holds one mask per image for 3 images, but y holds 2"),
+            (g, torch.zeros(2, 3, 8, 8), None, r"GaussianCS: x must be images of shape \(B, 3, 16, 16\), got \(2, 3, 8, 8\)"),
+            (physics, torch.zeros(256), None, r"x must be images of shape \(B, 1, 16, 16\), got \(256,\)"),
+            (holes, torch.zeros(2, 1, 16, 16), None, r"Inpainting: it holds one mask per image for 3 images, but x holds 2"),
+            (physics, torch.zeros(3, 1, 16, 16, dtype=torch.int64), None,
+             r"x must hold floating-point values in \[-1, 1\], got torch.int64")]:
         with pytest.raises(InvganError, match=match):
-            method(yy, op)
-    with pytest.raises(InvganError, match=r"Inpainting: it holds one mask per image for 3 images, but x holds 2"):
-        holes(torch.zeros(2, 1, 16, 16))
-    with pytest.raises(InvganError, match=r"x must hold floating-point values in \[-1, 1\], got torch.int64"):
-        physics(torch.zeros(3, 1, 16, 16, dtype=torch.int64))
-    assert invgan.Lasso("dct", alpha=1e-3)(y, physics).x.shape == x.shape  # the right shapes still run
-    assert invgan.CSGM(G, restarts=1, iters=2)(holes(x), holes).x.shape == x.shape
+            method(yy, op) if op is not None else method(yy)  # a method, or an operator's forward
+    assert lasso(y, physics).x.shape == x.shape and csgm(holes(x), holes).x.shape == x.shape  # right ones run
     wide = RowSums(80).to(dtype=torch.float64)  # an operator moved to float64 takes float64 y
     assert invgan.Lasso("dct", alpha=1e-3)(wide(x.double()), wide).x.dtype == torch.float64
