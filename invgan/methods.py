@@ -104,11 +104,11 @@ class Method:
             if shape is not None and tuple(y.shape[1:]) != shape:
                 raise InvganError(f"{self.name}: y has shape {tuple(y.shape)}, but {type(physics).__name__} makes "
                                   f"measurements of shape (B, {', '.join(map(str, shape))}): pass y = physics(x)")
-            dt = next((v.dtype for v in vars(physics).values() if torch.is_tensor(v) and v.is_floating_point()), None)
+            dt = physics.tensor_dtype()
             if dt is not None and y.dtype != dt:
                 raise InvganError(f"{self.name}: y is {y.dtype} but {type(physics).__name__}'s tensors are {dt}: pass "
                                   f"y.to({dt}), or physics.to(dtype={y.dtype}) with a generator of that dtype")
-            b = physics.batch
+            b = physics.per_image_batch
             if b is not None and y.shape[0] != b:
                 raise InvganError(f"{self.name}: {type(physics).__name__} holds one mask per image for {b} images, "
                                   f"but y holds {y.shape[0]}: pass y for those {b} images")

@@ -16,7 +16,7 @@ A' = A / sqrt(m) ~ N(0, 1/m) and noise std noise_std / sqrt(m).
 Subclass ``Physics`` for your own operator: set ``img_shape`` and ``m``, define ``A`` and
 ``A_adjoint`` (and ``to`` if it holds tensors); every method and sweep then accepts it. Methods
 check y against ``measurement_shape()`` (by default ``A`` applied to one zero image: override it where
-``A`` cannot take one) and the operator's float dtype before they run.
+``A`` cannot take one) and against ``tensor_dtype()`` (default None: not checked) before they run.
 ``register_physics`` gives it a name for ``invgan cs --physics`` and sweep recipes.
 """
 
@@ -62,9 +62,9 @@ class Physics:
     noise_std: float = 0.0
     name = "physics"
     shared = True
-    #: the number of images the operator is made for where it holds one per image (``Inpainting``'s
-    #: per-image masks); None: any batch
-    batch: int | None = None
+    #: the number of images the operator is made for where it holds one operator per image
+    #: (``Inpainting``'s per-image masks); None: any batch
+    per_image_batch: int | None = None
 
     def A(self, x: torch.Tensor) -> torch.Tensor:
         """Noiseless measurements of x (B, C, H, W)."""
@@ -84,6 +84,11 @@ class Physics:
         except Exception:  # an operator that cannot take one zero image: no check
             return None
 
+    def tensor_dtype(self) -> torch.dtype | None:
+        """The float dtype the operator's tensors hold, which y and x must have; None: not known (a
+        user's operator unless it says)."""
+        return None
+
     def check_images(self, x) -> None:
         """Raise ``InvganError`` unless x is a batch of images of this operator's ``img_shape``."""
         shape = tuple(getattr(self, "img_shape", ()) or ())
@@ -93,8 +98,9 @@ class Physics:
                               f"got {got}")
         if not x.is_floating_point():
             raise InvganError(f"{type(self).__name__}: x must hold floating-point values in [-1, 1], got {x.dtype}")
-        if self.batch is not None and x.shape[0] != self.batch:
-            raise InvganError(f"{type(self).__name__}: it holds one mask per image for {self.batch} images, "
+        b = self.per_image_batch
+        if b is not None and x.shape[0] != b:
+            raise InvganError(f"{type(self).__name__}: it holds one mask per image for {b} images, "
                               f"but x holds {x.shape[0]}")
 
     def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -142,6 +148,9 @@ class GaussianCS(Physics):
 
     def measurement_shape(self):
         return (self.m,)
+
+    def tensor_dtype(self):
+        return self.matrix.dtype
 
     def A(self, x):
         return x.reshape(x.shape[0], -1) @ self.matrix.T
@@ -207,8 +216,11 @@ class Inpainting(Physics):
         return self.mask.shape[0] == 1
 
     @property
-    def batch(self):
+    def per_image_batch(self):
         return None if self.shared else self.mask.shape[0]
+
+    def tensor_dtype(self):
+        return self.mask.dtype
 
     def measurement_shape(self):
         return tuple(self.img_shape)

@@ -338,8 +338,8 @@ def test_measurements_and_images_of_the_wrong_shape_dtype_or_batch_are_refused_i
              r"of shape \(B, 3, 4, 4\)"),
             (lasso, y[:0], physics, r"y holds no images \(shape \(0, 80\)\)"),
             (lasso, y.round().int(), physics, r"y must hold floating-point values, got torch.int32"),
-            (csgm, y.double(), physics, r"y is torch.float64 but RowSums's tensors are torch.float32: pass "
-                                        r"y.to\(torch.float32\)"),
+            (invgan.LeastSquares(), g(torch.zeros(2, 3, 16, 16)).double(), g,
+             r"y is torch.float64 but GaussianCS's tensors are torch.float32: pass y.to\(torch.float32\)"),
             (csgm, torch.zeros(2, 1, 16, 16), holes, r"Inpainting holds one mask per image for 3 images, but y holds 2"),
             (g, torch.zeros(2, 3, 8, 8), None, r"GaussianCS: x must be images of shape \(B, 3, 16, 16\), got \(2, 3, 8, 8\)"),
             (physics, torch.zeros(256), None, r"x must be images of shape \(B, 1, 16, 16\), got \(256,\)"),
@@ -349,5 +349,6 @@ def test_measurements_and_images_of_the_wrong_shape_dtype_or_batch_are_refused_i
         with pytest.raises(InvganError, match=match):
             method(yy, op) if op is not None else method(yy)  # a method, or an operator's forward
     assert lasso(y, physics).x.shape == x.shape and csgm(holes(x), holes).x.shape == x.shape  # right ones run
-    wide = RowSums(80).to(dtype=torch.float64)  # an operator moved to float64 takes float64 y
+    wide = invgan.GaussianCS(50, (1, 16, 16)).to(dtype=torch.float64)  # moved to float64, it takes float64 y
     assert invgan.Lasso("dct", alpha=1e-3)(wide(x.double()), wide).x.dtype == torch.float64
+    assert physics.tensor_dtype() is None  # a user's operator: its dtype is not checked unless it says
