@@ -26,7 +26,8 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from invgan.cs import CSExperiment
-from invgan.csgm import csgm_objective, prune_schedule_work
+from invgan.errors import InvganError
+from invgan.csgm import AUTO_FROM_M, csgm_objective, prune_schedule_work
 from invgan.generators import as_generator, frozen
 from invgan.latent import lbfgs_prune_work
 from invgan.methods import CSGM, make_method
@@ -198,9 +199,9 @@ def main(argv=None):
           f"{peak:.0f} GFLOP/s")
     for method in sorted({r["method"] for r in rows}):
         for below in (True, False):
-            part = [r for r in rows if r["method"] == method and (r["m"] < 500) == below]
+            part = [r for r in rows if r["method"] == method and (r["m"] < AUTO_FROM_M) == below]
             if part:
-                print(f"  {method}, m {'<' if below else '>='} 500: {len(part)} cells, floor "
+                print(f"  {method}, m {'<' if below else '>='} {AUTO_FROM_M}: {len(part)} cells, floor "
                       f"{sum(r['floor_seconds'] for r in part) / 60:.1f} min")
     inpaint = inpaint_floor(peak) if args.inpaint else None
     if args.out is not None:
@@ -213,4 +214,7 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except InvganError as exc:  # a bad recipe or path: one line, as the invgan command says it
+        sys.exit(f"csgm_floor.py: {exc}")
