@@ -100,18 +100,7 @@ class Method:
         if not y.is_floating_point():
             raise InvganError(f"{self.name}: y must hold floating-point values, got {y.dtype}: pass y.float()")
         if isinstance(physics, Physics):
-            shape = physics.measurement_shape()
-            if shape is not None and tuple(y.shape[1:]) != shape:
-                raise InvganError(f"{self.name}: y has shape {tuple(y.shape)}, but {type(physics).__name__} makes "
-                                  f"measurements of shape (B, {', '.join(map(str, shape))}): pass y = physics(x)")
-            dt = physics.tensor_dtype()
-            if dt is not None and y.dtype != dt:
-                raise InvganError(f"{self.name}: y is {y.dtype} but {type(physics).__name__}'s tensors are {dt}: pass "
-                                  f"y.to({dt}), or physics.to(dtype={y.dtype}) with a generator of that dtype")
-            b = physics.per_image_batch
-            if b is not None and y.shape[0] != b:
-                raise InvganError(f"{self.name}: {type(physics).__name__} holds one mask per image for {b} images, "
-                                  f"but y holds {y.shape[0]}: pass y for those {b} images")
+            physics.check_measurements(y, self.name)
         if not torch.isfinite(y).all():
             bad = (~torch.isfinite(y)).flatten(1).any(1).nonzero().flatten().tolist()
             raise InvganError(f"{self.name}: the measurements of image(s) {bad[:5]} hold NaN or infinite values")

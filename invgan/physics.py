@@ -89,6 +89,23 @@ class Physics:
         user's operator unless it says)."""
         return None
 
+    def check_measurements(self, y: torch.Tensor, who: str) -> None:
+        """Raise ``InvganError`` (prefixed with ``who``, the method) unless y is measurements this
+        operator can have made: ``measurement_shape``, ``tensor_dtype`` and ``per_image_batch``."""
+        name = type(self).__name__
+        shape = self.measurement_shape()
+        if shape is not None and tuple(y.shape[1:]) != shape:
+            raise InvganError(f"{who}: y has shape {tuple(y.shape)}, but {name} makes measurements of shape "
+                              f"(B, {', '.join(map(str, shape))}): pass y = physics(x)")
+        dt = self.tensor_dtype()
+        if dt is not None and y.dtype != dt:
+            raise InvganError(f"{who}: y is {y.dtype} but {name}'s tensors are {dt}: pass y.to({dt}), or "
+                              f"physics.to(dtype={y.dtype}) with a generator of that dtype")
+        b = self.per_image_batch
+        if b is not None and y.shape[0] != b:
+            raise InvganError(f"{who}: {name} holds one mask per image for {b} images, but y holds {y.shape[0]}: "
+                              f"pass y for those {b} images")
+
     def check_images(self, x) -> None:
         """Raise ``InvganError`` unless x is a batch of images of this operator's ``img_shape``."""
         shape = tuple(getattr(self, "img_shape", ()) or ())

@@ -44,35 +44,35 @@ def passes_per_image(settings: dict) -> int:
     return prune_schedule_work(settings["restarts"], settings["iters"], settings["prune"])
 
 
-def flops_per_pass(generator, physics, z_reg: float, latents: int = 4) -> float:
-    """FLOPs of one pass for one latent: G(z), the objective, and its gradient to z, through the frozen
-    eval-mode copy of G that CSGM optimises through (no gradients to G's weights)."""
+def _frozen_latents(generator, latents: int):
+    """The frozen eval-mode copy of G that CSGM and Yeh optimise through (no gradients to its weights),
+    and ``latents`` latents from its prior that require gradients."""
     gen = as_generator(generator)
-    net = frozen(gen.module)
-    z = gen.sample(latents, torch.Generator().manual_seed(0)).requires_grad_(True)
+    return frozen(gen.module), gen.sample(latents, torch.Generator().manual_seed(0)).requires_grad_(True)
+
+
+def flops_per_pass(generator, physics, z_reg: float, latents: int = 4) -> float:
+    """FLOPs of one pass for one latent: G(z), the objective, and its gradient to z."""
+    net, z = _frozen_latents(generator, latents)
     with torch.no_grad():
         y = physics(net(z))
     with FlopCounterMode(display=False) as counter:
-        loss = csgm_objective(y, physics, net(z), z, z_reg).sum()
-        loss.backward()
+        csgm_objective(y, physics, net(z), z, z_reg).sum().backward()
     return counter.get_total_flops() / latents
 
 
-def pass_rate(generator, physics, z_reg: float, latents: int, repeat: int = 3) -> float:
+def pass_rate(generator, physics, z_reg: float, latents: int, flops: float, repeat: int = 3) -> float:
     """The best rate (GFLOP/s) of ``repeat`` passes of ``latents`` latents at once (as a cell batches its
-    images' restarts), through the frozen copy CSGM uses."""
-    gen = as_generator(generator)
-    net = frozen(gen.module)
-    z = gen.sample(latents, torch.Generator().manual_seed(0)).requires_grad_(True)
+    images' restarts); ``flops``: one latent's pass (``flops_per_pass``)."""
+    net, z = _frozen_latents(generator, latents)
     with torch.no_grad():
         y = physics(net(z))
-    flops, best = flops_per_pass(generator, physics, z_reg) * latents, 0.0
+    best = 0.0
     for i in range(repeat + 1):
         t = time.perf_counter()
-        loss = csgm_objective(y, physics, net(z), z, z_reg).sum()
-        torch.autograd.grad(loss, z)
+        torch.autograd.grad(csgm_objective(y, physics, net(z), z, z_reg).sum(), z)
         if i:  # the first warms up
-            best = max(best, flops / (time.perf_counter() - t) / 1e9)
+            best = max(best, flops * latents / (time.perf_counter() - t) / 1e9)
     return best
 
 
@@ -82,9 +82,7 @@ def yeh_flops_per_pass(generator, discriminator, img_shape, latents: int = 4) ->
     from invgan.masks import make_masks
     from invgan.yeh import PAPER_SETTINGS, importance_weights, yeh_objective
 
-    gen = as_generator(generator)
-    net, D = frozen(gen.module), frozen(discriminator)
-    z = gen.sample(latents, torch.Generator().manual_seed(0)).requires_grad_(True)
+    (net, z), D = _frozen_latents(generator, latents), frozen(discriminator)
     masks = make_masks("center", latents, tuple(img_shape[1:]), seed=0)
     weights = importance_weights(masks, PAPER_SETTINGS["window"])
     with torch.no_grad():
@@ -173,7 +171,7 @@ def main(argv=None):
         if args.rate and cell["method"] not in rates:
             latents = s["restarts"] * cfg.num_images
             rates[cell["method"]] = {"m": physics.m, "latents": latents,
-                                     "gflops": pass_rate(G, physics, s["z_reg"], latents)}
+                                     "gflops": pass_rate(G, physics, s["z_reg"], latents, flops_at[key])}
             print(f"{cell['method']}: a pass of {latents} latents at m = {physics.m} ran at "
                   f"{rates[cell['method']]['gflops']:.0f} GFLOP/s ({100 * rates[cell['method']]['gflops'] / peak:.0f}% "
                   "of the peak)", flush=True)
