@@ -37,6 +37,19 @@ solvers use). Reference: invgan's exact homotopy path.
     python scripts/lasso_experiments.py newton -m 500 --basis dct --images 64 --at 400 480
         support Newton steps (invgan.lasso._newton_rows) from ADMM's point after k iterations:
         seconds, and how many faces they end at a certified 1e-4
+    python scripts/lasso_experiments.py rho-oracle -m 500 --basis dct --images 16 --c 0.5 1 1.5 2 3 4 6
+        lasso_admm at rho = c lam for each c: mean and largest iterations to a certified 1e-4, and the
+        mean if each image had its own best c (what a per-image rho could gain at most)
+    python scripts/lasso_experiments.py continuation -m 500 --basis dct --images 16
+        ADMM (rho = 2 lam, float64, u carried over) warm-started by short runs at larger lam: per image
+        the iterations until z has the exact solution's signs and an objective within 1e-6
+    python scripts/lasso_experiments.py event-search --images 64
+        the homotopy's entering-step search (as _homotopy_chunk writes it, two branches) against the
+        one-branch form g_j = (lam - s c_j) / (1 - s a_j), s = sign(c_j - lam a_j), on synthetic
+        (images, 12,288) float64 states: whether they agree bit for bit, and ms per search
+    python scripts/lasso_experiments.py sparse-product -m 500 --basis dct --images 64 --at 300
+        at ADMM's point after k iterations (about 490 nonzeros per row of z): B z as the dense product
+        against torch's CSR product (and its to_sparse_csr), in ms; what a one-product iteration needs
 
 These are experiments, not library code: they print, they are not tested.
 """
@@ -530,10 +543,120 @@ def cmd_newton(a):
                       f"{int((_relative_gap(primal, dual) <= 1e-4).sum())} of {a.images}", flush=True)
 
 
+def cmd_rho_oracle(a):
+    from invgan.lasso import lasso_admm
+
+    _, p, y = faces(a.m, a.images)
+    lam = a.m * PAPER_ALPHA[a.basis]
+    its = {}
+    for c in a.c:
+        its[c] = lasso_admm(y, p, a.basis, tol=1e-4, rho=c * lam).image_iterations.double()
+        print(f"  rho = {c} lam: iterations mean {float(its[c].mean()):.2f}, largest {int(its[c].max())}", flush=True)
+    best = torch.stack(list(its.values())).min(0).values
+    print(f"  each image at its own best c: mean {float(best.mean()):.2f}")
+
+
+def _admm64(B, Bt, K, Y, lam, z, u, iters, check=None):
+    """ADMM (rho = 2 lam, relax ADMM_RELAX, float64) from (z, u) for ``iters`` iterations; ``check(z)`` every
+    10 iterations returns which rows are done, and the first such iteration per row is returned."""
+    rho, eye = 2 * lam, torch.eye(B.shape[0], dtype=torch.float64)
+    L = torch.linalg.cholesky(K + rho * eye)
+    M, wy = torch.cholesky_inverse(L), torch.cholesky_solve(Y.T, L).T @ B
+    first = torch.full((Y.shape[0],), -1)
+    for i in range(iters):
+        c = ((z - u) @ Bt) @ M
+        z, u = _soft_split(torch.add(z, u, alpha=1 - ADMM_RELAX).add_(ADMM_RELAX * wy).addmm_(c, B, alpha=-ADMM_RELAX),
+                           lam / rho)
+        if check is not None and (i + 1) % 10 == 0:
+            first = torch.where((first < 0) & check(z), i + 1, first)
+            if bool((first >= 0).all()):
+                break
+    return z, u, first
+
+
+def cmd_continuation(a):
+    p, y, B, Bt, Y, lam = problem(a.m, a.basis, a.images)
+    K = B @ Bt
+    ex = lasso_homotopy(y, p, a.basis).w.reshape(a.images, -1).double()
+    obj = lambda w: 0.5 * ((Y - w @ Bt) ** 2).sum(1) + lam * w.abs().sum(1)  # noqa: E731
+    p_ex, s_ex = obj(ex), torch.sign(ex)
+    done = lambda z: (torch.sign(z) == s_ex).all(1) & ((obj(z) - p_ex) / p_ex < 1e-6)  # noqa: E731
+    zero = torch.zeros_like(ex)
+    *_, f = _admm64(B, Bt, K, Y, lam, zero, zero.clone(), a.iters, done)
+    print(f"  cold: iterations mean {float(f.double().mean()):.1f}, largest {int(f.max())} (-1: not in {a.iters})")
+    for scales, pre in (((2,), 100), ((2,), 200), ((4, 2), 100), ((1.5,), 150)):
+        z, u = zero.clone(), zero.clone()
+        for sc in scales:
+            z, u, _ = _admm64(B, Bt, K, Y, sc * lam, z, u, pre)
+        *_, f = _admm64(B, Bt, K, Y, lam, z, u, a.iters, done)
+        tot = f.double() + pre * len(scales)
+        print(f"  warm start from lam x {scales}, {pre} iterations each: then {float(f.double().mean()):.1f}, "
+              f"in all mean {float(tot.mean()):.1f}, largest {int(tot.max())}", flush=True)
+
+
+def cmd_event_search(a):
+    b, n = a.images, 12288
+
+    def two_branch(c, x, lb, active):
+        return torch.minimum(torch.where(x < 1, (lb - c) / (1 - x), INF),
+                             torch.where(x > -1, (lb + c) / (1 + x), INF)).masked_fill_(active, INF)
+
+    def one_branch(c, x, lb, active):
+        s = torch.addcmul(c, x, lb, value=-1).sign_()
+        den = torch.addcmul(torch.ones((), dtype=c.dtype), s, x, value=-1)
+        g = torch.addcmul(lb, s, c, value=-1).div_(den)
+        odd = (den <= 0).nonzero(as_tuple=True)  # rounding left |c_j| >= lam: the two-branch formula there
+        if len(odd[0]):
+            g[odd] = two_branch(c[odd], x[odd], lb.expand_as(c)[odd], torch.zeros(len(odd[0]), dtype=torch.bool))
+        return g.masked_fill_(active, INF)
+
+    gen = torch.Generator().manual_seed(0)
+    for scale_c, scale_a in ((0.99, 0.5), (0.99, 2.0), (1.01, 2.0)):  # the last: some |c_j| > lam
+        lb = (torch.rand(b, 1, generator=gen, dtype=torch.float64) + 1)
+        c = (torch.rand(b, n, generator=gen, dtype=torch.float64) * 2 - 1) * lb * scale_c
+        x = torch.randn(b, n, generator=gen, dtype=torch.float64) * scale_a
+        active = torch.rand(b, n, generator=gen) < 0.01
+        old, new = two_branch(c, x, lb, active), one_branch(c, x, lb, active)
+        same = bool(((old == new) | (old.isnan() & new.isnan())).all())
+        times = []
+        for f in (two_branch, one_branch):
+            f(c, x, lb, active)
+            t = time.perf_counter()
+            for _ in range(20):
+                f(c, x, lb, active)
+            times.append((time.perf_counter() - t) / 20 * 1e3)
+        print(f"  |c| <= {scale_c} lam, a ~ N(0, {scale_a}^2): bit for bit equal {same}; two branches {times[0]:.2f} ms, "
+              f"one branch {times[1]:.2f} ms", flush=True)
+
+
+def cmd_sparse_product(a):
+    p, y, B, Bt, Y, lam = problem(a.m, a.basis, a.images)
+    step, _, thr = admm_map(B, Bt, Y, lam, admm_rho(PAPER_ALPHA[a.basis], lam), ADMM_RELAX)
+    v = torch.zeros(a.images, B.shape[1])
+    for _ in range(a.at):
+        v = step(v)
+    z = _soft_split(v.clone(), thr)[0].contiguous()
+    Btf = Bt.float().contiguous()
+
+    def ms(f, r=20):
+        f()
+        t = time.perf_counter()
+        for _ in range(r):
+            f()
+        return (time.perf_counter() - t) / r * 1e3
+
+    csr = z.to_sparse_csr()
+    print(f"  after {a.at} iterations: {float((z != 0).sum(1).double().mean()):.0f} nonzeros per row of "
+          f"{z.shape[1]}; dense z B^T {ms(lambda: z @ Btf):.2f} ms, to_sparse_csr {ms(lambda: z.to_sparse_csr()):.2f} "
+          f"ms, CSR product {ms(lambda: csr @ Btf):.2f} ms (largest difference "
+          f"{float((csr @ Btf - z @ Btf).abs().max()):.1e})")
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
-    for name in ("support", "warm", "admm", "screen", "homotopy", "dual", "pdas", "ssnal", "anderson", "newton"):
+    for name in ("support", "warm", "admm", "screen", "homotopy", "dual", "pdas", "ssnal", "anderson", "newton",
+                 "rho-oracle", "continuation", "sparse-product", "event-search"):
         s = sub.add_parser(name)
         s.add_argument("-m", type=int, default=500)
         s.add_argument("--basis", default="dct")
@@ -556,6 +679,12 @@ def main(argv=None):
             s.add_argument("--eta", type=float, default=0.8, help="lambda's factor from stage to stage")
             s.add_argument("--tol", type=float, default=1e-8)
             s.add_argument("--outer", type=int, default=300)
+        if name == "rho-oracle":
+            s.add_argument("--c", type=float, nargs="+", default=[0.5, 1, 1.5, 2, 3, 4, 6], help="rho / lam")
+        if name == "continuation":
+            s.add_argument("--iters", type=int, default=3000)
+        if name == "sparse-product":
+            s.add_argument("--at", type=int, default=300)
         if name == "anderson":
             s.add_argument("--every", type=int, nargs="+", default=[0, 5, 10], help="K (0: plain ADMM)")
             s.add_argument("--iters", type=int, default=3000)
@@ -564,7 +693,8 @@ def main(argv=None):
     a = ap.parse_args(argv)
     {"support": cmd_support, "warm": cmd_warm, "admm": cmd_admm, "screen": cmd_screen,
      "homotopy": cmd_homotopy, "dual": cmd_dual, "pdas": cmd_pdas, "ssnal": cmd_ssnal, "anderson": cmd_anderson,
-     "newton": cmd_newton}[a.cmd](a)
+     "newton": cmd_newton, "rho-oracle": cmd_rho_oracle, "continuation": cmd_continuation,
+     "sparse-product": cmd_sparse_product, "event-search": cmd_event_search}[a.cmd](a)
 
 
 if __name__ == "__main__":
