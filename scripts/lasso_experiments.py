@@ -47,6 +47,9 @@ solvers use). Reference: invgan's exact homotopy path.
         the homotopy's entering-step search (as _homotopy_chunk writes it, two branches) against the
         one-branch form g_j = (lam - s c_j) / (1 - s a_j), s = sign(c_j - lam a_j), on synthetic
         (images, 12,288) float64 states: whether they agree bit for bit, and ms per search
+    python scripts/lasso_experiments.py lipschitz -m 10000
+        FISTA's step size: ||A||^2 by invgan.lasso.operator_norm_sq (power iteration, up to 100
+        iterations) against Lanczos (scipy.sparse.linalg.eigsh, tol 1e-3), with seconds and matvecs
     python scripts/lasso_experiments.py sparse-product -m 500 --basis dct --images 64 --at 300
         at ADMM's point after k iterations (about 490 nonzeros per row of z): B z as the dense product
         against torch's CSR product (and its to_sparse_csr), in ms; what a one-product iteration needs
@@ -629,6 +632,28 @@ def cmd_event_search(a):
               f"one branch {times[1]:.2f} ms", flush=True)
 
 
+def cmd_lipschitz(a):
+    import numpy as np
+    from scipy.sparse.linalg import LinearOperator, eigsh
+
+    p = GaussianCS(a.m, (3, 64, 64), noise_std=0.01, seed=0)
+    t = time.perf_counter()
+    power = operator_norm_sq(p, (3, 64, 64), "cpu")
+    tp = time.perf_counter() - t
+    count = [0]
+
+    def matvec(v):
+        count[0] += 1
+        v = torch.from_numpy(np.asarray(v, dtype=np.float32).ravel())
+        return (p.matrix.T @ (p.matrix @ v)).double().numpy()
+
+    t = time.perf_counter()
+    op = LinearOperator((p.n, p.n), matvec=matvec, dtype=np.float64)
+    lanczos = float(eigsh(op, k=1, which="LA", tol=1e-3, ncv=20, v0=np.ones(p.n))[0][0])
+    print(f"  m = {a.m}: power iteration {power:.5e} ({tp:.2f} s), Lanczos {lanczos:.5e} ({count[0]} matvecs, "
+          f"{time.perf_counter() - t:.2f} s): the power iteration is {100 * (1 - power / lanczos):.2f}% low")
+
+
 def cmd_sparse_product(a):
     p, y, B, Bt, Y, lam = problem(a.m, a.basis, a.images)
     step, _, thr = admm_map(B, Bt, Y, lam, admm_rho(PAPER_ALPHA[a.basis], lam), ADMM_RELAX)
@@ -656,7 +681,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
     for name in ("support", "warm", "admm", "screen", "homotopy", "dual", "pdas", "ssnal", "anderson", "newton",
-                 "rho-oracle", "continuation", "sparse-product", "event-search"):
+                 "rho-oracle", "continuation", "sparse-product", "event-search", "lipschitz"):
         s = sub.add_parser(name)
         s.add_argument("-m", type=int, default=500)
         s.add_argument("--basis", default="dct")
@@ -694,7 +719,8 @@ def main(argv=None):
     {"support": cmd_support, "warm": cmd_warm, "admm": cmd_admm, "screen": cmd_screen,
      "homotopy": cmd_homotopy, "dual": cmd_dual, "pdas": cmd_pdas, "ssnal": cmd_ssnal, "anderson": cmd_anderson,
      "newton": cmd_newton, "rho-oracle": cmd_rho_oracle, "continuation": cmd_continuation,
-     "sparse-product": cmd_sparse_product, "event-search": cmd_event_search}[a.cmd](a)
+     "sparse-product": cmd_sparse_product, "event-search": cmd_event_search,
+     "lipschitz": cmd_lipschitz}[a.cmd](a)
 
 
 if __name__ == "__main__":
