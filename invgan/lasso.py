@@ -48,6 +48,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from invgan import _kernels
 from invgan.errors import InvganError
 from invgan.bases import make_basis
 from invgan.physics import GaussianCS, Physics
@@ -914,14 +915,10 @@ def _homotopy_chunk(B, Bt, G, Y, lam, bar=None, saved=None, save=None, max_steps
                 u = torch.bmm(dJ[:, None, :].to(pdt), Btp[idx]).squeeze(1)
             else:
                 u = torch.zeros(len(rows), n, dtype=pdt, device=dev).scatter_add_(1, idx, dJ.to(pdt)) @ Btp
-            a = (u @ Bp).to(f64)  # B^T B_J d_J; a_J = s
-            # the next coefficient to enter: |c_j - g a_j| = lam - g over the inactive j
-            lb = lamb[:, None]
-            gin = torch.minimum(torch.where(a < 1, (lb - c) / (1 - a), inf),
-                                torch.where(a > -1, (lb + c) / (1 + a), inf)).masked_fill_(active, inf)
-            back = (last >= 0).nonzero().squeeze(1)
-            gin[back, last[back]] = inf  # the coefficient that just left does not re-enter at once
-            g_in, j_in = gin.min(1)
+            a = u @ Bp  # B^T B_J d_J (in the products' precision; used in float64); a_J = s
+            # the next coefficient to enter: |c_j - g a_j| = lam - g over the inactive j, except the one that just
+            # left (it does not re-enter at once); one fused pass over (rows, n) (``invgan._kernels``)
+            g_in, j_in = _kernels.entering(c, a, active, lamb, last)
             g_in = g_in.clamp_min(0)
             # with m coefficients in the support no further one enters (B_J is square: c_j = lam a_j)
             g_in = torch.where(used.all(1) & (Kc == K), inf, g_in)
@@ -935,7 +932,7 @@ def _homotopy_chunk(B, Bt, G, Y, lam, bar=None, saved=None, save=None, max_steps
             p_in = (~used).to(torch.int8).argmax(1)
             enter = ~end & ~leave
             w.scatter_add_(1, idx, gam[:, None] * dJ)
-            c.sub_(gam[:, None] * a)
+            _kernels.step_correlations(c, a, gam)  # c -= gam a
             lamb = torch.where(end, torch.full_like(lamb, lam), lamb - gam)
             v, coef = _rank_one_update(G, Gi, idx, used, enter, leave, j_in, p_in, p_out)
             s_old = sgn.clone()

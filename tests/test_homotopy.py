@@ -292,3 +292,54 @@ def test_lazy_inverse_equals_the_explicit_sum_of_its_updates():
             M = M[torch.tensor([0, 2, 1])]
     lazy.flush()
     assert torch.allclose(lazy.G0, M, atol=1e-10)
+
+
+@pytest.mark.parametrize("basis", ["dct", "wavelet"])
+def test_fused_step_kernels_give_the_torch_forms_path_bit_for_bit(monkeypatch, basis):
+    """The homotopy's step over all n coefficients (the entering search and the correlations' update)
+    in the fused numba kernels or in the torch forms they replace: the same path to the last bit, with
+    float32 products (the DCT's alpha) and float64 ones (the wavelet's)."""
+    from invgan import _kernels
+
+    calls, dtypes = [], set()
+    real, real_entering = _kernels._use_kernels, _kernels.entering
+    monkeypatch.setattr(_kernels, "_use_kernels", lambda *t: calls.append(real(*t)) or calls[-1])
+    monkeypatch.setattr(_kernels, "entering", lambda c, a, *r: dtypes.add(a.dtype) or real_entering(c, a, *r))
+    x, p, y = lasso_problem(150, seed=3, n_images=5)
+    fused = lasso_homotopy(y, p, basis)
+    assert calls and all(calls), "the kernels did not run"
+    assert dtypes == {torch.float32 if basis == "dct" else torch.float64}
+    monkeypatch.setattr(_kernels, "FUSED", False)
+    calls.clear()
+    plain = lasso_homotopy(y, p, basis)
+    assert calls and not any(calls)
+    assert torch.equal(fused.image_iterations, plain.image_iterations)
+    assert torch.equal(fused.w, plain.w) and torch.equal(fused.gap, plain.gap)
+
+
+def test_entering_kernel_takes_the_first_smallest_step_and_skips_what_it_must(monkeypatch):
+    """Ties go to the first index (as torch's min), the support and the coefficient that just left are
+    skipped, a row with nothing allowed gives inf, and negative steps (rounding) are returned as they are."""
+    from invgan import _kernels
+
+    g = torch.Generator().manual_seed(0)
+    c = torch.randn(6, 300, generator=g, dtype=torch.float64)
+    a = torch.randn(6, 300, generator=g)
+    c[0, 7] = c[0, 9] = 5.0
+    a[0, 7] = a[0, 9] = 0.0  # two equal smallest steps on row 0: lamb - 5 < 0
+    active = torch.rand(6, 300, generator=g) < 0.2
+    active[0, 7] = active[0, 9] = False
+    active[5] = True  # nothing allowed
+    last = torch.tensor([-1, 3, 50, -1, 299, -1])
+    lamb = torch.full((6,), 4.0, dtype=torch.float64)
+    got = _kernels.entering(c, a, active, lamb, last)
+    monkeypatch.setattr(_kernels, "FUSED", False)
+    want = _kernels.entering(c, a, active, lamb, last)
+    assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
+    assert int(got[1][0]) == 7 and float(got[0][0]) == -1.0
+    assert got[0][5] == float("inf")
+    for r in range(5):
+        allowed = ~active[r]
+        if last[r] >= 0:
+            allowed[last[r]] = False
+        assert allowed[got[1][r]]
