@@ -730,10 +730,10 @@ class _Gram:
         self.diag = self.G.diagonal() if self.G is not None else Bd.pow(2).sum(0)
         self.dtype, self.device = Bd.dtype, Bd.device
 
-    def entries(self, j, idx):  # (b,), (b, K) -> (b, K): (B^T B)[j, idx] per row
-        if self.G is not None:
+    def entries(self, j, idx, rows=None):  # (b,), (b, K) -> (b, K): (B^T B)[j, idx] per row; ``rows``: B^T[idx]
+        if self.G is not None:                 # (b, K, m) if the caller holds it
             return self.G[j].gather(1, idx)
-        return torch.bmm(self.Btd[idx], self.Btd[j][..., None]).squeeze(-1)
+        return torch.bmm(self.Btd[idx] if rows is None else rows, self.Btd[j][..., None]).squeeze(-1)
 
     def sub(self, idx):  # (b, K) -> (b, K, K): B_J^T B_J on the slots
         if self.G is not None:
@@ -819,12 +819,12 @@ class _LazyInverse:
         self.G0, self.V, self.C = self.G0[rows], self.V[rows], self.C[rows]
 
 
-def _rank_one_update(G, Gi: _LazyInverse, idx, used, enter, leave, j_in, p_in, p_out):
+def _rank_one_update(G, Gi: _LazyInverse, idx, used, enter, leave, j_in, p_in, p_out, rows=None):
     """The inverse of B_J^T B_J after one event per row: entering (coefficient j_in into slot p_in)
     v = Gi g - e_p with g = B_J^T b_j and coefficient 1 / Schur complement; leaving (slot p_out)
     v = Gi e_p with -1 / Gi_pp; Gi += coef v v^T (added to ``Gi``'s pending terms). Returns (v, coef)."""
     rr = torch.arange(len(idx), device=idx.device)
-    g = G.entries(j_in, idx) * (used & enter[:, None])
+    g = G.entries(j_in, idx, rows) * (used & enter[:, None])
     q = Gi.matvec(g)
     schur = G.diag[j_in] - (g * q).sum(1)
     q[rr, p_in] -= 1
@@ -904,15 +904,23 @@ def _homotopy_chunk(B, Bt, G, Y, lam, bar=None, saved=None, save=None, max_steps
         active = torch.zeros(len(rows), n, dtype=torch.int32, device=dev).scatter_add_(1, idx, used.int()) > 0
         d = (Gi @ sgn[..., None]).squeeze(-1)  # direction of w_J as lam decreases
         Gi = _LazyInverse(Gi, HOMOTOPY_LAZY)
+        # without a formed Gram (small m) the slots' rows of B^T, B^T[idx] (b, Kc, m), are held and updated as
+        # coefficients enter, rather than gathered twice per step (for the Gram's entries and for B_J d_J)
+        if G.G is None:
+            BJd = Btd[idx]
+            BJp = BJd if pdt == f64 else Btp[idx]
         for _ in range(HOMOTOPY_REFRESH):
             if Kc < K and bool(used.all(1).any()):  # a support fills the slots: double them
                 grow = min(K, 2 * Kc) - Kc
                 idx, used, sgn, d = (torch.nn.functional.pad(t, (0, grow)) for t in (idx, used, sgn, d))
                 Gi.grow(grow)
+                if G.G is None:  # the new slots hold index 0, as gathered
+                    BJd = torch.cat([BJd, Btd[idx[:, Kc:]]], 1)
+                    BJp = BJd if pdt == f64 else torch.cat([BJp, Btp[idx[:, Kc:]]], 1)
                 Kc += grow
             dJ = d * used
             if len(rows) * Kc < HOMOTOPY_GATHER * n:  # few rows: B_J d_J from the support's rows of B^T
-                u = torch.bmm(dJ[:, None, :].to(pdt), Btp[idx]).squeeze(1)
+                u = torch.bmm(dJ[:, None, :].to(pdt), Btp[idx] if G.G is not None else BJp).squeeze(1)
             else:
                 u = torch.zeros(len(rows), n, dtype=pdt, device=dev).scatter_add_(1, idx, dJ.to(pdt)) @ Btp
             a = u @ Bp  # B^T B_J d_J (in the products' precision; used in float64); a_J = s
@@ -934,13 +942,18 @@ def _homotopy_chunk(B, Bt, G, Y, lam, bar=None, saved=None, save=None, max_steps
             w.scatter_add_(1, idx, gam[:, None] * dJ)
             _kernels.step_correlations(c, a, gam)  # c -= gam a
             lamb = torch.where(end, torch.full_like(lamb, lam), lamb - gam)
-            v, coef = _rank_one_update(G, Gi, idx, used, enter, leave, j_in, p_in, p_out)
+            v, coef = _rank_one_update(G, Gi, idx, used, enter, leave, j_in, p_in, p_out,
+                                       BJd if G.G is None else None)
             s_old = sgn.clone()
             sgn[enter, p_in[enter]] = torch.sign(c[enter, j_in[enter]])
             sgn[leave, p_out[leave]] = 0
             d += coef[:, None] * v * (v * torch.where(enter[:, None], sgn, s_old)).sum(1, keepdim=True)
             ei, li = enter.nonzero().squeeze(1), leave.nonzero().squeeze(1)
             _move_support(idx, used, active, last, w, d, Gi, ei, li, p_in, j_in, p_out)
+            if G.G is None:  # an entering coefficient's row into its slot (a slot left keeps its row, as idx does)
+                BJd[ei, p_in[ei]] = Btd[j_in[ei]]
+                if BJp is not BJd:
+                    BJp[ei, p_in[ei]] = Btp[j_in[ei]]
             steps += 1
             if bar is not None:
                 bar.update(1)
@@ -956,6 +969,9 @@ def _homotopy_chunk(B, Bt, G, Y, lam, bar=None, saved=None, save=None, max_steps
                 rows, idx, used, sgn, last, steps, lamb = (t[keep] for t in (rows, idx, used, sgn, last, steps, lamb))
                 Gi.keep(keep)
                 w, c, d, active = w[keep], c[keep], d[keep], active[keep]
+                if G.G is None:
+                    BJd = BJd[keep]
+                    BJp = BJd if pdt == f64 else BJp[keep]
                 if not len(rows):
                     break
         for k, v_ in (("idx", idx), ("used", used), ("sgn", sgn)):
