@@ -605,6 +605,8 @@ HOMOTOPY_GATHER = 1.0  # B_J d_J from the gathered rows B^T[J] while rows x slot
 HOMOTOPY_F32 = True  # a step's two products with B in float32 for alpha above ADMM_MAX_ALPHA (the DCT's); the rest
 # stays float64, the correlations are recomputed exactly every HOMOTOPY_REFRESH steps, and an image whose final
 HOMOTOPY_RECHECK = 1e-7  # certified gap exceeds this is solved again with float64 products
+HOMOTOPY_ROWS_BYTES = 1.0e9  # the support slots' rows of B^T (b, m, m; float64, plus float32 for float32 products)
+# are held and updated as coefficients enter, where they fit in this; else gathered (or a product) per step
 HOMOTOPY_LAZY = 32  # rank-one inverse updates held as pending terms and applied to the inverse in one
 # batched product every this many steps (1: each at once); a step then reads the inverse once, not three times
 
@@ -732,7 +734,7 @@ class _Gram:
 
     def entries(self, j, idx, rows=None):  # (b,), (b, K) -> (b, K): (B^T B)[j, idx] per row; ``rows``: B^T[idx]
         if self.G is not None:                 # (b, K, m) if the caller holds it
-            return self.G[j].gather(1, idx)
+            return self.G[j[:, None], idx]  # reads b x K entries, not b whole rows
         return torch.bmm(self.Btd[idx] if rows is None else rows, self.Btd[j][..., None]).squeeze(-1)
 
     def sub(self, idx):  # (b, K) -> (b, K, K): B_J^T B_J on the slots
@@ -906,7 +908,8 @@ def _homotopy_chunk(B, Bt, G, Y, lam, bar=None, saved=None, save=None, max_steps
         Gi = _LazyInverse(Gi, HOMOTOPY_LAZY)
         # without a formed Gram (small m) the slots' rows of B^T, B^T[idx] (b, Kc, m), are held and updated as
         # coefficients enter, rather than gathered twice per step (for the Gram's entries and for B_J d_J)
-        if G.G is None:
+        hold = G.G is None or len(rows) * K * m * (8 if pdt == f64 else 12) <= HOMOTOPY_ROWS_BYTES
+        if hold:
             BJd = Btd[idx]
             BJp = BJd if pdt == f64 else Btp[idx]
         for _ in range(HOMOTOPY_REFRESH):
@@ -914,13 +917,15 @@ def _homotopy_chunk(B, Bt, G, Y, lam, bar=None, saved=None, save=None, max_steps
                 grow = min(K, 2 * Kc) - Kc
                 idx, used, sgn, d = (torch.nn.functional.pad(t, (0, grow)) for t in (idx, used, sgn, d))
                 Gi.grow(grow)
-                if G.G is None:  # the new slots hold index 0, as gathered
+                if hold:  # the new slots hold index 0, as gathered
                     BJd = torch.cat([BJd, Btd[idx[:, Kc:]]], 1)
                     BJp = BJd if pdt == f64 else torch.cat([BJp, Btp[idx[:, Kc:]]], 1)
                 Kc += grow
             dJ = d * used
-            if len(rows) * Kc < HOMOTOPY_GATHER * n:  # few rows: B_J d_J from the support's rows of B^T
-                u = torch.bmm(dJ[:, None, :].to(pdt), Btp[idx] if G.G is not None else BJp).squeeze(1)
+            if hold:  # B_J d_J from the held rows of B^T
+                u = torch.bmm(dJ[:, None, :].to(pdt), BJp).squeeze(1)
+            elif len(rows) * Kc < HOMOTOPY_GATHER * n:  # few rows: from the support's rows of B^T, gathered
+                u = torch.bmm(dJ[:, None, :].to(pdt), Btp[idx]).squeeze(1)
             else:
                 u = torch.zeros(len(rows), n, dtype=pdt, device=dev).scatter_add_(1, idx, dJ.to(pdt)) @ Btp
             a = u @ Bp  # B^T B_J d_J (in the products' precision; used in float64); a_J = s
@@ -943,14 +948,14 @@ def _homotopy_chunk(B, Bt, G, Y, lam, bar=None, saved=None, save=None, max_steps
             _kernels.step_correlations(c, a, gam)  # c -= gam a
             lamb = torch.where(end, torch.full_like(lamb, lam), lamb - gam)
             v, coef = _rank_one_update(G, Gi, idx, used, enter, leave, j_in, p_in, p_out,
-                                       BJd if G.G is None else None)
+                                       BJd if hold else None)
             s_old = sgn.clone()
             sgn[enter, p_in[enter]] = torch.sign(c[enter, j_in[enter]])
             sgn[leave, p_out[leave]] = 0
             d += coef[:, None] * v * (v * torch.where(enter[:, None], sgn, s_old)).sum(1, keepdim=True)
             ei, li = enter.nonzero().squeeze(1), leave.nonzero().squeeze(1)
             _move_support(idx, used, active, last, w, d, Gi, ei, li, p_in, j_in, p_out)
-            if G.G is None:  # an entering coefficient's row into its slot (a slot left keeps its row, as idx does)
+            if hold:  # an entering coefficient's row into its slot (a slot left keeps its row, as idx does)
                 BJd[ei, p_in[ei]] = Btd[j_in[ei]]
                 if BJp is not BJd:
                     BJp[ei, p_in[ei]] = Btp[j_in[ei]]
@@ -969,7 +974,7 @@ def _homotopy_chunk(B, Bt, G, Y, lam, bar=None, saved=None, save=None, max_steps
                 rows, idx, used, sgn, last, steps, lamb = (t[keep] for t in (rows, idx, used, sgn, last, steps, lamb))
                 Gi.keep(keep)
                 w, c, d, active = w[keep], c[keep], d[keep], active[keep]
-                if G.G is None:
+                if hold:
                     BJd = BJd[keep]
                     BJp = BJd if pdt == f64 else BJp[keep]
                 if not len(rows):

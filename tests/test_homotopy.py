@@ -238,15 +238,28 @@ def test_homotopy_without_a_formed_gram_gives_the_same_path(monkeypatch):
 
 
 @pytest.mark.parametrize("basis", ["dct", "wavelet"])
-def test_homotopy_gathered_rows_and_full_product_give_the_same_path(monkeypatch, basis):
-    """B_J d_J from the gathered rows of B^T (few rows) or as one product with all of B^T."""
+def test_homotopy_held_rows_gathered_rows_and_full_product_give_the_same_path(monkeypatch, basis):
+    """B_J d_J from the support slots' rows of B^T held across steps (HOMOTOPY_ROWS_BYTES; always
+    without a formed Gram), gathered per step (few rows) or as one product with all of B^T."""
     x, p, y = lasso_problem(130, seed=5, n_images=4)
-    monkeypatch.setattr(lasso_module, "HOMOTOPY_GATHER", 0.0)  # always the full product
-    ref = lasso_homotopy(y, p, basis)
-    monkeypatch.setattr(lasso_module, "HOMOTOPY_GATHER", 1e9)  # always the gathered rows
-    res = lasso_homotopy(y, p, basis)
-    assert torch.equal(res.image_iterations, ref.image_iterations)
-    assert torch.allclose(res.w, ref.w, atol=1e-10, rtol=0) and res.gap.max() < 1e-8
+    real_bmm, real_update = torch.bmm, lasso_module._rank_one_update
+    monkeypatch.setattr(lasso_module, "HOMOTOPY_GRAM_MIN_M", 0)  # a formed Gram: the three forms can be chosen
+    runs, seen = [], []
+    for rows_bytes, gather in ((0, 0.0), (0, 1e9), (1e9, 0.0)):  # full product, gathered, held
+        monkeypatch.setattr(lasso_module, "HOMOTOPY_ROWS_BYTES", rows_bytes)
+        monkeypatch.setattr(lasso_module, "HOMOTOPY_GATHER", gather)
+        rows_bmm, held = [], []  # (b, 1, K) @ (b, K, m) products: B_J d_J from rows; steps given the held rows
+        monkeypatch.setattr(torch, "bmm", lambda a, b: rows_bmm.append(b.shape[-1] == 130) or real_bmm(a, b))
+        monkeypatch.setattr(lasso_module, "_rank_one_update",
+                            lambda *a, **k: held.append(a[-1] is not None) or real_update(*a, **k))
+        runs.append(lasso_homotopy(y, p, basis))
+        monkeypatch.setattr(torch, "bmm", real_bmm)
+        seen.append((any(rows_bmm), any(held), all(held)))
+    assert seen == [(False, False, False), (True, False, False), (True, True, True)]
+    ref = runs[0]
+    for res in runs[1:]:
+        assert torch.equal(res.image_iterations, ref.image_iterations)
+        assert torch.allclose(res.w, ref.w, atol=1e-10, rtol=0) and res.gap.max() < 1e-8
 
 
 @pytest.mark.parametrize("basis", ["dct", "wavelet"])
