@@ -1104,8 +1104,20 @@ ADMM_NEWTON = True  # support Newton steps (``support_newton``) at some checks (
 ADMM_NEWTON_GAP = 2e-4  # ... for the images whose relative gap is at most this (2e-3 tried more, failed, cost more)
 ADMM_NEWTON_WORK = 10.0  # ... at the first check after every ceil(this x m^2 / n / ADMM_CHECK) x ADMM_CHECK
 # iterations (m = 500: 300, m = 1000: 900, at n = 12288)
+ADMM_SETUP_F32_M = 2500  # from this m, above ADMM_X_MAX_ALPHA, ADMM's m x m factorisations are made in float32 (A A^T,
+# its Cholesky factors and inverses: at m = 10000 about 40 s of float64 against FISTA's whole 64-face run)
 ADMM_STALL = 10  # this x ADMM_CHECK iterations in which the running images' largest certified gap falls by less
 # than 1%: the float32 iterations have reached their rounding floor, and the images left go on in float64
+
+
+def _gram_rows(B: torch.Tensor, block: int = 2048) -> torch.Tensor:
+    """B B^T (m, m) from its lower block rows only (half the product's flops), mirrored."""
+    m = B.shape[0]
+    K = torch.empty(m, m, dtype=B.dtype, device=B.device)
+    for i in range(0, m, block):
+        K[i:i + block, :i + block] = B[i:i + block] @ B[:i + block].T
+    low = K.tril()
+    return low + low.tril(-1).T
 
 
 def admm_rho(alpha: float, lam: float) -> float:
@@ -1197,28 +1209,45 @@ def _lasso_admm(y, physics, basis, alpha, tol, max_iter, rho, relax, clip, progr
     lam = m * alpha
     B = dense_matrix(physics, basis, img_shape).to(y.dtype).double()  # (m, n), the problem's B in float64
     Bt = B.T.contiguous()
-    K = B @ Bt  # B B^T = A A^T
     eye = torch.eye(m, dtype=f64, device=dev)
     n = B.shape[1]
-    L = torch.linalg.cholesky(K + rho * eye)  # B B^T + rho I = L L^T
+    Y = y.reshape(nb, -1).double()
     # the w-step's B^T (B B^T + rho I)^-1 B = X^T X with X = L^-1 B: as the n x n W = I - X^T X, or per iteration as
     # a chain of products, (X^T, X) or (B^T, (B B^T + rho I)^-1, B) (``working``)
     W = X = M = None
-    if admm_gram_form(m, n):  # W = rho (B^T B + rho I)^-1, n x n: one product per iteration instead of two (formed
-        X = torch.linalg.solve_triangular(L, B, upper=False)  # by a triangular solve and one product: 1.26x faster
-        W = -(X.T @ X)  # at m = 10000 than with (B B^T + rho I)^-1 formed and two products)
-        W.diagonal().add_(1.0)
-        X = None
-    elif alpha <= ADMM_X_MAX_ALPHA:
-        X = torch.linalg.solve_triangular(L, B, upper=False)
-    else:
-        M = torch.cholesky_inverse(L)
-    ridge = 1e-12 * float(K.diagonal().mean())
-    P = torch.cholesky_inverse(torch.linalg.cholesky(K + ridge * eye))  # (B B^T)^-1, for the dual points
-    del K
-    Y = y.reshape(nb, -1).double()
-    wy = torch.cholesky_solve(Y.T, L).T @ B  # (B^T B + rho I)^-1 B^T y = B^T (B B^T + rho I)^-1 y, the w-step's
-    # fixed part
+    gram = admm_gram_form(m, n) and alpha <= ADMM_X_MAX_ALPHA
+    # above ADMM_X_MAX_ALPHA (tens of iterations at large m) the m x m factorisations cost more than the iterations
+    # from m = ADMM_SETUP_F32_M: they are made in float32 for the float32 iterations, and in float64 only if
+    # the run goes on in float64
+    setup32 = ADMM_F32 and not gram and alpha > ADMM_X_MAX_ALPHA and m >= ADMM_SETUP_F32_M
+
+    def exact_setup():  # M (or X, W), P = (B B^T)^-1 for the dual points, w_y; float64
+        K = B @ Bt  # B B^T = A A^T
+        L = torch.linalg.cholesky(K + rho * eye)  # B B^T + rho I = L L^T
+        W_ = X_ = M_ = None
+        if gram:  # W = rho (B^T B + rho I)^-1, n x n: one product per iteration instead of two (formed by a
+            X_ = torch.linalg.solve_triangular(L, B, upper=False)  # triangular solve and one product: 1.26x faster
+            W_ = -(X_.T @ X_)  # at m = 10000 than with (B B^T + rho I)^-1 formed and two products)
+            W_.diagonal().add_(1.0)
+            X_ = None
+        elif alpha <= ADMM_X_MAX_ALPHA:
+            X_ = torch.linalg.solve_triangular(L, B, upper=False)
+        else:
+            M_ = torch.cholesky_inverse(L)
+        ridge = 1e-12 * float(K.diagonal().mean())
+        P_ = torch.cholesky_inverse(torch.linalg.cholesky(K + ridge * eye))  # (B B^T)^-1, for the dual points
+        # (B^T B + rho I)^-1 B^T y = B^T (B B^T + rho I)^-1 y, the w-step's fixed part
+        return W_, X_, M_, P_, torch.cholesky_solve(Y.T, L).T @ B
+
+    def float32_setup():  # M, P and w_y from float32 factorisations (relative errors about 1e-6: the iterations'
+        B32 = B.float()  # fixed point moves by as little; the certificates stay exact, float64)
+        K = _gram_rows(B32)
+        e32 = torch.eye(m, dtype=K.dtype, device=dev)
+        L = torch.linalg.cholesky(K + rho * e32)
+        P_ = torch.cholesky_inverse(torch.linalg.cholesky(K + 1e-6 * float(K.diagonal().mean()) * e32))
+        return None, None, torch.cholesky_inverse(L), P_, (torch.cholesky_solve(Y.T.to(K.dtype), L).T @ B32).double()
+
+    W, X, M, P, wy = float32_setup() if setup32 else exact_setup()
     z, u = torch.zeros(nb, n, dtype=f64, device=dev), torch.zeros(nb, n, dtype=f64, device=dev)
     best_z = torch.zeros_like(z)
     best_p = torch.full((nb,), math.inf, dtype=f64, device=dev)
@@ -1238,7 +1267,8 @@ def _lasso_admm(y, physics, basis, alpha, tol, max_iter, rho, relax, clip, progr
                "tol": tol, "max_iter": max_iter, "rho": rho, "relax": relax, "check": ADMM_CHECK,
                "first_check": ADMM_FIRST_CHECK, "check_min": ADMM_CHECK_MIN,
                "spacing": ADMM_SPACING, "f32": ADMM_F32, "stall": ADMM_STALL, "newton": newton_every,
-               "newton_gap": ADMM_NEWTON_GAP, "physics": type(physics).__name__, "m": m, "y": fingerprint(y)}
+               "newton_gap": ADMM_NEWTON_GAP, "physics": type(physics).__name__, "m": m, "y": fingerprint(y),
+               **({"setup32": True} if setup32 else {})}
         saved = state.load(key, dev)
     history = []  # the last dual points theta of the running rows
     floor, floor_it = math.inf, 0  # the lowest largest gap so far, and the iteration it was reached at
@@ -1248,6 +1278,9 @@ def _lasso_admm(y, physics, basis, alpha, tol, max_iter, rho, relax, clip, progr
         it, history, low = int(it), list(saved["history"].unbind(0)), bool(saved["low"])
         floor, floor_it = float(saved["floor"]), int(saved["floor_it"])
         next_check, last_it, next_newton = (int(saved[k]) for k in ("next_check", "last_it", "next_newton"))
+        if setup32 and not low:  # saved after the switch to float64: its factorisations
+            W, X, M, P, wy = exact_setup()
+            setup32 = False
 
     def working(low):  # the iterations' operands: float32 copies, or the float64 ones
         cast = (lambda t: t.float()) if low else (lambda t: t)
@@ -1323,6 +1356,9 @@ def _lasso_admm(y, physics, basis, alpha, tol, max_iter, rho, relax, clip, progr
                 floor, floor_it = top, it
             elif low and it - floor_it >= ADMM_STALL * ADMM_CHECK:  # float32's rounding floor: the rest in
                 low, floor, floor_it = False, top, it                # float64, from here
+                if setup32:  # with the float64 factorisations
+                    W, X, M, P, wy = exact_setup()
+                    setup32 = False
                 ops = working(low)
                 za, ua, wyr = za.double(), ua.double(), ops["wyr"][rows]
             # the next certificate: where the running images' median is predicted to reach tol

@@ -171,17 +171,28 @@ def test_admm_float32_iterations_certify_like_float64_in_as_many_iterations(monk
     assert (lo.objective.double() <= hi.objective.double() * (1 + 1e-4)).all()
 
 
-def test_admm_goes_on_in_float64_when_float32_stalls_and_resumes_across_the_switch(monkeypatch, tmp_path):
+@pytest.mark.parametrize("setup32", [False, True])
+def test_admm_goes_on_in_float64_when_float32_stalls_and_resumes_across_the_switch(monkeypatch, tmp_path, setup32):
     """Once the running images' largest certified gap falls by less than 1% in ADMM_STALL checks (here
     2, which this slowly starting problem meets early) they go on in float64 to their tolerance, and
-    a run killed after the switch resumes to the same end."""
+    a run killed after the switch resumes to the same end. With the float32 factorisations
+    (ADMM_SETUP_F32_M) the float64 ones are made at the switch, and again on resuming after it."""
     monkeypatch.setattr(lasso_module, "ADMM_STALL", 2)
+    if setup32:
+        monkeypatch.setattr(lasso_module, "ADMM_SETUP_F32_M", 0)
+    grams, real_gram = [], lasso_module._gram_rows
+    monkeypatch.setattr(lasso_module, "_gram_rows", lambda B, *a: grams.append(B.dtype) or real_gram(B, *a))
+    factors, real_chol = [], torch.linalg.cholesky  # the dtypes of the factorisations made, in order
+    monkeypatch.setattr(torch.linalg, "cholesky", lambda A, **k: factors.append(A.dtype) or real_chol(A, **k))
     x, p, y = lasso_problem(150, seed=3, n_images=2)
     kw = dict(alpha=1.0, tol=1e-3, max_iter=20000, rho=lasso_module.ADMM_RHO)  # (a slow rho for this alpha)
     seen = _soft_dtypes(monkeypatch)
     saves_at, real = [], SolveState.save  # the iteration of every check (a save at each; saving changes nothing)
     monkeypatch.setattr(SolveState, "save", lambda self, key, st: saves_at.append(len(seen)) or real(self, key, st))
     ref = lasso_admm(y, p, "dct", state=SolveState(tmp_path / "ref.pt", every=0), **kw)
+    assert grams == ([torch.float32] if setup32 else [])
+    # float32 factors first, float64 ones made at the switch (with them only: float64 from the start)
+    assert factors == ([torch.float32] * 2 + [torch.float64] * 2 if setup32 else [torch.float64] * 2)
     monkeypatch.setattr(SolveState, "save", real)
     switch = seen.index(torch.float64)
     assert switch in saves_at and switch >= 2 * lasso_module.ADMM_CHECK  # at a check, after ADMM_STALL x 100
@@ -193,8 +204,10 @@ def test_admm_goes_on_in_float64_when_float32_stalls_and_resumes_across_the_swit
         lasso_admm(y, p, "dct", state=SolveState(tmp_path / "a.pt", every=0), **kw)
     monkeypatch.setattr(SolveState, "save", real_save)
     seen.clear()
+    factors.clear()
     res = lasso_admm(y, p, "dct", state=SolveState(tmp_path / "a.pt", every=0), **kw)
-    assert set(seen) == {torch.float64}  # resumed in float64
+    assert set(seen) == {torch.float64}  # resumed in float64, with float64 factors
+    assert factors[-2:] == [torch.float64] * 2
     assert torch.equal(res.w, ref.w) and torch.equal(res.image_iterations, ref.image_iterations)
     assert torch.equal(res.gap, ref.gap)
 
@@ -251,3 +264,29 @@ def test_admm_support_newton_steps_end_at_the_exact_solution_sooner(monkeypatch)
     _, p_bp, y_bp = lasso_problem(400, seed=2)
     lasso_admm(y_bp, p_bp, "wavelet", tol=1e-4, max_iter=20000)
     assert not calls
+
+
+def test_admm_float32_factorisations_certify_like_float64_ones_and_gram_rows_is_b_bt():
+    """From ADMM_SETUP_F32_M (above ADMM_X_MAX_ALPHA) A A^T, its Cholesky factors and inverses are made in
+    float32 for the float32 iterations: every image still certified at tol (float64 certificates), in
+    at most one check more, at an objective as good up to tol; and ``_gram_rows`` is B B^T from half
+    the blocks, exactly symmetric."""
+    B = torch.randn(300, 500, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    K = lasso_module._gram_rows(B, block=64)
+    assert torch.equal(K, K.T) and torch.allclose(K, B @ B.T, rtol=0, atol=1e-10)
+    x, p, y = lasso_problem(150, seed=4, n_images=4)
+    runs = {}
+    for setup_m in (10**9, 0):
+        saved = lasso_module.ADMM_SETUP_F32_M
+        lasso_module.ADMM_SETUP_F32_M = setup_m
+        grams, real = [], lasso_module._gram_rows
+        lasso_module._gram_rows = lambda B, *a: grams.append(B.dtype) or real(B, *a)
+        try:
+            runs[setup_m] = lasso_admm(y, p, "dct", tol=1e-5)
+        finally:
+            lasso_module.ADMM_SETUP_F32_M, lasso_module._gram_rows = saved, real
+        assert grams == ([torch.float32] if setup_m == 0 else [])
+    lo, hi = runs[0], runs[10**9]
+    assert lo.gap.max() <= 1e-5 and hi.gap.max() <= 1e-5
+    assert (lo.image_iterations <= hi.image_iterations + lasso_module.ADMM_CHECK).all()
+    assert (lo.objective.double() <= hi.objective.double() * (1 + 1e-5)).all()
