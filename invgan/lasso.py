@@ -1140,9 +1140,11 @@ def lasso_admm(y: torch.Tensor, physics: Physics, basis="dct", alpha: float | No
     2011, section 6.4), (B^T B + rho I)^-1 v, is by Woodbury (v - B^T (B B^T + rho I)^-1 B v) / rho,
     and B B^T = A A^T because Psi is orthonormal: one m x m Cholesky L L^T = B B^T + rho I, shared by
     every image, and X = L^-1 B turn an iteration into two products with X (B^T (B B^T + rho I)^-1 B =
-    X^T X; above ``ADMM_X_MAX_ALPHA``, where runs are short, with B and (B B^T + rho I)^-1 instead). Where
-    m is large against n (``admm_gram_form``: at 64x64 RGB from m = 5937) the n x n inverse
-    (B^T B + rho I)^-1 is formed once instead and an iteration is one product with it.
+    X^T X; above ``ADMM_X_MAX_ALPHA``, where runs are short, with B and (B B^T + rho I)^-1 instead, and
+    from m = ``ADMM_SETUP_F32_M`` with A A^T and these factors made in float32 for the float32
+    iterations). Near basis pursuit, where m is large against n (``admm_gram_form``: at 64x64 RGB from
+    m = 5937), the n x n inverse (B^T B + rho I)^-1 is formed once instead and an iteration is one
+    product with it.
     Over-relaxed (``relax``), then z = soft(w + u, lam / rho), u += w - z. The w-step is computed as
     (B^T B + rho I)^-1 (B^T y + rho q) = w_y + q - X^T X q, q = z - u, with w_y the
     same for every iteration (push-through identity): no term is amplified by ||B||^2 / rho, so with
