@@ -33,7 +33,7 @@ certificate from ADMM's own dual variable; it
 converges near basis pursuit (the wavelet's alpha 1e-5 at large m), where FISTA stalls
 uncertified, and, with rho = 2 lam and support Newton steps, fast for larger alpha (the DCT's).
 ``Lasso(solver="auto")`` takes it above ``HOMOTOPY_MAX_M`` for alpha at most ``ADMM_MAX_ALPHA``, from
-``ADMM_MIN_M`` for larger alpha while its w-step is by Woodbury, FISTA otherwise (``choose_solver``).
+``ADMM_MIN_M`` for larger alpha (its w-step then by Woodbury at every m), FISTA otherwise (``choose_solver``).
 
 ``lasso_cvxpy``: the exact reference formulation in cvxpy (dense A Psi; for tests and
 benchmarks on small or few problems).
@@ -633,8 +633,8 @@ def check_solver_name(solver, what: str = "Lasso solver") -> None:
 
 ADMM_MAX_ALPHA = 1e-3  # solver="auto" above HOMOTOPY_MAX_M: ADMM for alpha at most this (near basis pursuit for
 # images in [-1, 1], such as the wavelet's paper alpha 1e-5, where FISTA stalls uncertified), FISTA above it
-ADMM_MIN_M = 500  # solver="auto" for alpha above ADMM_MAX_ALPHA (the DCT's): ADMM from this m while its w-step is by
-# Woodbury (admm_gram_form false: m < 5937 at 64x64 RGB), the homotopy below it, FISTA above
+ADMM_MIN_M = 500  # solver="auto" for alpha above ADMM_MAX_ALPHA (the DCT's): ADMM from this m (its w-step by Woodbury
+# at every m; at m = 7500 and 10000, 64 faces, 1.85x and 1.27x faster than FISTA), the homotopy below it
 
 
 def choose_solver(solver: str, physics: Physics, alpha: float | None = None) -> str:
@@ -643,8 +643,8 @@ def choose_solver(solver: str, physics: Physics, alpha: float | None = None) -> 
 
     - alpha <= ``ADMM_MAX_ALPHA`` (near basis pursuit, the wavelet's): the exact homotopy up to
       m = ``HOMOTOPY_MAX_M``, ADMM above;
-    - alpha above it (the DCT's): ADMM from m = ``ADMM_MIN_M`` while its w-step is by Woodbury
-      (``admm_gram_form`` false), the homotopy below, FISTA above;
+    - alpha above it (the DCT's): ADMM from m = ``ADMM_MIN_M`` (its w-step by Woodbury at every m,
+      with float32 factorisations from ``ADMM_SETUP_F32_M``), the homotopy below;
     - alpha not given: the homotopy up to ``HOMOTOPY_MAX_M``, FISTA above.
 
     Any other operator: FISTA."""
@@ -653,9 +653,9 @@ def choose_solver(solver: str, physics: Physics, alpha: float | None = None) -> 
         return solver
     if not homotopy_applies(physics, max_m=math.inf):
         return "fista"
-    m, n = physics.m, math.prod(physics.img_shape)
+    m = physics.m
     if alpha is not None and alpha > ADMM_MAX_ALPHA and m >= ADMM_MIN_M:
-        return "fista" if admm_gram_form(m, n) else "admm"
+        return "admm"
     if m <= HOMOTOPY_MAX_M:
         return "homotopy"
     return "admm" if alpha is not None and alpha <= ADMM_MAX_ALPHA else "fista"
@@ -1104,10 +1104,23 @@ ADMM_NEWTON = True  # support Newton steps (``support_newton``) at some checks (
 ADMM_NEWTON_GAP = 2e-4  # ... for the images whose relative gap is at most this (2e-3 tried more, failed, cost more)
 ADMM_NEWTON_WORK = 10.0  # ... at the first check after every ceil(this x m^2 / n / ADMM_CHECK) x ADMM_CHECK
 # iterations (m = 500: 300, m = 1000: 900, at n = 12288)
+ADMM_FIRST_CHECK_SHORT = 20  # ... and the first two after this many where the factorisations are float32 (below):
+# there most images finish in 40 to 160 iterations (m = 10000: all 64 certified at 40, at 1.7e-5 by 60)
 ADMM_SETUP_F32_M = 2500  # from this m, above ADMM_X_MAX_ALPHA, ADMM's m x m factorisations are made in float32 (A A^T,
 # its Cholesky factors and inverses: at m = 10000 about 40 s of float64 against FISTA's whole 64-face run)
 ADMM_STALL = 10  # this x ADMM_CHECK iterations in which the running images' largest certified gap falls by less
 # than 1%: the float32 iterations have reached their rounding floor, and the images left go on in float64
+
+
+class _CholeskyInverse:
+    """(L L^T)^-1 applied from the right to rows, c (L L^T)^-1 = c L^-T L^-1, by two triangular solves."""
+
+    def __init__(self, L: torch.Tensor):
+        self.L, self.U = L, L.T
+
+    def rmul(self, c: torch.Tensor) -> torch.Tensor:
+        t = torch.linalg.solve_triangular(self.U, c, upper=True, left=False)  # t L^T = c
+        return torch.linalg.solve_triangular(self.L, t, upper=False, left=False)  # s L = t
 
 
 def _gram_rows(B: torch.Tensor, block: int = 2048) -> torch.Tensor:
@@ -1242,12 +1255,13 @@ def _lasso_admm(y, physics, basis, alpha, tol, max_iter, rho, relax, clip, progr
         return W_, X_, M_, P_, torch.cholesky_solve(Y.T, L).T @ B
 
     def float32_setup():  # M, P and w_y from float32 factorisations (relative errors about 1e-6: the iterations'
-        B32 = B.float()  # fixed point moves by as little; the certificates stay exact, float64)
-        K = _gram_rows(B32)
-        e32 = torch.eye(m, dtype=K.dtype, device=dev)
+        B32 = B.float()  # fixed point moves by as little; the certificates stay exact, float64). M and P are
+        K = _gram_rows(B32)  # applied by two triangular solves each, as fast as the product with the inverse (at
+        e32 = torch.eye(m, dtype=K.dtype, device=dev)  # m = 10000, 64 rows: 89 against 90 ms), without forming it
         L = torch.linalg.cholesky(K + rho * e32)
-        P_ = torch.cholesky_inverse(torch.linalg.cholesky(K + 1e-6 * float(K.diagonal().mean()) * e32))
-        return None, None, torch.cholesky_inverse(L), P_, (torch.cholesky_solve(Y.T.to(K.dtype), L).T @ B32).double()
+        Lp = torch.linalg.cholesky(K + 1e-6 * float(K.diagonal().mean()) * e32)
+        return (None, None, _CholeskyInverse(L), _CholeskyInverse(Lp),
+                (torch.cholesky_solve(Y.T.to(K.dtype), L).T @ B32).double())
 
     W, X, M, P, wy = float32_setup() if setup32 else exact_setup()
     z, u = torch.zeros(nb, n, dtype=f64, device=dev), torch.zeros(nb, n, dtype=f64, device=dev)
@@ -1262,12 +1276,13 @@ def _lasso_admm(y, physics, basis, alpha, tol, max_iter, rho, relax, clip, progr
     newton_every = (math.ceil(ADMM_NEWTON_WORK * m * m / n / ADMM_CHECK) if ADMM_NEWTON and alpha > ADMM_MAX_ALPHA
                     else 0)
     it, key, saved, low = 0, None, None, ADMM_F32
-    next_check, last_it, next_newton = ADMM_FIRST_CHECK, 0, newton_every * ADMM_CHECK
+    first_check = ADMM_FIRST_CHECK_SHORT if setup32 else ADMM_FIRST_CHECK  # (large m, larger alpha: tens of iterations)
+    next_check, last_it, next_newton = first_check, 0, newton_every * ADMM_CHECK
     last_gap = torch.full((nb,), math.inf, dtype=f64, device=dev)  # each image's gap at the last certificate
     if state is not None:
         key = {"solver": "lasso-admm-3", "basis": getattr(basis, "name", type(basis).__name__), "alpha": alpha,
                "tol": tol, "max_iter": max_iter, "rho": rho, "relax": relax, "check": ADMM_CHECK,
-               "first_check": ADMM_FIRST_CHECK, "check_min": ADMM_CHECK_MIN,
+               "first_check": first_check, "check_min": ADMM_CHECK_MIN,
                "spacing": ADMM_SPACING, "f32": ADMM_F32, "stall": ADMM_STALL, "newton": newton_every,
                "newton_gap": ADMM_NEWTON_GAP, "physics": type(physics).__name__, "m": m, "y": fingerprint(y),
                **({"setup32": True} if setup32 else {})}
@@ -1291,8 +1306,8 @@ def _lasso_admm(y, physics, basis, alpha, tol, max_iter, rho, relax, clip, progr
             Xc = cast(X)
             chain = (Xc.T, Xc)
         elif M is not None:
-            chain = (cast(Bt), cast(M), cast(B))
-        return {"Bt": cast(Bt), "P": cast(P), "wyr": cast(relax * wy), "W": cast(W) if W is not None else None,
+            chain = (cast(Bt), M if isinstance(M, _CholeskyInverse) else cast(M), cast(B))
+        return {"Bt": cast(Bt), "P": P if isinstance(P, _CholeskyInverse) else cast(P), "wyr": cast(relax * wy), "W": cast(W) if W is not None else None,
                 "chain": chain}
 
     ops = working(low)
@@ -1314,12 +1329,13 @@ def _lasso_admm(y, physics, basis, alpha, tol, max_iter, rho, relax, clip, progr
         else:  # v = z + (1 - relax) u + relax w_y - relax X^T X q
             c = q
             for t in ops["chain"][:-1]:
-                c = c @ t
+                c = t.rmul(c) if isinstance(t, _CholeskyInverse) else c @ t
             v = torch.add(za, ua, alpha=1 - relax).add_(wyr).addmm_(c, ops["chain"][-1], alpha=-relax)
         za, ua = _soft_split(v, thr)
         it += 1
         if it % ADMM_SPACING == 0:  # B theta = rho u in the least-squares sense
-            history.append((((rho * ua) @ ops["Bt"]) @ ops["P"]).double())
+            th = (rho * ua) @ ops["Bt"]
+            history.append((ops["P"].rmul(th) if isinstance(ops["P"], _CholeskyInverse) else th @ ops["P"]).double())
             del history[:-(EXTRAPOLATION + 1)]
         if it < next_check and it < max_iter:
             continue
@@ -1364,7 +1380,7 @@ def _lasso_admm(y, physics, basis, alpha, tol, max_iter, rho, relax, clip, progr
                 ops = working(low)
                 za, ua, wyr = za.double(), ua.double(), ops["wyr"][rows]
             # the next certificate: where the running images' median is predicted to reach tol
-            step = ADMM_FIRST_CHECK
+            step = first_check
             if last_it:
                 g_now = gap[rows].clamp_min(1e-300).log()
                 rate = (g_now - last_gap[rows].log()) / (it - last_it)  # per iteration

@@ -162,10 +162,10 @@ def test_auto_takes_the_homotopy_up_to_its_m_and_admm_or_fista_above(monkeypatch
     # near basis pursuit (the wavelet's alpha 1e-5): the exact path up to HOMOTOPY_MAX_M, ADMM above
     assert Lasso("wavelet").solver_for(small) == "homotopy" and Lasso("wavelet").solver_for(mid) == "homotopy"
     assert Lasso("wavelet").solver_for(big) == "admm" and Lasso("wavelet").solver_for(huge) == "admm"
-    # larger alpha (the DCT's 0.1): the path below ADMM_MIN_M, ADMM while its w-step is by Woodbury, FISTA above
+    # larger alpha (the DCT's 0.1): the path below ADMM_MIN_M, ADMM from it (by Woodbury also where m is large)
     assert Lasso("dct").solver_for(small) == "homotopy"
     assert Lasso("dct").solver_for(mid) == "admm" and Lasso("dct").solver_for(big) == "admm"
-    assert Lasso("dct").solver_for(huge) == "fista"
+    assert Lasso("dct").solver_for(huge) == "admm"
     assert Lasso("wavelet", alpha=2 * lasso_module.ADMM_MAX_ALPHA).solver_for(big) == "admm"
     # no alpha given (Sparse-Gen's per-image weights): the path up to HOMOTOPY_MAX_M, FISTA above
     assert lasso_module.choose_solver("auto", mid) == "homotopy" and lasso_module.choose_solver("auto", big) == "fista"
