@@ -72,8 +72,20 @@ def _use_kernels(*tensors: torch.Tensor) -> bool:
     return (FUSED and _nb is not None and all(t.device.type == "cpu" and t.is_contiguous() for t in tensors))
 
 
-def _threads():
-    _nb.set_num_threads(max(1, min(torch.get_num_threads(), _nb.config.NUMBA_NUM_THREADS)))
+class _threads:
+    """Run a kernel with torch's thread count, and leave torch's thread count as it was: numba's OpenMP
+    layer shares torch's OpenMP runtime and sets its thread count when it starts (a sweep worker of 1
+    thread went on with 2 after its first homotopy step). Its own pool ("workqueue") leaves it alone
+    but was slower here (its threads and torch's spinning OpenMP ones share 2 cores: 1.6 to 2.9 s
+    against 1.36 to 1.52 s for 64 faces at m = 100)."""
+
+    def __enter__(self):
+        self.n = torch.get_num_threads()
+        _nb.set_num_threads(max(1, min(self.n, _nb.config.NUMBA_NUM_THREADS)))
+
+    def __exit__(self, *exc):
+        if torch.get_num_threads() != self.n:
+            torch.set_num_threads(self.n)
 
 
 def entering(c: torch.Tensor, a: torch.Tensor, active: torch.Tensor, lamb: torch.Tensor, last: torch.Tensor):
@@ -88,8 +100,8 @@ def entering(c: torch.Tensor, a: torch.Tensor, active: torch.Tensor, lamb: torch
     if _use_kernels(c, a, active, lamb, last):
         g = torch.empty(c.shape[0], dtype=torch.float64)
         j = torch.zeros(c.shape[0], dtype=torch.int64)
-        _threads()
-        _entering_kernel(c.numpy(), a.numpy(), active.numpy(), lamb.numpy(), last.numpy(), g.numpy(), j.numpy())
+        with _threads():
+            _entering_kernel(c.numpy(), a.numpy(), active.numpy(), lamb.numpy(), last.numpy(), g.numpy(), j.numpy())
         return g, j
     a = a.to(torch.float64)
     inf = float("inf")
@@ -104,7 +116,7 @@ def entering(c: torch.Tensor, a: torch.Tensor, active: torch.Tensor, lamb: torch
 def step_correlations(c: torch.Tensor, a: torch.Tensor, gam: torch.Tensor) -> None:
     """In place, c -= gam[:, None] * a (a in float32 or float64, computed in float64)."""
     if _use_kernels(c, a, gam):
-        _threads()
-        _axpy_kernel(c.numpy(), a.numpy(), gam.numpy())
+        with _threads():
+            _axpy_kernel(c.numpy(), a.numpy(), gam.numpy())
     else:
         c.sub_(gam[:, None] * a.to(torch.float64))

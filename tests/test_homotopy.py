@@ -356,3 +356,18 @@ def test_entering_kernel_takes_the_first_smallest_step_and_skips_what_it_must(mo
         if last[r] >= 0:
             allowed[last[r]] = False
         assert allowed[got[1][r]]
+
+
+def test_fused_kernels_leave_torchs_thread_count_as_it_was():
+    """numba's OpenMP layer shares torch's OpenMP runtime: a homotopy run in a process of 1 thread (a
+    sweep worker's) must leave torch at 1 thread, and the kernels ran with as many."""
+    import numba
+
+    x, p, y = lasso_problem(120, seed=8, n_images=3)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        lasso_homotopy(y, p, "dct")
+        assert torch.get_num_threads() == 1 and numba.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
