@@ -644,7 +644,8 @@ def choose_solver(solver: str, physics: Physics, alpha: float | None = None) -> 
     - alpha <= ``ADMM_MAX_ALPHA`` (near basis pursuit, the wavelet's): the exact homotopy up to
       m = ``HOMOTOPY_MAX_M``, ADMM above;
     - alpha above it (the DCT's): ADMM from m = ``ADMM_MIN_M`` (its w-step by Woodbury at every m,
-      with float32 factorisations from ``ADMM_SETUP_F32_M``), the homotopy below;
+      with float32 factorisations from ``ADMM_SETUP_F32_M``) up to m = n (FISTA from there: A A^T is
+      singular), the homotopy below;
     - alpha not given: the homotopy up to ``HOMOTOPY_MAX_M``, FISTA above.
 
     Any other operator: FISTA."""
@@ -654,8 +655,8 @@ def choose_solver(solver: str, physics: Physics, alpha: float | None = None) -> 
     if not homotopy_applies(physics, max_m=math.inf):
         return "fista"
     m = physics.m
-    if alpha is not None and alpha > ADMM_MAX_ALPHA and m >= ADMM_MIN_M:
-        return "admm"
+    if alpha is not None and alpha > ADMM_MAX_ALPHA and m >= ADMM_MIN_M:  # (from m = n A A^T is singular: Woodbury's
+        return "admm" if m < math.prod(physics.img_shape) else "fista"    # m x m factors do not serve, FISTA)
     if m <= HOMOTOPY_MAX_M:
         return "homotopy"
     return "admm" if alpha is not None and alpha <= ADMM_MAX_ALPHA else "fista"
@@ -1230,11 +1231,11 @@ def _lasso_admm(y, physics, basis, alpha, tol, max_iter, rho, relax, clip, progr
     # the w-step's B^T (B B^T + rho I)^-1 B = X^T X with X = L^-1 B: as the n x n W = I - X^T X, or per iteration as
     # a chain of products, (X^T, X) or (B^T, (B B^T + rho I)^-1, B) (``working``)
     W = X = M = None
-    gram = admm_gram_form(m, n) and alpha <= ADMM_X_MAX_ALPHA
+    gram = admm_gram_form(m, n) and (alpha <= ADMM_X_MAX_ALPHA or m >= n)  # (m >= n: A A^T singular)
     # above ADMM_X_MAX_ALPHA (tens of iterations at large m) the m x m factorisations cost more than the iterations
     # from m = ADMM_SETUP_F32_M: they are made in float32 for the float32 iterations, and in float64 only if
     # the run goes on in float64
-    setup32 = ADMM_F32 and not gram and alpha > ADMM_X_MAX_ALPHA and m >= ADMM_SETUP_F32_M
+    setup32 = ADMM_F32 and not gram and alpha > ADMM_X_MAX_ALPHA and ADMM_SETUP_F32_M <= m < n
 
     def exact_setup():  # M (or X, W), P = (B B^T)^-1 for the dual points, w_y; float64
         K = B @ Bt  # B B^T = A A^T

@@ -166,6 +166,7 @@ def test_auto_takes_the_homotopy_up_to_its_m_and_admm_or_fista_above(monkeypatch
     assert Lasso("dct").solver_for(small) == "homotopy"
     assert Lasso("dct").solver_for(mid) == "admm" and Lasso("dct").solver_for(big) == "admm"
     assert Lasso("dct").solver_for(huge) == "admm"
+    assert Lasso("dct").solver_for(GaussianCS(768, SHAPE, noise_std=0.0, seed=0)) == "fista"  # m = n = 768
     assert Lasso("wavelet", alpha=2 * lasso_module.ADMM_MAX_ALPHA).solver_for(big) == "admm"
     # no alpha given (Sparse-Gen's per-image weights): the path up to HOMOTOPY_MAX_M, FISTA above
     assert lasso_module.choose_solver("auto", mid) == "homotopy" and lasso_module.choose_solver("auto", big) == "fista"
