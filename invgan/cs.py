@@ -54,8 +54,8 @@ class CSConfig:
     z_clip: float | None = None
     lasso_tol: float = 1e-5
     lasso_solver: str = "auto"       # "auto" for a Gaussian A: near basis pursuit (alpha <= 1e-3, the wavelet's) the
-    # exact homotopy up to m = 1000, ADMM above; else (the DCT's) the homotopy below m = 500, ADMM to m = 5936, FISTA
-    # above (invgan.lasso.choose_solver)
+    # exact homotopy up to m = 1000, ADMM above; else (the DCT's) the homotopy below m = 500, ADMM above (from m = 5937
+    # for batches of 16 images or more), FISTA at m = n (invgan.lasso.choose_solver)
     budget: str = "auto"             # CSGM work: "auto" (the paper's below m = 500, L-BFGS per method and operator from there:
     # invgan.csgm.AUTO_FROM_M, AUTO_SETTINGS), "paper" (the
     # paper's fixed Adam budget), "fast" (restart pruning) or "lbfgs"

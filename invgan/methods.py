@@ -361,11 +361,12 @@ class Lasso(Method):
         _check_inputs(y[:1], physics, self.basis, self.alpha, self.tol)
         check_solver(self.solver, physics)
 
-    def solver_for(self, physics) -> str:
-        """The solver this method runs on ``physics``: "homotopy", "admm" or "fista"."""
+    def solver_for(self, physics, batch: int | None = None) -> str:
+        """The solver this method runs on ``physics`` (for ``batch`` images at once, where it matters):
+        "homotopy", "admm" or "fista"."""
         from invgan.lasso import choose_solver
 
-        return choose_solver(self.solver, physics, self.alpha)
+        return choose_solver(self.solver, physics, self.alpha, batch)
 
     def reconstruct(self, y, physics, state=None, progress=False):
         from invgan.lasso import lasso_solve

@@ -73,8 +73,8 @@ def main(argv=None):
             t_ours = (time.time() - t) / args.batch
             objs = {"invgan": ours.objective[:args.images].double().numpy()}
             secs = {"invgan": t_ours}
-            results = {"invgan": (ours, method.solver_for(p))}
-            if method.solver_for(p) != "fista":
+            results = {"invgan": (ours, method.solver_for(p, batch=args.batch))}
+            if method.solver_for(p, batch=args.batch) != "fista":
                 t = time.time()
                 fista = lasso_fista(y[:args.batch], p, basis_name, tol=1e-4)
                 secs["invgan-fista"] = (time.time() - t) / args.batch

@@ -165,7 +165,10 @@ def test_auto_takes_the_homotopy_up_to_its_m_and_admm_or_fista_above(monkeypatch
     # larger alpha (the DCT's 0.1): the path below ADMM_MIN_M, ADMM from it (by Woodbury also where m is large)
     assert Lasso("dct").solver_for(small) == "homotopy"
     assert Lasso("dct").solver_for(mid) == "admm" and Lasso("dct").solver_for(big) == "admm"
-    assert Lasso("dct").solver_for(huge) == "admm"
+    assert Lasso("dct").solver_for(huge) == "admm" and Lasso("dct").solver_for(huge, batch=64) == "admm"
+    # ... but there its setup pays off only over a batch
+    assert Lasso("dct").solver_for(huge, batch=lasso_module.ADMM_WIDE_MIN_BATCH - 1) == "fista"
+    assert Lasso("dct").solver_for(mid, batch=1) == "admm"  # (m small against n: ADMM for any batch)
     assert Lasso("dct").solver_for(GaussianCS(768, SHAPE, noise_std=0.0, seed=0)) == "fista"  # m = n = 768
     assert Lasso("wavelet", alpha=2 * lasso_module.ADMM_MAX_ALPHA).solver_for(big) == "admm"
     # no alpha given (Sparse-Gen's per-image weights): the path up to HOMOTOPY_MAX_M, FISTA above
