@@ -22,6 +22,18 @@ except ImportError:  # pragma: no cover - exercised only where numba cannot be i
 FUSED = True  # use the numba kernels where they apply
 
 if _nb is not None:
+    @_nb.njit(inline="always")
+    def _candidate(x, y, j, skip, best, bj):  # pragma: no cover - compiled
+        # the quotient x / y (y > 0), formed only where x <= best * y holds up to a relative 1e-12: every
+        # quotient below best passes (rounding moves the product by far less), so the minimum and its first
+        # index are exact
+        t = best * y
+        if x <= t + abs(t) * 1e-12:
+            g = x / y
+            if g < best and j != skip:
+                return g, j
+        return best, bj
+
     @_nb.njit(parallel=True, cache=True)
     def _entering_kernel(c, a, active, lamb, last, g_out, j_out):  # pragma: no cover - compiled
         b, n = c.shape
@@ -35,27 +47,10 @@ if _nb is not None:
                     continue
                 aj = _np.float64(a[i, j])
                 cj = c[i, j]
-                # (lb - c) / (1 - a) where a < 1 and (lb + c) / (1 + a) where a > -1. A quotient is formed
-                # only where x <= best * y holds up to a relative 1e-12: every quotient below best passes
-                # (rounding moves the product by far less), so the minimum and its first index are exact
-                if aj < 1.0:
-                    y = 1.0 - aj
-                    x = lb - cj
-                    t = best * y
-                    if x <= t + abs(t) * 1e-12:
-                        g = x / y
-                        if g < best and j != skip:
-                            best = g
-                            bj = j
-                if aj > -1.0:
-                    y = 1.0 + aj
-                    x = lb + cj
-                    t = best * y
-                    if x <= t + abs(t) * 1e-12:
-                        g = x / y
-                        if g < best and j != skip:
-                            best = g
-                            bj = j
+                if aj < 1.0:  # (lb - c) / (1 - a)
+                    best, bj = _candidate(lb - cj, 1.0 - aj, j, skip, best, bj)
+                if aj > -1.0:  # (lb + c) / (1 + a)
+                    best, bj = _candidate(lb + cj, 1.0 + aj, j, skip, best, bj)
             g_out[i] = best
             j_out[i] = bj
 
