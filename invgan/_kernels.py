@@ -84,7 +84,7 @@ class _threads:
 
 
 def entering(c: torch.Tensor, a: torch.Tensor, active: torch.Tensor, lamb: torch.Tensor, last: torch.Tensor):
-    """Per row, the smallest step g >= ... at which an inactive coefficient reaches |c_j - g a_j| = lamb - g.
+    """Per row, the smallest step g along the path at which an inactive coefficient reaches |c_j - g a_j| = lamb - g.
 
     ``c`` (b, n) float64 correlations, ``a`` (b, n) float32 or float64 (B^T B_J d_J), ``active``
     (b, n) bool (the support), ``lamb`` (b,) float64, ``last`` (b,) int64 (a coefficient that just

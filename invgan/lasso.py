@@ -1123,12 +1123,13 @@ ADMM_STALL = 10  # this x ADMM_CHECK iterations in which the running images' lar
 
 
 class _CholeskyInverse:
-    """(L L^T)^-1 applied from the right to rows, c (L L^T)^-1 = c L^-T L^-1, by two triangular solves."""
+    """(L L^T)^-1 applied from the right to rows, ``c @ this`` = c L^-T L^-1, by two triangular solves
+    (it stands where the formed inverse would in a product)."""
 
     def __init__(self, L: torch.Tensor):
         self.L, self.U = L, L.T
 
-    def rmul(self, c: torch.Tensor) -> torch.Tensor:
+    def __rmatmul__(self, c: torch.Tensor) -> torch.Tensor:
         t = torch.linalg.solve_triangular(self.U, c, upper=True, left=False)  # t L^T = c
         return torch.linalg.solve_triangular(self.L, t, upper=False, left=False)  # s L = t
 
@@ -1310,14 +1311,15 @@ def _lasso_admm(y, physics, basis, alpha, tol, max_iter, rho, relax, clip, progr
             setup32 = False
 
     def working(low):  # the iterations' operands: float32 copies, or the float64 ones
-        cast = (lambda t: t.float()) if low else (lambda t: t)
+        cast = (lambda t: t.float() if torch.is_tensor(t) else t) if low else (lambda t: t)  # (a _CholeskyInverse
+        # is float32 already)
         chain = None  # the Woodbury w-step's products: X^T X q = (q X^T) X, or ((q B^T) M) B
         if X is not None:
             Xc = cast(X)
             chain = (Xc.T, Xc)
         elif M is not None:
-            chain = (cast(Bt), M if isinstance(M, _CholeskyInverse) else cast(M), cast(B))
-        return {"Bt": cast(Bt), "P": P if isinstance(P, _CholeskyInverse) else cast(P), "wyr": cast(relax * wy), "W": cast(W) if W is not None else None,
+            chain = (cast(Bt), cast(M), cast(B))
+        return {"Bt": cast(Bt), "P": cast(P), "wyr": cast(relax * wy), "W": cast(W) if W is not None else None,
                 "chain": chain}
 
     ops = working(low)
@@ -1339,13 +1341,12 @@ def _lasso_admm(y, physics, basis, alpha, tol, max_iter, rho, relax, clip, progr
         else:  # v = z + (1 - relax) u + relax w_y - relax X^T X q
             c = q
             for t in ops["chain"][:-1]:
-                c = t.rmul(c) if isinstance(t, _CholeskyInverse) else c @ t
+                c = c @ t
             v = torch.add(za, ua, alpha=1 - relax).add_(wyr).addmm_(c, ops["chain"][-1], alpha=-relax)
         za, ua = _soft_split(v, thr)
         it += 1
         if it % ADMM_SPACING == 0:  # B theta = rho u in the least-squares sense
-            th = (rho * ua) @ ops["Bt"]
-            history.append((ops["P"].rmul(th) if isinstance(ops["P"], _CholeskyInverse) else th @ ops["P"]).double())
+            history.append((((rho * ua) @ ops["Bt"]) @ ops["P"]).double())
             del history[:-(EXTRAPOLATION + 1)]
         if it < next_check and it < max_iter:
             continue

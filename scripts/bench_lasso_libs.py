@@ -69,12 +69,13 @@ def main(argv=None):
             alpha, basis = PAPER_ALPHA[basis_name], make_basis(basis_name, 64)
             method = Lasso(basis_name, tol=1e-4)
             t = time.time()
-            ours = method(y[:args.batch], p).raw
+            rec = method(y[:args.batch], p)
             t_ours = (time.time() - t) / args.batch
+            ours = rec.raw
             objs = {"invgan": ours.objective[:args.images].double().numpy()}
             secs = {"invgan": t_ours}
-            results = {"invgan": (ours, method.solver_for(p, batch=args.batch))}
-            if method.solver_for(p, batch=args.batch) != "fista":
+            results = {"invgan": (ours, rec.details["solver"])}  # the solver that ran
+            if rec.details["solver"] != "fista":
                 t = time.time()
                 fista = lasso_fista(y[:args.batch], p, basis_name, tol=1e-4)
                 secs["invgan-fista"] = (time.time() - t) / args.batch
@@ -101,8 +102,11 @@ def main(argv=None):
                 secs[lib], objs[lib] = run_library(lib, args.tol)
                 tries[lib], lib_tol[lib] = [], args.tol
 
+            def best_objective():  # per image, the best any solver reached in any try so far
+                return np.min(np.stack(list(objs.values()) + [o for t in tries.values() for *_, o in t]), 0)
+
             def excess(name):
-                best = np.min(np.stack(list(objs.values()) + [o for t in tries.values() for *_, o in t]), 0)
+                best = best_objective()
                 return float(np.max((objs[name] - best) / best))
 
             for lib in libs if args.match > 0 else []:  # tighter until within --match of the best
@@ -113,7 +117,7 @@ def main(argv=None):
                     secs[lib], objs[lib] = run_library(lib, tol)
                     tries[lib].append((tol, secs[lib], objs[lib]))
                     lib_tol[lib] = tol
-            best = np.min(np.stack(list(objs.values()) + [o for t in tries.values() for *_, o in t]), 0)
+            best = best_objective()
             for name in objs:
                 row = {"m": m, "basis": basis_name, "solver": name, "seconds_per_image": secs[name],
                        "images": args.batch if name in results else args.images,
