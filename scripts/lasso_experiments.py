@@ -53,6 +53,17 @@ solvers use). Reference: invgan's exact homotopy path.
     python scripts/lasso_experiments.py sparse-product -m 500 --basis dct --images 64 --at 300
         at ADMM's point after k iterations (about 490 nonzeros per row of z): B z as the dense product
         against torch's CSR product (and its to_sparse_csr), in ms; what a one-product iteration needs
+    python scripts/lasso_experiments.py working-set -m 500 --basis dct --images 64
+        celer's scheme, batched: per face a working set (its support and the coefficients nearest to
+        their constraint, doubled from 64), coordinate descent on the set's Gram (numba), the
+        certificate over all n: outer rounds, epochs, support sizes and seconds against lasso_admm
+    python scripts/lasso_experiments.py newton-trigger -m 500 --basis dct --images 64 --maxch -1 0 2
+        ADMM (as admm_map) with support Newton steps (invgan.lasso._newton_rows, --passes) for the
+        faces whose signs changed in at most --maxch coefficients over the last 20 iterations (-1:
+        none): mean and largest iterations to a certified 1e-4, Newton tries and their seconds
+    python scripts/lasso_experiments.py projected-dual -m 500 --basis dct --images 64 --at 300 350 400
+        at ADMM's point after k iterations: the certified gap with the residual's dual point, and with
+        that residual projected onto {theta: B_J^T theta = lam sign(z_J)}, J = supp(z) (one J x J solve)
 
 These are experiments, not library code: they print, they are not tested.
 """
@@ -677,11 +688,167 @@ def cmd_sparse_product(a):
           f"{float((csr @ Btf - z @ Btf).abs().max()):.1e})")
 
 
+def _cd_kernel():
+    import numba as nb
+    import numpy as np
+
+    @nb.njit(parallel=True, cache=True)
+    def cd(G, c, v, q, lam, yy, tol, max_epochs, used, epochs, gaps):  # pragma: no cover - compiled
+        # per row: coordinate descent on 1/2 v'Gv - c'v + lam |v|_1 over its first used[i] slots, q = G v - c kept;
+        # every 5 epochs the subproblem's relative gap (its dual at the scaled residual, from q alone)
+        for i in nb.prange(G.shape[0]):
+            p, ep, gap = used[i], 0, np.inf
+            while ep < max_epochs:
+                for j in range(p):
+                    gjj = G[i, j, j]
+                    if gjj <= 0:
+                        continue
+                    old = v[i, j]
+                    zz, t = old - q[i, j] / gjj, lam / gjj
+                    new = zz - t if zz > t else (zz + t if zz < -t else 0.0)
+                    if new != old:
+                        v[i, j] = new
+                        for k in range(p):
+                            q[i, k] += (new - old) * G[i, j, k]
+                ep += 1
+                if ep % 5 == 0:
+                    cv, vq, l1, ginf = 0.0, 0.0, 0.0, 0.0
+                    for k in range(p):
+                        cv += c[i, k] * v[i, k]
+                        vq += v[i, k] * q[i, k]
+                        l1 += abs(v[i, k])
+                        ginf = max(ginf, abs(q[i, k]))
+                    rr, ry = yy[i] - cv + vq, yy[i] - cv  # ||r||^2 = y'y - 2 c'v + v'Gv, v'Gv = v'q + c'v
+                    primal = 0.5 * rr + lam * l1
+                    s = 1.0 if ginf <= lam else lam / ginf
+                    gap = (primal - (s * ry - 0.5 * s * s * rr)) / primal
+                    if gap <= tol:
+                        break
+            epochs[i], gaps[i] = ep, gap
+    return cd
+
+
+def cmd_working_set(a):
+    from invgan.lasso import lasso_admm
+
+    cd = _cd_kernel()
+    p, y, B, Bt, Y, lam = problem(a.m, a.basis, a.images)
+    b, n = Y.shape[0], B.shape[1]
+    yy = Y.pow(2).sum(1)
+    cd(torch.eye(2, dtype=torch.float64)[None].numpy(), torch.zeros(1, 2, dtype=torch.float64).numpy(),
+       torch.zeros(1, 2, dtype=torch.float64).numpy(), torch.zeros(1, 2, dtype=torch.float64).numpy(), 1.0,
+       torch.ones(1, dtype=torch.float64).numpy(), 1e-4, 5, torch.full((1,), 2).numpy(),
+       torch.zeros(1, dtype=torch.int64).numpy(), torch.zeros(1, dtype=torch.float64).numpy())  # compile
+    t = time.time()
+    w = torch.zeros(b, n, dtype=torch.float64)
+    g = Y @ B  # B^T r at w = 0
+    size, gap = torch.full((b,), 64), torch.full((b,), INF, dtype=torch.float64)
+    for outer in range(1, a.outer + 1):
+        nsupp = (w != 0).sum(1)
+        size = torch.maximum(size, 2 * nsupp).clamp(max=min(n, a.m))
+        score = torch.where(w != 0, torch.full_like(g, -INF), lam - g.abs())  # support first, then nearest
+        idx = torch.topk(-score, int(size.max()), 1).indices
+        BW = Bt[idx]
+        G = BW @ BW.transpose(1, 2)
+        c = (BW @ Y[..., None]).squeeze(-1)
+        v = torch.gather(w, 1, idx).contiguous()
+        q = ((G @ v[..., None]).squeeze(-1) - c).contiguous()
+        ep, sg = torch.zeros(b, dtype=torch.int64), torch.zeros(b, dtype=torch.float64)
+        sub_tol = float((0.3 * gap).clamp(min=a.tol / 10, max=1.0).min()) if outer > 1 else a.tol / 10
+        cd(G.numpy(), c.numpy(), v.numpy(), q.numpy(), lam, yy.numpy(), sub_tol, a.epochs, size.numpy(),
+           ep.numpy(), sg.numpy())
+        w = torch.zeros_like(w).scatter_(1, idx, v)
+        primal, dual = _primal_dual(Y, w, B, Bt, lam)
+        gap = _relative_gap(primal, dual)
+        g = (Y - w @ Bt) @ B
+        print(f"  round {outer}: working set {int(size.max())}, epochs {int(ep.max())}, support mean "
+              f"{float((w != 0).sum(1).double().mean()):.1f}, largest gap {float(gap.max()):.2e}", flush=True)
+        if bool((gap <= a.tol).all()):
+            break
+    t_ws = time.time() - t
+    t = time.time()
+    ref = lasso_admm(y, p, a.basis, tol=a.tol)
+    t_admm = time.time() - t
+    primal_ref = _primal_dual(Y, ref.w.reshape(b, -1).double(), B, Bt, lam)[0]
+    diff = (_primal_dual(Y, w, B, Bt, lam)[0] - primal_ref) / primal_ref
+    print(f"  working sets: {t_ws / b:.3f} s/image, {outer} rounds, certified {int((gap <= a.tol).sum())} of {b}; "
+          f"lasso_admm {t_admm / b:.3f} s/image; objective against it {float(diff.min()):+.1e} to "
+          f"{float(diff.max()):+.1e}")
+
+
+def cmd_newton_trigger(a):
+    p, y, B, Bt, Y, lam = problem(a.m, a.basis, a.images)
+    step, gap, thr = admm_map(B, Bt, Y, lam, admm_rho(PAPER_ALPHA[a.basis], lam), ADMM_RELAX)
+    for maxch in a.maxch:
+        v = torch.zeros(a.images, B.shape[1])
+        done = torch.full((a.images,), -1)
+        best_d = torch.full((a.images,), -INF, dtype=torch.float64)
+        prev = tried_at = None
+        tries, t_newton, t = 0, 0.0, time.time()
+        for it in range(1, a.iters + 1):
+            v = step(v)
+            if it % 20:
+                continue
+            primal, dual = gap(v)
+            best_d = torch.maximum(best_d, dual)
+            done[((primal - best_d) <= 1e-4 * primal) & (done < 0)] = it
+            z = _soft_split(v.clone(), thr)[0]
+            sg = torch.sign(z).to(torch.int8)
+            if maxch >= 0 and prev is not None:
+                new = (sg != tried_at).any(1) if tried_at is not None else torch.ones_like(done, dtype=torch.bool)
+                rows = (((sg != prev).sum(1) <= maxch) & new & (done < 0)).nonzero().squeeze(1)
+                if len(rows):
+                    t0 = time.time()
+                    _, _, p_n, d_n = _newton_rows(z[rows].double(), Bt, Y[rows], lam, passes=a.passes)
+                    t_newton += time.time() - t0
+                    tries += len(rows)
+                    done[rows[_relative_gap(p_n, d_n) <= 1e-4]] = it
+                    tried_at = sg.clone() if tried_at is None else tried_at
+                    tried_at[rows] = sg[rows]
+            prev = sg
+            if bool((done >= 0).all()):
+                break
+        ran = done.float()
+        print(f"  maxch {maxch}: iterations to 1e-4 mean {ran.mean():.0f}, largest {int(ran.max())} (-1: not in "
+              f"{a.iters}); Newton tries {tries}, {t_newton / a.images:.3f} s/image; {time.time() - t:.1f} s in all",
+              flush=True)
+
+
+def cmd_projected_dual(a):
+    p, y, B, Bt, Y, lam = problem(a.m, a.basis, a.images)
+    step, gap, thr = admm_map(B, Bt, Y, lam, admm_rho(PAPER_ALPHA[a.basis], lam), ADMM_RELAX)
+    v = torch.zeros(a.images, B.shape[1])
+    for it in range(1, max(a.at) + 1):
+        v = step(v)
+        if it not in a.at:
+            continue
+        z = _soft_split(v.clone(), thr)[0].double()
+        primal, dual = gap(v)  # the dual at z's residual and at the preimage of rho u (lasso_admm's, less extrapolation)
+        r = Y - z @ Bt
+        t = time.time()
+        act = z != 0
+        idx = torch.argsort(act.to(torch.int8), dim=1, descending=True, stable=True)[:, :int(act.sum(1).max())]
+        am = torch.gather(act, 1, idx)
+        BJ = Bt[idx] * am[..., None]
+        G = BJ @ BJ.transpose(1, 2)
+        G.diagonal(dim1=1, dim2=2).add_((~am).double())
+        rhs = ((BJ @ r[..., None]).squeeze(-1) - lam * torch.sign(torch.gather(z, 1, idx))) * am
+        L, _ = torch.linalg.cholesky_ex(G)
+        th = r - (BJ.transpose(1, 2) @ torch.cholesky_solve(rhs[..., None], L)).squeeze(-1)
+        proj = torch.maximum(dual, _dual_value(th, th @ B, Y, lam))
+        secs = time.time() - t
+        g0, g1 = _relative_gap(primal, dual), _relative_gap(primal, proj)
+        print(f"  after {it} iterations: lasso_admm's dual points certify {int((g0 <= 1e-4).sum())} of {a.images} "
+              f"(median gap {float(g0.median()):.1e}); projected {int((g1 <= 1e-4).sum())} (median "
+              f"{float(g1.median()):.1e}, largest {float(g1.max()):.1e}), {secs / a.images:.3f} s/image", flush=True)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
     for name in ("support", "warm", "admm", "screen", "homotopy", "dual", "pdas", "ssnal", "anderson", "newton",
-                 "rho-oracle", "continuation", "sparse-product", "event-search", "lipschitz"):
+                 "rho-oracle", "continuation", "sparse-product", "event-search", "lipschitz", "working-set",
+                 "newton-trigger", "projected-dual"):
         s = sub.add_parser(name)
         s.add_argument("-m", type=int, default=500)
         s.add_argument("--basis", default="dct")
@@ -715,12 +882,23 @@ def main(argv=None):
             s.add_argument("--iters", type=int, default=3000)
         if name == "newton":
             s.add_argument("--at", type=int, nargs="+", default=[400, 480], help="ADMM iterations before the steps")
+        if name == "working-set":
+            s.add_argument("--tol", type=float, default=1e-4)
+            s.add_argument("--outer", type=int, default=40)
+            s.add_argument("--epochs", type=int, default=10000)
+        if name == "newton-trigger":
+            s.add_argument("--maxch", type=int, nargs="+", default=[-1, 0, 2], help="-1: no Newton steps")
+            s.add_argument("--passes", type=int, default=2)
+            s.add_argument("--iters", type=int, default=3000)
+        if name == "projected-dual":
+            s.add_argument("--at", type=int, nargs="+", default=[300, 350, 400])
     a = ap.parse_args(argv)
     {"support": cmd_support, "warm": cmd_warm, "admm": cmd_admm, "screen": cmd_screen,
      "homotopy": cmd_homotopy, "dual": cmd_dual, "pdas": cmd_pdas, "ssnal": cmd_ssnal, "anderson": cmd_anderson,
      "newton": cmd_newton, "rho-oracle": cmd_rho_oracle, "continuation": cmd_continuation,
      "sparse-product": cmd_sparse_product, "event-search": cmd_event_search,
-     "lipschitz": cmd_lipschitz}[a.cmd](a)
+     "lipschitz": cmd_lipschitz, "working-set": cmd_working_set, "newton-trigger": cmd_newton_trigger,
+     "projected-dual": cmd_projected_dual}[a.cmd](a)
 
 
 if __name__ == "__main__":
