@@ -1118,6 +1118,9 @@ ADMM_FIRST_CHECK_SHORT = 20  # ... and the first two after this many where the f
 # there most images finish in 40 to 160 iterations (m = 10000: all 64 certified at 40, at 1.7e-5 by 60)
 ADMM_SETUP_F32_M = 2500  # from this m, above ADMM_X_MAX_ALPHA, ADMM's m x m factorisations are made in float32 (A A^T,
 # its Cholesky factors and inverses: at m = 10000 about 40 s of float64 against FISTA's whole 64-face run)
+ADMM_SPARSE_MAX_M = 1500  # above ADMM_X_MAX_ALPHA and up to this m, the product B q of the iteration as B z - B u:
+# B z by ``_kernels.SparseProduct`` from z's few nonzeros (about 490 of 12,288 per row at m = 500), B u carried along
+# in m-space (below) and made exactly at every ADMM_SPACING: one dense product per iteration instead of two
 ADMM_STALL = 10  # this x ADMM_CHECK iterations in which the running images' largest certified gap falls by less
 # than 1%: the float32 iterations have reached their rounding floor, and the images left go on in float64
 
@@ -1275,6 +1278,8 @@ def _lasso_admm(y, physics, basis, alpha, tol, max_iter, rho, relax, clip, progr
                 (torch.cholesky_solve(Y.T.to(K.dtype), L).T @ B32).double())
 
     W, X, M, P, wy = float32_setup() if setup32 else exact_setup()
+    sparse_bq = (ADMM_F32 and alpha > ADMM_X_MAX_ALPHA and m <= ADMM_SPARSE_MAX_M and torch.is_tensor(M)
+                 and X is None and W is None)  # B q = B z - B u in the float32 iterations (``working``)
     z, u = torch.zeros(nb, n, dtype=f64, device=dev), torch.zeros(nb, n, dtype=f64, device=dev)
     best_z = torch.zeros_like(z)
     best_p = torch.full((nb,), math.inf, dtype=f64, device=dev)
@@ -1296,7 +1301,7 @@ def _lasso_admm(y, physics, basis, alpha, tol, max_iter, rho, relax, clip, progr
                "first_check": first_check, "check_min": ADMM_CHECK_MIN,
                "spacing": ADMM_SPACING, "f32": ADMM_F32, "stall": ADMM_STALL, "newton": newton_every,
                "newton_gap": ADMM_NEWTON_GAP, "physics": type(physics).__name__, "m": m, "y": fingerprint(y),
-               **({"setup32": True} if setup32 else {})}
+               **({"setup32": True} if setup32 else {}), **({"sparse_bq": True} if sparse_bq else {})}
         saved = state.load(key, dev)
     history = []  # the last dual points theta of the running rows
     floor, floor_it = math.inf, 0  # the lowest largest gap so far, and the iteration it was reached at
@@ -1319,14 +1324,22 @@ def _lasso_admm(y, physics, basis, alpha, tol, max_iter, rho, relax, clip, progr
             chain = (Xc.T, Xc)
         elif M is not None:
             chain = (cast(Bt), cast(M), cast(B))
+        # above ADMM_X_MAX_ALPHA at small m (z mostly zero), the float32 iterations' B q = B z - B u: B z from z's
+        # nonzeros, B u carried along in m-space (``sparse_bq``)
+        sp = _kernels.SparseProduct(cast(Bt)) if low and sparse_bq else None
         return {"Bt": cast(Bt), "P": cast(P), "wyr": cast(relax * wy), "W": cast(W) if W is not None else None,
-                "chain": chain}
+                "chain": chain, "sp": sp, "rwb": cast(relax * (wy @ Bt)) if sp is not None else None}
 
     ops = working(low)
     gap = _relative_gap(best_p, best_d)
     rows = (gap > tol).nonzero().squeeze(1) if it else torch.arange(nb, device=dev)
     # the running rows' z, u and relax w_y
     za, ua, wyr = z[rows].to(ops["Bt"].dtype), u[rows].to(ops["Bt"].dtype), ops["wyr"][rows]
+    sp = ops["sp"]
+    if sp is not None:  # Bz = B z and Bu = B u of the running rows (rows x m), rwb = relax B w_y
+        Bz, Bu, rwb = sp.product(za), ua @ ops["Bt"], ops["rwb"][rows]
+        if saved and "Bu" in saved:  # as the run that saved had them (B u carried along since its last exact one)
+            Bz, Bu = saved["Bz"].to(Bz.dtype), saved["Bu"].to(Bu.dtype)
     bar = tqdm(total=max_iter, initial=it, desc=f"lasso-{getattr(basis, 'name', 'basis')} admm", unit="it",
                disable=not progress, leave=False)
     thr = lam / rho
@@ -1335,18 +1348,34 @@ def _lasso_admm(y, physics, basis, alpha, tol, max_iter, rho, relax, clip, progr
         # wr = relax w + (1 - relax) z; then v = wr + u, z = soft(v, lam / rho) and u + wr - z = v - z (_soft_split).
         # Written as one product whose output is v itself (addmm) and three elementwise passes: the elementwise work
         # of the plain form (about ten passes over (b, n)) cost more than its products at m = 500
-        q = za - ua
-        if W is not None:  # w = w_y + q W
-            v = torch.add(ua, za, alpha=1 - relax).add_(wyr).addmm_(q, ops["W"], alpha=relax)
-        else:  # v = z + (1 - relax) u + relax w_y - relax X^T X q
-            c = q
-            for t in ops["chain"][:-1]:
-                c = c @ t
-            v = torch.add(za, ua, alpha=1 - relax).add_(wyr).addmm_(c, ops["chain"][-1], alpha=-relax)
-        za, ua = _soft_split(v, thr)
+        if sp is not None:
+            # B q = B z - B u with B z from z's nonzeros; then B u for the next iteration without a product over
+            # n: B v = B z + (1 - relax) B u + relax B w_y - relax B B^T M B q, and B B^T M = I - rho M (M =
+            # (B B^T + rho I)^-1), so B u' = B v - B z' = (1 - relax) B z + B u + relax B w_y + relax rho c - B z'
+            # with c = M B q (an error in B u shrinks by I - relax rho M per iteration, and B u is made exactly
+            # from u at every ADMM_SPACING)
+            c = (Bz - Bu) @ ops["chain"][1]
+            v = torch.add(za, ua, alpha=1 - relax).add_(wyr).addmm_(c, ops["chain"][2], alpha=-relax)
+            za, ua, Bz_new = sp.split(v, thr)
+            Bu.add_(Bz, alpha=1 - relax).add_(rwb).add_(c, alpha=relax * rho).sub_(Bz_new)
+            Bz = Bz_new
+        else:
+            q = za - ua
+            if W is not None:  # w = w_y + q W
+                v = torch.add(ua, za, alpha=1 - relax).add_(wyr).addmm_(q, ops["W"], alpha=relax)
+            else:  # v = z + (1 - relax) u + relax w_y - relax X^T X q
+                c = q
+                for t in ops["chain"][:-1]:
+                    c = c @ t
+                v = torch.add(za, ua, alpha=1 - relax).add_(wyr).addmm_(c, ops["chain"][-1], alpha=-relax)
+            za, ua = _soft_split(v, thr)
         it += 1
         if it % ADMM_SPACING == 0:  # B theta = rho u in the least-squares sense
-            history.append((((rho * ua) @ ops["Bt"]) @ ops["P"]).double())
+            if sp is not None:
+                Bu = ua @ ops["Bt"]  # B u made exactly
+                history.append(((rho * Bu) @ ops["P"]).double())
+            else:
+                history.append((((rho * ua) @ ops["Bt"]) @ ops["P"]).double())
             del history[:-(EXTRAPOLATION + 1)]
         if it < next_check and it < max_iter:
             continue
@@ -1378,6 +1407,8 @@ def _lasso_admm(y, physics, basis, alpha, tol, max_iter, rho, relax, clip, progr
         keep = (gap[rows] > tol).nonzero().squeeze(1)
         if len(keep) < len(rows):
             rows, za, ua, wyr = rows[keep], za[keep], ua[keep], wyr[keep]
+            if sp is not None:
+                Bz, Bu, rwb = Bz[keep], Bu[keep], rwb[keep]
             history = [h[keep] for h in history]
         if len(rows):
             top = float(gap[rows].max())
@@ -1389,7 +1420,7 @@ def _lasso_admm(y, physics, basis, alpha, tol, max_iter, rho, relax, clip, progr
                     W, X, M, P, wy = exact_setup()
                     setup32 = False
                 ops = working(low)
-                za, ua, wyr = za.double(), ua.double(), ops["wyr"][rows]
+                za, ua, wyr, sp = za.double(), ua.double(), ops["wyr"][rows], None  # (the dense products)
             # the next certificate: where the running images' median is predicted to reach tol
             step = first_check
             if last_it:
@@ -1408,7 +1439,8 @@ def _lasso_admm(y, physics, basis, alpha, tol, max_iter, rho, relax, clip, progr
                              "floor": torch.tensor(floor, dtype=f64), "floor_it": torch.tensor(floor_it),
                              "next_check": torch.tensor(next_check), "last_it": torch.tensor(last_it),
                              "next_newton": torch.tensor(next_newton),
-                             "history": torch.stack(history) if history else z.new_zeros(0, len(rows), m)})
+                             "history": torch.stack(history) if history else z.new_zeros(0, len(rows), m),
+                             **({"Bz": Bz, "Bu": Bu} if sp is not None else {})})
     bar.close()
     gap = _relative_gap(best_p, best_d).to(y.dtype)
     w = best_z.to(y.dtype).reshape(nb, *img_shape)

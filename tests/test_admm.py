@@ -5,6 +5,7 @@ import pytest
 import torch
 
 import invgan.lasso as lasso_module
+from invgan import _kernels
 from invgan.errors import InvganError
 from invgan.lasso import lasso_admm, lasso_fista, lasso_homotopy
 from invgan.methods import Lasso
@@ -138,14 +139,19 @@ def test_admm_gram_form_runs_the_same_iterations_as_woodbury(monkeypatch, f32):
 
 
 def _soft_dtypes(monkeypatch):
-    """Record the dtype of every z-step (ADMM's soft-thresholding) from now on."""
-    seen, real = [], lasso_module._soft_split
+    """Record the dtype of every z-step (ADMM's soft-thresholding, with or without B z) from now on."""
+    seen, real, real_sparse = [], lasso_module._soft_split, _kernels.SparseProduct.split
 
     def spy(v, thr):
         seen.append(v.dtype)
         return real(v, thr)
 
+    def spy_sparse(self, v, thr):
+        seen.append(v.dtype)
+        return real_sparse(self, v, thr)
+
     monkeypatch.setattr(lasso_module, "_soft_split", spy)
+    monkeypatch.setattr(_kernels.SparseProduct, "split", spy_sparse)
     return seen
 
 
@@ -290,3 +296,63 @@ def test_admm_float32_factorisations_certify_like_float64_ones_and_gram_rows_is_
     assert lo.gap.max() <= 1e-5 and hi.gap.max() <= 1e-5
     assert (lo.image_iterations <= hi.image_iterations + lasso_module.ADMM_CHECK).all()
     assert (lo.objective.double() <= hi.objective.double() * (1 + 1e-5)).all()
+
+
+def test_admm_b_z_from_the_nonzeros_runs_the_same_iterations_and_resumes_exactly(monkeypatch, tmp_path):
+    """ADMM_SPARSE_MAX_M: above ADMM_X_MAX_ALPHA the float32 iterations form B q = B z - B u with B z from
+    z's few nonzeros (``_kernels.SparseProduct``) and B u carried along in m-space (made exactly every
+    ADMM_SPACING). Counts: the kernel runs, and against the two dense products every image stops within
+    one check of the same iteration (float32 rounding), certified, at an objective within the tolerance;
+    a killed run resumes to the same bits."""
+    calls = []
+    real = _kernels._collect_product_kernel
+
+    def counting(*a):
+        calls.append(1)
+        return real(*a)
+
+    monkeypatch.setattr(_kernels, "_collect_product_kernel", counting)
+    monkeypatch.setattr(_kernels.SparseProduct, "DENSE_FROM", 1.0)  # the lists' product at any density
+    x, p, y = lasso_problem(60, seed=4, n_images=4)
+    runs = {}
+    for sparse in (False, True):
+        monkeypatch.setattr(lasso_module, "ADMM_SPARSE_MAX_M", 1500 if sparse else 0)
+        calls.clear()
+        runs[sparse] = lasso_admm(y, p, "dct", alpha=0.1, tol=1e-5, max_iter=20000)
+        assert (len(calls) > 0) == sparse
+    s, d = runs[True], runs[False]
+    assert s.gap.max() <= 1e-5 and d.gap.max() <= 1e-5
+    assert int(s.image_iterations.max()) > 4 * lasso_module.ADMM_SPACING  # a run to kill below
+    assert ((s.image_iterations - d.image_iterations).abs() <= lasso_module.ADMM_CHECK).all(), \
+        (s.image_iterations, d.image_iterations)
+    assert ((s.objective.double() - d.objective.double()).abs() / d.objective.double()).max() < 1e-5
+    real_save = die_at_save(monkeypatch, 2)
+    with pytest.raises(KeyboardInterrupt):
+        lasso_admm(y, p, "dct", alpha=0.1, tol=1e-5, max_iter=20000, state=SolveState(tmp_path / "s.pt", every=0))
+    monkeypatch.setattr(SolveState, "save", real_save)
+    res = lasso_admm(y, p, "dct", alpha=0.1, tol=1e-5, max_iter=20000, state=SolveState(tmp_path / "s.pt", every=0))
+    assert torch.equal(res.w, s.w) and torch.equal(res.image_iterations, s.image_iterations)
+    assert torch.equal(res.gap, s.gap)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_sparse_product_split_is_the_soft_split_and_its_product_is_z_b_transposed(monkeypatch, dtype):
+    """``_kernels.SparseProduct.split``: z and u bit for bit as ``_soft_split``, and z B^T as the dense
+    product up to summation order, by the kernels (an odd m: padded column blocks), by the dense
+    fallback past DENSE_FROM, and by the torch forms (FUSED off); ``product`` is split's product."""
+    g = torch.Generator().manual_seed(0)
+    Bt = torch.randn(500, 37, generator=g, dtype=dtype)
+    v = torch.randn(9, 500, generator=g, dtype=dtype) * 2
+    tol = dict(rtol=1e-5, atol=1e-4) if dtype == torch.float32 else dict(rtol=1e-12, atol=1e-11)
+    for fused, dense_from in ((True, 1.0), (True, -1.0), (False, 1.0)):
+        monkeypatch.setattr(_kernels, "FUSED", fused)
+        monkeypatch.setattr(_kernels.SparseProduct, "DENSE_FROM", dense_from)
+        sp = _kernels.SparseProduct(Bt)
+        assert (sp.bth is not None) == fused
+        for thr in (1.5, 0.0):
+            z, u, P = sp.split(v.clone(), thr)
+            z0, u0 = lasso_module._soft_split(v.clone(), thr)
+            assert torch.equal(z, z0) and torch.equal(u, u0)
+            assert 0 < int((z != 0).sum()) < z.numel() or thr == 0.0
+            torch.testing.assert_close(P, z0 @ Bt, **tol)
+        assert torch.equal(sp.product(z0), sp.split(z0.clone(), 0.0)[2])
