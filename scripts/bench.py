@@ -3,7 +3,7 @@
     python scripts/bench.py --out docs/bench.json                       # CPU, about 10 minutes
     python scripts/bench.py --device cuda --out docs/bench_gpu.json     # on a GPU machine
     python scripts/bench.py --sweep runs/sweeps/cs_paper ...            # add a sweep's wall time
-    python scripts/bench.py --skip train,csgm,lasso,budget,inpaint,main --update --sweep runs/sweeps/cs_paper
+    python scripts/bench.py --skip train,csgm,lasso,budget,inpaint,main,libs --update --sweep runs/sweeps/cs_paper
                                         # refresh only the sweep row; keep the measured rows
 
 Measured side by side in this run, each against a named baseline:
@@ -20,7 +20,11 @@ Measured side by side in this run, each against a named baseline:
    passes) on the same faces, centre mask, with the paired hole error (scripts/inpaint_budgets.py);
 6. the main job, `invgan cs --measurements 500` on 64 faces as a user runs it, against the same
    command with the C allocator's defaults (INVGAN_KEEP_FREED_MEMORY=0): wall time, page faults,
-   and every image's metrics compared (bench_main_job, below).
+   and every image's metrics compared (bench_main_job, below);
+7. Lasso against the libraries: invgan's `Lasso("dct")` (64 faces in one batch) against
+   scikit-learn, celer and skglm (one face at a time, those installed) at a relative objective
+   excess of at most 1e-6, each timed --libs-rounds times in alternating order, medians
+   (scripts/bench_lasso_libs.py).
 The full cs_paper sweep takes hours on a CPU, so it is not rerun here: --sweep DIR reports the
 wall time that sweep's cells recorded when they ran (sum over cells, with how many are done).
 """
@@ -75,7 +79,7 @@ def sweep_time(folder: Path) -> dict:
             "devices": res["devices"], "num_images": res["recipe"]["settings"].get("num_images")}
 
 
-BENCHMARKS = ("train", "csgm", "lasso", "budget", "inpaint", "main")
+BENCHMARKS = ("train", "csgm", "lasso", "budget", "inpaint", "main", "libs")
 
 
 def bench_main_job(images: int, measurements: int = 500) -> dict:
@@ -192,6 +196,20 @@ def table(r: dict) -> str:
                          f"{row['auto_mse_diff_mean']:+.1e} +- {row['auto_mse_diff_ci95']:.1e}, paired) |")
         lines.append(f"| {name} | {row['fista_s_per_image']:.2f} s/image | cvxpy (Clarabel) {row['cvxpy_s_per_image']:.1f} "
                      f"s/image | {row['speedup']:.1f}x (objective gap {row['rel_objective_gap_max']:+.1e}) |")
+    for m, rows in _by_m(r.get("libs", [])):
+        ours = rows.get("invgan")
+        libs = {k: v for k, v in rows.items() if k not in ("invgan", "invgan-fista")}
+        if ours is None or not libs:
+            continue
+        best = min(libs, key=lambda k: libs[k]["seconds_per_image"])
+        b = libs[best]
+        others = ", ".join(f"{k} {v['seconds_per_image']:.2f}" for k, v in sorted(libs.items()) if k != best)
+        lines.append(f"| Lasso-{ours['basis'].upper() if ours['basis'] == 'dct' else ours['basis']}, m = {m}, against "
+                     f"the libraries (objective within 1e-6 of the best) | {ours['seconds_per_image']:.3f} s/image "
+                     f"({ours['invgan_solver']}, {ours['images']} faces in one batch, {ours['certified_1e4']}/{ours['images']} "
+                     f"certified at 1e-4; excess {ours['rel_excess_max']:.1e}) | fastest library: {best} (tol "
+                     f"{b['lib_tol']:g}) {b['seconds_per_image']:.2f} s/image (excess {b['rel_excess_max']:.1e}; "
+                     f"{others}) | {b['seconds_per_image'] / ours['seconds_per_image']:.1f}x |")
     if "main" in r:
         b = r["main"]
         times = lambda v: ", ".join(f"{k} {t:.3f}" for k, t in v["s_per_image"].items())
@@ -215,6 +233,14 @@ def table(r: dict) -> str:
     return "\n".join(lines)
 
 
+def _by_m(rows):
+    """bench_lasso_libs rows grouped by (m, basis): [(m, {solver: row})], in order."""
+    out = {}
+    for row in rows:
+        out.setdefault((row["m"], row["basis"]), {})[row["solver"]] = row
+    return [(m, v) for (m, _), v in out.items()]
+
+
 def _med(v):
     v = sorted(v)
     return v[len(v) // 2]
@@ -234,7 +260,9 @@ def main():
     ap.add_argument("--cvxpy-images", type=int, default=1)
     ap.add_argument("--inpaint-images", type=int, default=16)
     ap.add_argument("--main-images", type=int, default=64, help="faces of the main job's row (the README's: 64)")
-    ap.add_argument("--skip", default="", help="comma list of train,csgm,lasso,budget,inpaint,main")
+    ap.add_argument("--libs-ms", default="100,500,2500,10000", help="comma list of m for the libraries' rows")
+    ap.add_argument("--libs-rounds", type=int, default=3)
+    ap.add_argument("--skip", default="", help="comma list of " + ",".join(BENCHMARKS))
     ap.add_argument("--update", action="store_true",
                     help="keep the skipped benchmarks' results (and their machine and command) from --out")
     a = ap.parse_args()
@@ -267,6 +295,10 @@ def main():
             ["scripts/bench_cs.py", "--device", a.device, "--images", str(a.lasso_images), "--cvxpy-images",
              str(a.cvxpy_images), "--ms", a.lasso_ms, "--skip", "csgm,budget,memory"])
         r["lasso"] = res["lasso"]
+    if "libs" not in skip:
+        res, r["libs_seconds"], r["libs_command"] = run_script(
+            ["scripts/bench_lasso_libs.py", "--ms", a.libs_ms, "--bases", "dct", "--rounds", str(a.libs_rounds)])
+        r["libs"] = res["rows"]
     if "main" not in skip:
         t0 = time.time()
         r["main"] = bench_main_job(a.main_images)

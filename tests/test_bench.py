@@ -19,10 +19,18 @@ def test_update_refreshes_the_sweep_row_and_keeps_measured_rows(tmp_path):
     earlier = {"command": "python scripts/bench.py --out b.json",
                "machine": {"cpu": "Some CPU", "cpu_cores": 2, "torch_threads": 2, "torch": "2.x", "gpu": None},
                "csgm": {"images": 8, "restarts": 2, "iters": 200, "batched_s": 10.0, "loop_s": 31.0, "speedup": 3.1},
-               "csgm_seconds": 41.0, "csgm_command": "scripts/bench_cs.py ..."}
+               "csgm_seconds": 41.0, "csgm_command": "scripts/bench_cs.py ...",
+               "libs": [{"m": 500, "basis": "dct", "solver": "invgan", "seconds_per_image": 0.1, "images": 64,
+                         "rel_excess_max": 3e-7, "invgan_solver": "admm", "certified_1e4": 64},
+                        {"m": 500, "basis": "dct", "solver": "invgan-fista", "seconds_per_image": 0.3, "images": 64,
+                         "rel_excess_max": 1e-7},
+                        {"m": 500, "basis": "dct", "solver": "celer", "seconds_per_image": 0.9, "images": 4,
+                         "rel_excess_max": 2e-7, "lib_tol": 1e-6},
+                        {"m": 500, "basis": "dct", "solver": "skglm", "seconds_per_image": 1.2, "images": 4,
+                         "rel_excess_max": 0.0, "lib_tol": 1e-7}]}
     out = tmp_path / "b.json"
     out.write_text(json.dumps(earlier))
-    p = run_bench("--skip", "train,csgm,lasso,budget,inpaint,main", "--update", "--sweep", sweep, "--out", out)
+    p = run_bench("--skip", "train,csgm,lasso,budget,inpaint,main,libs", "--update", "--sweep", sweep, "--out", out)
     assert p.returncode == 0, p.stderr
     r = json.loads(out.read_text())
     assert r["csgm"] == earlier["csgm"] and r["machine"] == earlier["machine"] and r["command"] == earlier["command"]
@@ -30,11 +38,15 @@ def test_update_refreshes_the_sweep_row_and_keeps_measured_rows(tmp_path):
     md = (tmp_path / "b.md").read_text()
     assert "| CSGM, 8 images x 2 restarts x 200 its | batched: 10.0 s | per-image loop: 31.0 s | 3.10x |" in md
     assert "| sweep cs_paper (3/4 cells, 64 images, cpu) | 90 min," in md and "Machine: Some CPU" in md
+    # the libraries' row: the fastest library (not invgan's own FISTA) against invgan
+    assert ("| Lasso-DCT, m = 500, against the libraries (objective within 1e-6 of the best) | 0.100 s/image (admm, 64 "
+            "faces in one batch, 64/64 certified at 1e-4; excess 3.0e-07) | fastest library: celer (tol 1e-06) 0.90 "
+            "s/image (excess 2.0e-07; skglm 1.20) | 9.0x |") in md
 
-    p = run_bench("--skip", "train,csgm,lasso,budget,inpaint,main", "--update", "--out", tmp_path / "none.json")
+    p = run_bench("--skip", "train,csgm,lasso,budget,inpaint,main,libs", "--update", "--out", tmp_path / "none.json")
     assert p.returncode == 1 and p.stderr.strip().startswith("bench: --update needs an earlier result")
     p = run_bench("--skip", "gpu", "--out", out)
-    assert p.returncode == 1 and p.stderr.strip() == "bench: --skip takes train,csgm,lasso,budget,inpaint,main, got 'gpu'"
+    assert p.returncode == 1 and p.stderr.strip() == "bench: --skip takes train,csgm,lasso,budget,inpaint,main,libs, got 'gpu'"
 
 
 def test_scaling_simulation_shares_cells_dynamically():
