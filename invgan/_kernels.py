@@ -168,8 +168,9 @@ def step_correlations(c: torch.Tensor, a: torch.Tensor, gam: torch.Tensor) -> No
 
 class SparseProduct:
     """``split(v, thr)``: ADMM's z- and u-steps, (z, u) = (v - clip(v, -thr, thr), clip(v, -thr, thr)) with z
-    written over v, and with them z B^T (rows, m) for a z that is mostly zero, in one pass over v and one over
-    B^T's rows that z uses (``_collect_product_kernel``): where z holds a few percent nonzeros (490 of
+    written over v, and with them z B^T (rows, m) for a z that is mostly zero, in one sweep over v (which also
+    lists z's nonzeros by column) and one over the rows of B^T that z uses (``_collect_product_kernel``, each
+    row read once for all rows of z): where z holds a few percent nonzeros (490 of
     12,288 per row at m = 500 on the DCT) that reads B^T once in all instead of the dense product's
     m n multiply-adds per row. ``Bt`` (n, m) float32 or float64 is copied once, split into one block of
     columns per thread. Where the kernels do not apply (``_use_kernels``) the torch forms run:

@@ -1176,7 +1176,8 @@ def lasso_admm(y: torch.Tensor, physics: Physics, basis="dct", alpha: float | No
     (B^T B + rho I)^-1 (B^T y + rho q) = w_y + q - X^T X q, q = z - u, with w_y the
     same for every iteration (push-through identity): no term is amplified by ||B||^2 / rho, so with
     ``ADMM_F32`` its two products run in float32 (the n x n form: q (I - X^T X),
-    one product); the certificates are float64, and images still running when the largest certified
+    one product; above ``ADMM_X_MAX_ALPHA`` up to m = ``ADMM_SPARSE_MAX_M``, B q = B z - B u with B z from
+    z's few nonzeros and B u carried along in m-space, so one dense product); the certificates are float64, and images still running when the largest certified
     gap stops falling (``ADMM_STALL`` x ``ADMM_CHECK`` iterations) go on in float64. Near basis pursuit (the
     wavelet's small alpha at large m) this converges where FISTA stalls: at m = 2500 (4 val faces)
     its objective is within 3e-6 of the exact optimum after 5,000 iterations, FISTA's certified gap
@@ -1337,9 +1338,11 @@ def _lasso_admm(y, physics, basis, alpha, tol, max_iter, rho, relax, clip, progr
     za, ua, wyr = z[rows].to(ops["Bt"].dtype), u[rows].to(ops["Bt"].dtype), ops["wyr"][rows]
     sp = ops["sp"]
     if sp is not None:  # Bz = B z and Bu = B u of the running rows (rows x m), rwb = relax B w_y
-        Bz, Bu, rwb = sp.product(za), ua @ ops["Bt"], ops["rwb"][rows]
+        rwb = ops["rwb"][rows]
         if saved and "Bu" in saved:  # as the run that saved had them (B u carried along since its last exact one)
-            Bz, Bu = saved["Bz"].to(Bz.dtype), saved["Bu"].to(Bu.dtype)
+            Bz, Bu = saved["Bz"].to(za.dtype), saved["Bu"].to(za.dtype)
+        else:
+            Bz, Bu = sp.product(za), ua @ ops["Bt"]
     bar = tqdm(total=max_iter, initial=it, desc=f"lasso-{getattr(basis, 'name', 'basis')} admm", unit="it",
                disable=not progress, leave=False)
     thr = lam / rho
