@@ -9,10 +9,13 @@ largest certified relative duality gap, the summed objective and the MSE of each
 
 The last line pairs the two revisions image by image: the largest relative objective difference.
 ``--repeat 2`` runs the pair twice, the second time in the other order (timings on a noisy machine;
-the ratio is of the summed seconds).
+the ratio is of the summed seconds). ``--old-set NAME=VALUE`` sets a constant of the earlier revision's
+module (its own copy), so ``--rev HEAD --old-set ADMM_SPARSE_MAX_M=0`` runs the code as it is against
+itself with one switch turned off.
 """
 
 import argparse
+import ast
 import importlib.util
 import subprocess
 import sys
@@ -51,13 +54,21 @@ def main(argv=None):
     ap.add_argument("--solver", default="fista", choices=["fista", "homotopy", "admm"])
     ap.add_argument("--old-solver", choices=["fista", "homotopy", "admm"], help="the earlier revision's (default: --solver)")
     ap.add_argument("--repeat", type=int, default=1, help="run the pair this many times, alternating the order")
+    ap.add_argument("--old-set", action="append", default=[], metavar="NAME=VALUE",
+                    help="set a constant of the earlier revision's invgan.lasso (repeatable)")
     args = ap.parse_args(argv)
+    old = old_module(args.rev)
+    for item in args.old_set:
+        name, _, value = item.partition("=")
+        if not hasattr(old, name):
+            sys.exit(f"compare_lasso_versions: {args.rev}'s invgan.lasso has no {name!r}")
+        setattr(old, name, ast.literal_eval(value))
     x = load_images(None, partition="val", limit=args.images, progress=False).tensor()
     p = GaussianCS(args.m, (3, 64, 64), noise_std=0.01, seed=0)
     y = p(x, torch.Generator().manual_seed(1))
     objectives, errors = {}, {}
     seconds = {"now": 0.0, args.rev: 0.0}
-    pair = (("now", lasso_now, args.solver), (args.rev, old_module(args.rev), args.old_solver or args.solver))
+    pair = (("now", lasso_now, args.solver), (args.rev, old, args.old_solver or args.solver))
     order = [run for k in range(args.repeat) for run in (pair if k % 2 == 0 else pair[::-1])]
     for name, mod, solver in order:
         t = time.time()
