@@ -1279,8 +1279,9 @@ def _lasso_admm(y, physics, basis, alpha, tol, max_iter, rho, relax, clip, progr
                 (torch.cholesky_solve(Y.T.to(K.dtype), L).T @ B32).double())
 
     W, X, M, P, wy = float32_setup() if setup32 else exact_setup()
-    sparse_bq = (ADMM_F32 and alpha > ADMM_X_MAX_ALPHA and m <= ADMM_SPARSE_MAX_M and torch.is_tensor(M)
-                 and X is None and W is None)  # B q = B z - B u in the float32 iterations (``working``)
+    # B q = B z - B u in the float32 iterations (``working``): on the Woodbury step with M formed (not X, not the
+    # n x n form, not the float32 factors applied by triangular solves)
+    sparse_bq = ADMM_F32 and alpha > ADMM_X_MAX_ALPHA and m <= ADMM_SPARSE_MAX_M and torch.is_tensor(M)
     z, u = torch.zeros(nb, n, dtype=f64, device=dev), torch.zeros(nb, n, dtype=f64, device=dev)
     best_z = torch.zeros_like(z)
     best_p = torch.full((nb,), math.inf, dtype=f64, device=dev)

@@ -507,6 +507,17 @@ def admm_map(B, Bt, Y, lam, rho, relax):
     return step, gap, thr
 
 
+def admm_points(B, Bt, Y, lam, basis, at):
+    """ADMM as ``admm_map`` iterates it (the production rho for the basis) from v = 0: after each
+    iteration count in ``at``, yields (iterations, v, z = soft(v) (float32), the certificate at v)."""
+    step, gap, thr = admm_map(B, Bt, Y, lam, admm_rho(PAPER_ALPHA[basis], lam), ADMM_RELAX)
+    v = torch.zeros(Y.shape[0], B.shape[1])
+    for it in range(1, max(at) + 1):
+        v = step(v)
+        if it in at:
+            yield it, v, _soft_split(v.clone(), thr)[0], gap
+
+
 def cmd_anderson(a):
     p, y, B, Bt, Y, lam = problem(a.m, a.basis, a.images)
     step, gap, _ = admm_map(B, Bt, Y, lam, admm_rho(PAPER_ALPHA[a.basis], lam), ADMM_RELAX)
@@ -544,17 +555,12 @@ def cmd_anderson(a):
 
 def cmd_newton(a):
     p, y, B, Bt, Y, lam = problem(a.m, a.basis, a.images)
-    step, _, thr = admm_map(B, Bt, Y, lam, admm_rho(PAPER_ALPHA[a.basis], lam), ADMM_RELAX)
-    v = torch.zeros(a.images, B.shape[1])
-    for it in range(1, max(a.at) + 1):
-        v = step(v)
-        if it in a.at:
-            z = _soft_split(v.clone(), thr)[0].double()
-            for passes in (2, 4):
-                t = time.time()
-                _, _, primal, dual = _newton_rows(z, Bt, Y, lam, passes=passes)
-                print(f"  after {it} iterations, {passes} passes: {time.time() - t:.2f} s, certified 1e-4 on "
-                      f"{int((_relative_gap(primal, dual) <= 1e-4).sum())} of {a.images}", flush=True)
+    for it, _, z, _ in admm_points(B, Bt, Y, lam, a.basis, a.at):
+        for passes in (2, 4):
+            t = time.time()
+            _, _, primal, dual = _newton_rows(z.double(), Bt, Y, lam, passes=passes)
+            print(f"  after {it} iterations, {passes} passes: {time.time() - t:.2f} s, certified 1e-4 on "
+                  f"{int((_relative_gap(primal, dual) <= 1e-4).sum())} of {a.images}", flush=True)
 
 
 def cmd_rho_oracle(a):
@@ -667,11 +673,8 @@ def cmd_lipschitz(a):
 
 def cmd_sparse_product(a):
     p, y, B, Bt, Y, lam = problem(a.m, a.basis, a.images)
-    step, _, thr = admm_map(B, Bt, Y, lam, admm_rho(PAPER_ALPHA[a.basis], lam), ADMM_RELAX)
-    v = torch.zeros(a.images, B.shape[1])
-    for _ in range(a.at):
-        v = step(v)
-    z = _soft_split(v.clone(), thr)[0].contiguous()
+    _, _, z, _ = next(admm_points(B, Bt, Y, lam, a.basis, [a.at]))
+    z = z.contiguous()
     Btf = Bt.float().contiguous()
 
     def ms(f, r=20):
@@ -816,13 +819,8 @@ def cmd_newton_trigger(a):
 
 def cmd_projected_dual(a):
     p, y, B, Bt, Y, lam = problem(a.m, a.basis, a.images)
-    step, gap, thr = admm_map(B, Bt, Y, lam, admm_rho(PAPER_ALPHA[a.basis], lam), ADMM_RELAX)
-    v = torch.zeros(a.images, B.shape[1])
-    for it in range(1, max(a.at) + 1):
-        v = step(v)
-        if it not in a.at:
-            continue
-        z = _soft_split(v.clone(), thr)[0].double()
+    for it, v, z, gap in admm_points(B, Bt, Y, lam, a.basis, a.at):
+        z = z.double()
         primal, dual = gap(v)  # the dual at z's residual and at the preimage of rho u (lasso_admm's, less extrapolation)
         r = Y - z @ Bt
         t = time.time()
