@@ -187,7 +187,7 @@ def test_admm_goes_on_in_float64_when_float32_stalls_and_resumes_across_the_swit
     if setup32:
         monkeypatch.setattr(lasso_module, "ADMM_SETUP_F32_M", 0)
     grams, real_gram = [], lasso_module._gram_rows
-    monkeypatch.setattr(lasso_module, "_gram_rows", lambda B, *a: grams.append(B.dtype) or real_gram(B, *a))
+    monkeypatch.setattr(lasso_module, "_gram_rows", lambda B, *a, **k: grams.append(B.dtype) or real_gram(B, *a, **k))
     factors, real_chol = [], torch.linalg.cholesky  # the dtypes of the factorisations made, in order
     monkeypatch.setattr(torch.linalg, "cholesky", lambda A, **k: factors.append(A.dtype) or real_chol(A, **k))
     x, p, y = lasso_problem(150, seed=3, n_images=2)
@@ -276,17 +276,23 @@ def test_admm_float32_factorisations_certify_like_float64_ones_and_gram_rows_is_
     """From ADMM_SETUP_F32_M (above ADMM_X_MAX_ALPHA) A A^T, its Cholesky factors and inverses are made in
     float32 for the float32 iterations: every image still certified at tol (float64 certificates), in
     at most one check more, at an objective as good up to tol; and ``_gram_rows`` is B B^T from half
-    the blocks, exactly symmetric."""
+    the blocks, exactly symmetric; unmirrored, its lower triangle is the same, and the Cholesky factor
+    of it does not depend on what lies above the diagonal (the float32 set-up relies on this)."""
     B = torch.randn(300, 500, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     K = lasso_module._gram_rows(B, block=64)
     assert torch.equal(K, K.T) and torch.allclose(K, B @ B.T, rtol=0, atol=1e-10)
+    low = lasso_module._gram_rows(B, block=64, mirror=False)
+    assert torch.equal(low.tril(), K.tril())
+    low.masked_fill_(torch.ones_like(low, dtype=torch.bool).triu(1), float("nan"))  # whatever lies above
+    for dtype in (torch.float64, torch.float32):
+        assert torch.equal(torch.linalg.cholesky(low.to(dtype)), torch.linalg.cholesky(K.to(dtype)))
     x, p, y = lasso_problem(150, seed=4, n_images=4)
     runs = {}
     for setup_m in (10**9, 0):
         saved = lasso_module.ADMM_SETUP_F32_M
         lasso_module.ADMM_SETUP_F32_M = setup_m
         grams, real = [], lasso_module._gram_rows
-        lasso_module._gram_rows = lambda B, *a: grams.append(B.dtype) or real(B, *a)
+        lasso_module._gram_rows = lambda B, *a, **k: grams.append(B.dtype) or real(B, *a, **k)
         try:
             runs[setup_m] = lasso_admm(y, p, "dct", tol=1e-5)
         finally:
