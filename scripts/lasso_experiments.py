@@ -64,6 +64,14 @@ solvers use). Reference: invgan's exact homotopy path.
     python scripts/lasso_experiments.py projected-dual -m 500 --basis dct --images 64 --at 300 350 400
         at ADMM's point after k iterations: the certified gap with the residual's dual point, and with
         that residual projected onto {theta: B_J^T theta = lam sign(z_J)}, J = supp(z) (one J x J solve)
+    python scripts/lasso_experiments.py lazy-window -m 500 --basis dct --images 64 --at 100 200 300 400 500
+        ADMM's coefficients that stay below the threshold evolve linearly, v' = (1 - relax) v + relax B_j^T e
+        (e = (B B^T + rho I)^-1 (y - B q), m-space), so over a window of t iterations from k0 they are
+        v(k0) (1 - relax)^t + B_j^T (sums of e), known without a product over n. A coefficient needs its
+        product only if it could cross: its distance to the threshold at most ||B_j|| ||D_t|| (Cauchy-Schwarz,
+        D_t the m-space drift of e). Per window the share of coefficients a face must watch (the support
+        and those near the threshold), and a fused numba kernel (the watched coefficients' products, the
+        split and B z in one pass over B^T's rows) timed against the dense product with SparseProduct.split
 
 These are experiments, not library code: they print, they are not tested.
 """
@@ -841,12 +849,116 @@ def cmd_projected_dual(a):
               f"{float(g1.median()):.1e}, largest {float(g1.max()):.1e}), {secs / a.images:.3f} s/image", flush=True)
 
 
+def _lazy_kernel():
+    import numba as nb
+    import numpy as np
+
+    @nb.njit(parallel=True, cache=True, fastmath=True)
+    def lazy(bounds, colptr, cols, faces, Bt, e, zc, uc, r, thr, acc):  # pragma: no cover - compiled
+        # per watched (face, coefficient), in columns of B^T: v = z + (1 - r) u + r B_j^T e_face, its split, and
+        # B z accumulated per thread (acc[t]); each row of B^T read once per iteration
+        m = Bt.shape[1]
+        for t in nb.prange(bounds.shape[0] - 1):
+            a = acc[t]
+            a[:] = 0
+            for ci in range(bounds[t], bounds[t + 1]):
+                row = Bt[cols[ci]]
+                for p in range(colptr[ci], colptr[ci + 1]):
+                    ef = e[faces[p]]
+                    s = np.float32(0)
+                    for k in range(m):
+                        s += row[k] * ef[k]
+                    v = zc[p] + (1 - r) * uc[p] + r * s
+                    c = min(max(v, -thr), thr)
+                    uc[p] = c
+                    zz = v - c
+                    zc[p] = zz
+                    if zz != 0:
+                        af = a[faces[p]]
+                        for k in range(m):
+                            af[k] += zz * row[k]
+    return lazy
+
+
+def cmd_lazy_window(a):
+    import numpy as np
+
+    from invgan import _kernels
+
+    p, y, B, Bt, Y, lam = problem(a.m, a.basis, a.images)
+    rho, r = admm_rho(PAPER_ALPHA[a.basis], lam), ADMM_RELAX
+    K = B @ Bt
+    L = torch.linalg.cholesky(K + rho * torch.eye(a.m, dtype=torch.float64))
+    M = torch.cholesky_inverse(L).float()
+    g = torch.cholesky_solve(Y.T, L).T.float()  # w_y = g B
+    Bf, Btf, thr = B.float().contiguous(), Bt.float().contiguous(), lam / rho
+    colnorm = Bf.norm(dim=0) * (1 + 1e-5)
+    n, W = B.shape[1], max(a.windows)
+    z, u = torch.zeros(a.images, n), torch.zeros(a.images, n)
+    win = None
+    for it in range(1, max(a.at) + W + 1):
+        e = g - ((z - u) @ Btf) @ M
+        v = z + (1 - r) * u + r * (e @ Bf)
+        if win is not None:
+            t = it - win["k0"]
+            win["D"] = (1 - r) * win["D"] + r * (e - win["e0"])
+            win["Dmax"] = torch.maximum(win["Dmax"], win["D"].norm(dim=1))
+            win["crossed"] |= (v.abs() > thr) & win["inact"]
+            if t in a.windows:
+                v0, tau = win["v0"], win["tau"]
+                slack = thr - torch.maximum(torch.maximum(v0.abs(), tau.abs()), ((1 - r) * v0 + r * tau).abs()) - 1e-5 * thr
+                watched = ~win["inact"] | (slack <= colnorm * win["Dmax"][:, None])
+                print(f"  from {win['k0']}, window {t}: support {float((~win['inact']).double().mean()):.3f} of n, "
+                      f"watched {float(watched.double().mean()):.3f}, crossed {float(win['crossed'].double().mean()):.4f}, "
+                      f"||D|| {float(win['Dmax'].mean()):.1e}", flush=True)
+                if t == W:
+                    win["watched"] = watched
+            if t == W:
+                last, win = win, None
+        if it in a.at:
+            win = {"k0": it, "v0": v.clone(), "e0": e.clone(), "tau": e @ Bf, "D": torch.zeros_like(e),
+                   "Dmax": torch.zeros(a.images), "inact": v.abs() <= thr,
+                   "crossed": torch.zeros(a.images, n, dtype=torch.bool)}
+        z, u = _soft_split(v, thr)
+    # the fused kernel at the last window's watched sets, against what lasso_admm does per iteration
+    watched = last["watched"]
+    pairs = watched.T.nonzero()  # (j, face), by j
+    ucols, counts = torch.unique_consecutive(pairs[:, 0], return_counts=True)
+    colptr = torch.zeros(len(ucols) + 1, dtype=torch.int64)
+    colptr[1:] = counts.cumsum(0)
+    nt = torch.get_num_threads()
+    bounds = torch.searchsorted(colptr, torch.linspace(0, int(colptr[-1]), nt + 1).long()).clamp(max=len(ucols))
+    bounds[0], bounds[-1] = 0, len(ucols)
+    zc, uc = z[pairs[:, 1], pairs[:, 0]].contiguous(), u[pairs[:, 1], pairs[:, 0]].contiguous()
+    acc = torch.zeros(nt, a.images, a.m)
+    kern = _lazy_kernel()
+    e = (g - ((z - u) @ Btf) @ M).contiguous()
+    sp = _kernels.SparseProduct(Btf)
+
+    def ms(f, reps=30):
+        f()
+        t0 = time.perf_counter()
+        for _ in range(reps):
+            f()
+        return (time.perf_counter() - t0) / reps * 1e3
+
+    def fused():
+        kern(*(x.numpy() for x in (bounds, colptr, ucols, pairs[:, 1].int(), Btf, e, zc.clone(), uc.clone())),
+             np.float32(r), np.float32(thr), acc.numpy())
+
+    def dense():
+        sp.split(torch.add(z, u, alpha=1 - r).addmm_(e, Bf, alpha=r), thr)
+
+    print(f"  at {max(a.at) + W}: {len(pairs) / a.images:.0f} watched per face ({len(ucols)} columns in all): fused "
+          f"kernel {ms(fused):.2f} ms; dense product and SparseProduct.split {ms(dense):.2f} ms", flush=True)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
     for name in ("support", "warm", "admm", "screen", "homotopy", "dual", "pdas", "ssnal", "anderson", "newton",
                  "rho-oracle", "continuation", "sparse-product", "event-search", "lipschitz", "working-set",
-                 "newton-trigger", "projected-dual"):
+                 "newton-trigger", "projected-dual", "lazy-window"):
         s = sub.add_parser(name)
         s.add_argument("-m", type=int, default=500)
         s.add_argument("--basis", default="dct")
@@ -890,13 +1002,16 @@ def main(argv=None):
             s.add_argument("--iters", type=int, default=3000)
         if name == "projected-dual":
             s.add_argument("--at", type=int, nargs="+", default=[300, 350, 400])
+        if name == "lazy-window":
+            s.add_argument("--at", type=int, nargs="+", default=[100, 200, 300, 400, 500], help="window starts")
+            s.add_argument("--windows", type=int, nargs="+", default=[5, 10, 20, 40], help="window lengths")
     a = ap.parse_args(argv)
     {"support": cmd_support, "warm": cmd_warm, "admm": cmd_admm, "screen": cmd_screen,
      "homotopy": cmd_homotopy, "dual": cmd_dual, "pdas": cmd_pdas, "ssnal": cmd_ssnal, "anderson": cmd_anderson,
      "newton": cmd_newton, "rho-oracle": cmd_rho_oracle, "continuation": cmd_continuation,
      "sparse-product": cmd_sparse_product, "event-search": cmd_event_search,
      "lipschitz": cmd_lipschitz, "working-set": cmd_working_set, "newton-trigger": cmd_newton_trigger,
-     "projected-dual": cmd_projected_dual}[a.cmd](a)
+     "projected-dual": cmd_projected_dual, "lazy-window": cmd_lazy_window}[a.cmd](a)
 
 
 if __name__ == "__main__":
