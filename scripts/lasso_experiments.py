@@ -679,18 +679,20 @@ def cmd_lipschitz(a):
           f"{time.perf_counter() - t:.2f} s): the power iteration is {100 * (1 - power / lanczos):.2f}% low")
 
 
+def ms(f, reps: int = 20) -> float:
+    """Milliseconds per call of f, after one untimed call."""
+    f()
+    t = time.perf_counter()
+    for _ in range(reps):
+        f()
+    return (time.perf_counter() - t) / reps * 1e3
+
+
 def cmd_sparse_product(a):
     p, y, B, Bt, Y, lam = problem(a.m, a.basis, a.images)
     _, _, z, _ = next(admm_points(B, Bt, Y, lam, a.basis, [a.at]))
     z = z.contiguous()
     Btf = Bt.float().contiguous()
-
-    def ms(f, r=20):
-        f()
-        t = time.perf_counter()
-        for _ in range(r):
-            f()
-        return (time.perf_counter() - t) / r * 1e3
 
     csr = z.to_sparse_csr()
     print(f"  after {a.at} iterations: {float((z != 0).sum(1).double().mean()):.0f} nonzeros per row of "
@@ -934,13 +936,6 @@ def cmd_lazy_window(a):
     kern = _lazy_kernel()
     e = (g - ((z - u) @ Btf) @ M).contiguous()
     sp = _kernels.SparseProduct(Btf)
-
-    def ms(f, reps=30):
-        f()
-        t0 = time.perf_counter()
-        for _ in range(reps):
-            f()
-        return (time.perf_counter() - t0) / reps * 1e3
 
     def fused():
         kern(*(x.numpy() for x in (bounds, colptr, ucols, pairs[:, 1].int(), Btf, e, zc.clone(), uc.clone())),
