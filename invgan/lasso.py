@@ -1286,7 +1286,6 @@ def _lasso_admm(y, physics, basis, alpha, tol, max_iter, rho, relax, clip, progr
         L = torch.linalg.cholesky(K)
         K.diagonal().copy_(d).add_(ridge)
         Lp = torch.linalg.cholesky(K)
-        del K
         return (None, None, _CholeskyInverse(L), _CholeskyInverse(Lp),
                 (torch.cholesky_solve(Y.T.to(B32.dtype), L).T @ B32).double())
 
@@ -1436,7 +1435,7 @@ def _lasso_admm(y, physics, basis, alpha, tol, max_iter, rho, relax, clip, progr
                     W, X, M, P, wy = exact_setup()
                     setup32 = False
                 ops = working(low)
-                za, ua, wyr, sp = za.double(), ua.double(), ops["wyr"][rows], None  # (the dense products)
+                za, ua, wyr, sp = za.double(), ua.double(), ops["wyr"][rows], ops["sp"]  # (None: the dense products)
             # the next certificate: where the running images' median is predicted to reach tol
             step = first_check
             if last_it:

@@ -166,7 +166,7 @@ def table(r: dict) -> str:
                      f"{b['mse_hole_diff_ci95']:.4f}; loss lower on {b['loss_lower']}) | paper budget (Adam 1500): "
                      f"{b['paper_s']:.1f} s (hole MSE {b['mse_hole_paper_mean']:.4f}) | {b['speedup']:.2f}x |")
     for row in r.get("lasso", []):
-        name = f"Lasso-{row['basis'].upper() if row['basis'] == 'dct' else row['basis']}, m = {row['m']}"
+        name = f"{_lasso_name(row['basis'])}, m = {row['m']}"
         if "previous_s_per_image" in row:
             imgs, tol = row.get("images", row.get("images_fista")), row.get("tol", 1e-4)
             lines.append(f"| {name}, {imgs} faces, tol {tol:g} | {row['fista_s_per_image']:.2f} s/image, "
@@ -204,7 +204,7 @@ def table(r: dict) -> str:
         best = min(libs, key=lambda k: libs[k]["seconds_per_image"])
         b = libs[best]
         others = ", ".join(f"{k} {v['seconds_per_image']:.2f}" for k, v in sorted(libs.items()) if k != best)
-        lines.append(f"| Lasso-{ours['basis'].upper() if ours['basis'] == 'dct' else ours['basis']}, m = {m}, against "
+        lines.append(f"| {_lasso_name(ours['basis'])}, m = {m}, against "
                      f"the libraries (objective within 1e-6 of the best) | {ours['seconds_per_image']:.3f} s/image "
                      f"({ours['invgan_solver']}, {ours['images']} faces in one batch, {ours['certified_1e4']}/{ours['images']} "
                      f"certified at 1e-4; excess {ours['rel_excess_max']:.1e}) | fastest library: {best} (tol "
@@ -231,6 +231,11 @@ def table(r: dict) -> str:
     if "updated_by" in r:
         lines.append(f"Sweep row refreshed from its folder by `{r['updated_by']}`.")
     return "\n".join(lines)
+
+
+def _lasso_name(basis: str) -> str:
+    """The table's name of a Lasso row: Lasso-DCT, Lasso-wavelet."""
+    return f"Lasso-{basis.upper() if basis == 'dct' else basis}"
 
 
 def _by_m(rows):

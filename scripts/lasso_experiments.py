@@ -488,17 +488,22 @@ def cmd_ssnal(a):
           f"to {float(rel.max()):+.1e} (relative)")
 
 
+def _woodbury(K, Y, rho):
+    """ADMM's factorisation for rho: L L^T = K + rho I (K = B B^T), M = (K + rho I)^-1 and g = Y M, so that
+    w_y = g B (float64)."""
+    L = torch.linalg.cholesky(K + rho * torch.eye(K.shape[0], dtype=K.dtype))
+    return L, torch.cholesky_inverse(L), torch.cholesky_solve(Y.T, L).T
+
+
 def admm_map(B, Bt, Y, lam, rho, relax):
     """ADMM's iteration as lasso_admm runs it (float32, the Woodbury w-step with (B B^T + rho I)^-1),
     as a map of v = z + u (z = v - clip(v), u = clip(v): ``_soft_split``); the certificate at v (float64:
     the dual at z's residual and at the preimage of rho u); and the threshold lam / rho."""
-    m = B.shape[0]
     K = B @ Bt
-    eye = torch.eye(m, dtype=torch.float64)
-    L = torch.linalg.cholesky(K + rho * eye)
-    M = torch.cholesky_inverse(L)
-    P = torch.cholesky_inverse(torch.linalg.cholesky(K + 1e-12 * float(K.diagonal().mean()) * eye))
-    wy = torch.cholesky_solve(Y.T, L).T @ B
+    _, M, g = _woodbury(K, Y, rho)
+    P = torch.cholesky_inverse(torch.linalg.cholesky(K + 1e-12 * float(K.diagonal().mean())
+                                                     * torch.eye(K.shape[0], dtype=K.dtype)))
+    wy = g @ B
     f = torch.float32
     Btf, Mf, Bf, wyr, Pf, thr = Bt.to(f), M.to(f), B.to(f), (relax * wy).to(f), P.to(f), lam / rho
 
@@ -587,9 +592,9 @@ def cmd_rho_oracle(a):
 def _admm64(B, Bt, K, Y, lam, z, u, iters, check=None):
     """ADMM (rho = 2 lam, relax ADMM_RELAX, float64) from (z, u) for ``iters`` iterations; ``check(z)`` every
     10 iterations returns which rows are done, and the first such iteration per row is returned."""
-    rho, eye = 2 * lam, torch.eye(B.shape[0], dtype=torch.float64)
-    L = torch.linalg.cholesky(K + rho * eye)
-    M, wy = torch.cholesky_inverse(L), torch.cholesky_solve(Y.T, L).T @ B
+    rho = 2 * lam
+    _, M, g = _woodbury(K, Y, rho)
+    wy = g @ B
     first = torch.full((Y.shape[0],), -1)
     for i in range(iters):
         c = ((z - u) @ Bt) @ M
@@ -889,10 +894,8 @@ def cmd_lazy_window(a):
 
     p, y, B, Bt, Y, lam = problem(a.m, a.basis, a.images)
     rho, r = admm_rho(PAPER_ALPHA[a.basis], lam), ADMM_RELAX
-    K = B @ Bt
-    L = torch.linalg.cholesky(K + rho * torch.eye(a.m, dtype=torch.float64))
-    M = torch.cholesky_inverse(L).float()
-    g = torch.cholesky_solve(Y.T, L).T.float()  # w_y = g B
+    _, M, g = _woodbury(B @ Bt, Y, rho)
+    M, g = M.float(), g.float()  # w_y = g B
     Bf, Btf, thr = B.float().contiguous(), Bt.float().contiguous(), lam / rho
     colnorm = Bf.norm(dim=0) * (1 + 1e-5)
     n, W = B.shape[1], max(a.windows)
