@@ -1091,7 +1091,12 @@ def _lasso_homotopy(y, physics, basis, alpha, clip, progress, state, max_steps):
 ADMM_RHO = 0.3  # ADMM's penalty in the scaled problem 1/2 ||y - B w||^2 + lam ||w||_1 near basis pursuit (alpha at
 # most ADMM_MAX_ALPHA: measured best of 0.03 to 2.4 on the wavelet at m = 2500 and 5000)
 ADMM_RHO_LAM = 2.0  # ... and above ADMM_MAX_ALPHA (the DCT's alpha 0.1) rho = this x lam: the best rho grows with lam
-# there (measured on the DCT, 16 val faces, tol 1e-4: 1.5 to 4 lam tried at m = 200, 500, 1000 and 2500)
+# there (measured on the DCT, 16 val faces, tol 1e-4: 1.5 to 4 lam tried at m = 200, 500, 1000 and 2500) ...
+ADMM_RHO_LAM_WIDE = 4.0  # ... and grows faster than lam where m is a large part of n: this x lam from m / n =
+ADMM_RHO_WIDE = (0.1, 0.4)  # the second of these, log-linearly in m / n from ADMM_RHO_LAM at the first (64 val faces,
+# DCT, tol 1e-4, a certificate at every iteration: mean iterations to 1e-4 at 2 / 3 / 4 / 6 x lam, m = 2500: 132 /
+# 106 / 96 (a tail to 192) / -; 5000: 58 / 48 / 43 / -; 7500: 42 / - / 28 / 25; 10000: 34 / - / 23 / 20. Above
+# about 6 x lam (m = 5000) to 12 x lam (7500, 10000) some faces stall at float32's rounding floor)
 ADMM_RELAX = 1.7  # over-relaxation (Eckstein & Bertsekas; 1.5 to 1.8 is the usual range)
 ADMM_CHECK = 100  # most iterations between certificates (and stopping tests)
 ADMM_FIRST_CHECK = 60  # the first certificate after this many iterations, the second as many later; then the next
@@ -1114,8 +1119,11 @@ ADMM_NEWTON = True  # support Newton steps (``support_newton``) at some checks (
 ADMM_NEWTON_GAP = 2e-4  # ... for the images whose relative gap is at most this (2e-3 tried more, failed, cost more)
 ADMM_NEWTON_WORK = 10.0  # ... at the first check after every ceil(this x m^2 / n / ADMM_CHECK) x ADMM_CHECK
 # iterations (m = 500: 300, m = 1000: 900, at n = 12288)
-ADMM_FIRST_CHECK_SHORT = 20  # ... and the first two after this many where the factorisations are float32 (below):
-# there most images finish in 40 to 160 iterations (m = 10000: all 64 certified at 40, at 1.7e-5 by 60)
+ADMM_SHORT_M = 2500  # above ADMM_X_MAX_ALPHA from this m runs are short (tens of iterations to about 130): there
+ADMM_FIRST_CHECK_SHORT = 20  # ... the first check after this many, the second ADMM_SHORT_STEP later, and each next
+ADMM_SHORT_STEP = 2  # one where the median is predicted to reach tol, at least this many on: at any iteration, with a dual
+# point of its own (m = 10000, 64 faces, 4 lam: 20 to 26 iterations, 23 on average, where dual points every
+# ADMM_SPACING would certify at 40)
 ADMM_SETUP_F32_M = 2500  # from this m, above ADMM_X_MAX_ALPHA, ADMM's m x m factorisations are made in float32 (A A^T,
 # its Cholesky factors and inverses: at m = 10000 about 40 s of float64 against FISTA's whole 64-face run)
 ADMM_SPARSE_MAX_M = 1500  # above ADMM_X_MAX_ALPHA and up to this m, the product B q of the iteration as B z - B u:
@@ -1123,6 +1131,11 @@ ADMM_SPARSE_MAX_M = 1500  # above ADMM_X_MAX_ALPHA and up to this m, the product
 # in m-space (below) and made exactly at every ADMM_SPACING: one dense product per iteration instead of two
 ADMM_STALL = 10  # this x ADMM_CHECK iterations in which the running images' largest certified gap falls by less
 # than 1%: the float32 iterations have reached their rounding floor, and the images left go on in float64
+ADMM_STALL_SHORT = 30  # ... where runs are short (ADMM_SHORT_M): falls by less than half in this many iterations (a
+# run that is not stuck halves its gap every 3 to 15 iterations there; float32's floor, near 1e-5 at m = 10000, shows
+# as a slow creep). There the float64 iterations first take the float32 factors as they are (lifted to float64: no
+# new factorisation, at m = 10000 about 50 s of float64 work), and only a second stall (ADMM_STALL x ADMM_CHECK
+# iterations) makes the float64 ones
 
 
 class _CholeskyInverse:
@@ -1151,10 +1164,16 @@ def _gram_rows(B: torch.Tensor, block: int = 2048, mirror: bool = True) -> torch
     return low + low.tril(-1).T
 
 
-def admm_rho(alpha: float, lam: float) -> float:
-    """ADMM's default penalty for l1 weight ``alpha`` (lam = m alpha in the scaled problem):
-    ``ADMM_RHO`` near basis pursuit (alpha <= ``ADMM_MAX_ALPHA``), else ``ADMM_RHO_LAM`` x lam."""
-    return ADMM_RHO if alpha <= ADMM_MAX_ALPHA else ADMM_RHO_LAM * lam
+def admm_rho(alpha: float, lam: float, fraction: float = 0.0) -> float:
+    """ADMM's default penalty for l1 weight ``alpha`` (lam = m alpha in the scaled problem) and
+    ``fraction`` = m / n: ``ADMM_RHO`` near basis pursuit (alpha <= ``ADMM_MAX_ALPHA``), else c x lam with
+    c = ``ADMM_RHO_LAM`` up to m / n = ``ADMM_RHO_WIDE[0]``, ``ADMM_RHO_LAM_WIDE`` from ``ADMM_RHO_WIDE[1]``,
+    log-linear in m / n between."""
+    if alpha <= ADMM_MAX_ALPHA:
+        return ADMM_RHO
+    lo, hi = ADMM_RHO_WIDE
+    t = min(max(math.log(max(fraction, lo) / lo) / math.log(hi / lo), 0.0), 1.0)
+    return (ADMM_RHO_LAM + t * (ADMM_RHO_LAM_WIDE - ADMM_RHO_LAM)) * lam
 
 
 def admm_gram_form(m: int, n: int) -> bool:
@@ -1182,7 +1201,8 @@ def lasso_admm(y: torch.Tensor, physics: Physics, basis="dct", alpha: float | No
     ``ADMM_F32`` its two products run in float32 (the n x n form: q (I - X^T X),
     one product; above ``ADMM_X_MAX_ALPHA`` up to m = ``ADMM_SPARSE_MAX_M``, B q = B z - B u with B z from
     z's few nonzeros and B u carried along in m-space, so one dense product); the certificates are float64, and images still running when the largest certified
-    gap stops falling (``ADMM_STALL`` x ``ADMM_CHECK`` iterations) go on in float64. Near basis pursuit (the
+    gap stops falling (``ADMM_STALL`` x ``ADMM_CHECK`` iterations; where runs are short, ``ADMM_SHORT_M``, when
+    it does not halve in ``ADMM_STALL_SHORT``, first with the float32 factors lifted) go on in float64. Near basis pursuit (the
     wavelet's small alpha at large m) this converges where FISTA stalls: at m = 2500 (4 val faces)
     its objective is within 3e-6 of the exact optimum after 5,000 iterations, FISTA's certified gap
     is still 0.09 after 10,000.
@@ -1192,7 +1212,9 @@ def lasso_admm(y: torch.Tensor, physics: Physics, basis="dct", alpha: float | No
     and so is the extrapolation of the last six such points taken ``ADMM_SPACING`` iterations apart
     (Anderson-type, as celer extrapolates residuals; Massias et al. 2018). At each check (the first
     after ``ADMM_FIRST_CHECK`` iterations, then where the running images' median gap is predicted to
-    reach ``tol``, 20 to ``ADMM_CHECK`` iterations on) the better of them, scaled into the dual
+    reach ``tol``, 20 to ``ADMM_CHECK`` iterations on; where runs are short, ``ADMM_SHORT_M``, from
+    ``ADMM_FIRST_CHECK_SHORT`` on at any iteration, ``ADMM_SHORT_STEP`` apart at least, each with a dual point
+    of its own) the better of them, scaled into the dual
     feasible set, bounds the optimum from below; an image stops when its relative duality gap
     (float64) at z is at most ``tol``, or after ``max_iter`` iterations. The certificates, and the
     dual points' extrapolation, are float64.
@@ -1211,7 +1233,7 @@ def lasso_admm(y: torch.Tensor, physics: Physics, basis="dct", alpha: float | No
     max_iter : int
         Iterations at most.
     rho : float, optional
-        ADMM's penalty for the scaled objective (lam = m alpha); default ``admm_rho(alpha, lam)``.
+        ADMM's penalty for the scaled objective (lam = m alpha); default ``admm_rho(alpha, lam, m / n)``.
     relax : float
         Over-relaxation, in (0, 2).
     state : invgan.resume.SolveState, optional
@@ -1234,7 +1256,7 @@ def _lasso_admm(y, physics, basis, alpha, tol, max_iter, rho, relax, clip, progr
     if not (isinstance(max_iter, int) and max_iter >= 1):
         raise InvganError(f"max_iter must be a whole number >= 1, got {max_iter!r}")
     if rho is None:
-        rho = admm_rho(alpha, physics.m * alpha)
+        rho = admm_rho(alpha, physics.m * alpha, physics.m / math.prod(img_shape))
     if not (isinstance(rho, (int, float)) and math.isfinite(rho) and rho > 0):
         raise InvganError(f"rho must be a finite number > 0, got {rho}")
     if not (math.isfinite(relax) and 0 < relax < 2):
@@ -1305,7 +1327,9 @@ def _lasso_admm(y, physics, basis, alpha, tol, max_iter, rho, relax, clip, progr
     newton_every = (math.ceil(ADMM_NEWTON_WORK * m * m / n / ADMM_CHECK) if ADMM_NEWTON and alpha > ADMM_MAX_ALPHA
                     else 0)
     it, key, saved, low = 0, None, None, ADMM_F32
-    first_check = ADMM_FIRST_CHECK_SHORT if setup32 else ADMM_FIRST_CHECK  # (large m, larger alpha: tens of iterations)
+    # large m, larger alpha: tens of iterations, checks at any iteration (ADMM_SHORT_STEP), each with its own dual point
+    short = alpha > ADMM_X_MAX_ALPHA and m >= ADMM_SHORT_M
+    first_check = ADMM_FIRST_CHECK_SHORT if short else ADMM_FIRST_CHECK
     next_check, last_it, next_newton = first_check, 0, newton_every * ADMM_CHECK
     last_gap = torch.full((nb,), math.inf, dtype=f64, device=dev)  # each image's gap at the last certificate
     if state is not None:
@@ -1314,9 +1338,16 @@ def _lasso_admm(y, physics, basis, alpha, tol, max_iter, rho, relax, clip, progr
                "first_check": first_check, "check_min": ADMM_CHECK_MIN,
                "spacing": ADMM_SPACING, "f32": ADMM_F32, "stall": ADMM_STALL, "newton": newton_every,
                "newton_gap": ADMM_NEWTON_GAP, "physics": type(physics).__name__, "m": m, "y": fingerprint(y),
-               **({"setup32": True} if setup32 else {}), **({"sparse_bq": True} if sparse_bq else {})}
+               **({"setup32": True} if setup32 else {}), **({"sparse_bq": True} if sparse_bq else {}),
+               **({"short": ADMM_SHORT_STEP} if short else {})}
         saved = state.load(key, dev)
     history = []  # the last dual points theta of the running rows
+    lifted = False  # float64 iterations with the float32 factors (short runs' first stall)
+
+    def lift():  # the float32 factors in float64, and w_y from them in float64
+        L, Lp = M.L.double(), P.L.double()
+        return _CholeskyInverse(L), _CholeskyInverse(Lp), torch.cholesky_solve(Y.T, L).T @ B
+
     floor, floor_it = math.inf, 0  # the lowest largest gap so far, and the iteration it was reached at
     if saved:  # saved at a check, after the finished rows left
         z, u, best_z, best_p, best_d, ran, it, last_gap = (saved[k] for k in ("z", "u", "best_z", "best_p", "best_d",
@@ -1324,9 +1355,13 @@ def _lasso_admm(y, physics, basis, alpha, tol, max_iter, rho, relax, clip, progr
         it, history, low = int(it), list(saved["history"].unbind(0)), bool(saved["low"])
         floor, floor_it = float(saved["floor"]), int(saved["floor_it"])
         next_check, last_it, next_newton = (int(saved[k]) for k in ("next_check", "last_it", "next_newton"))
-        if setup32 and not low:  # saved after the switch to float64: its factorisations
-            W, X, M, P, wy = exact_setup()
-            setup32 = False
+        lifted = bool(saved.get("lifted", False))
+        if setup32 and not low:  # saved after the switch to float64: its factors
+            if lifted:
+                M, P, wy = lift()
+            else:
+                W, X, M, P, wy = exact_setup()
+                setup32 = False
 
     def working(low):  # the iterations' operands: float32 copies, or the float64 ones
         cast = (lambda t: t.float() if torch.is_tensor(t) else t) if low else (lambda t: t)  # (a _CholeskyInverse
@@ -1397,7 +1432,8 @@ def _lasso_admm(y, physics, basis, alpha, tol, max_iter, rho, relax, clip, progr
         ran[rows] = it
         Yr, zd = Y[rows], za.double()
         primal, dual = _primal_dual(Yr, zd, B, Bt, lam)  # the dual at z's residual, then at theta's (float64)
-        thetas = history[-1:] + ([_extrapolate(history)] if len(history) == EXTRAPOLATION + 1 else [])
+        thetas = history[-1:] if it % ADMM_SPACING == 0 else [(((rho * ua) @ ops["Bt"]) @ ops["P"]).double()]
+        thetas += [_extrapolate(history)] if len(history) == EXTRAPOLATION + 1 else []
         for t in thetas:
             dual = torch.maximum(dual, _dual_value(t, t @ B, Yr, lam))
         better = primal < best_p[rows]
@@ -1426,24 +1462,32 @@ def _lasso_admm(y, physics, basis, alpha, tol, max_iter, rho, relax, clip, progr
                 Bz, Bu, rwb = Bz[keep], Bu[keep], rwb[keep]
             history = [h[keep] for h in history]
         if len(rows):
-            top = float(gap[rows].max())
-            if top < 0.99 * floor:
+            top, switched = float(gap[rows].max()), False
+            quick = short and low  # (the float32 iterations of a short run)
+            if top < (0.5 if quick else 0.99) * floor:
                 floor, floor_it = top, it
-            elif low and it - floor_it >= ADMM_STALL * ADMM_CHECK:  # float32's rounding floor: the rest in
-                low, floor, floor_it = False, top, it                # float64, from here
-                if setup32:  # with the float64 factorisations
-                    W, X, M, P, wy = exact_setup()
-                    setup32 = False
+            elif (low or lifted) and it - floor_it >= (ADMM_STALL_SHORT if quick else ADMM_STALL * ADMM_CHECK):
+                floor, floor_it, switched = top, it, True  # float32's rounding floor: the rest in float64, from here
+                if low and setup32 and short:  # first with the float32 factors lifted to float64
+                    low, lifted = False, True
+                    M, P, wy = lift()
+                else:
+                    low, lifted = False, False
+                    if setup32:  # with the float64 factorisations
+                        W, X, M, P, wy = exact_setup()
+                        setup32 = False
                 ops = working(low)
                 za, ua, wyr, sp = za.double(), ua.double(), ops["wyr"][rows], ops["sp"]  # (None: the dense products)
             # the next certificate: where the running images' median is predicted to reach tol
-            step = first_check
-            if last_it:
+            step = ADMM_SHORT_STEP if short else first_check  # (short runs: also right after a switch)
+            if last_it and not (short and switched):
                 g_now = gap[rows].clamp_min(1e-300).log()
                 rate = (g_now - last_gap[rows].log()) / (it - last_it)  # per iteration
                 need = torch.where(rate < 0, (math.log(tol) - g_now) / rate, math.inf)
-                step = min(max(float(need.median()), ADMM_CHECK_MIN), ADMM_CHECK)
-            next_check = it + ADMM_SPACING * math.ceil(step / ADMM_SPACING)  # where a new dual point is made
+                step = min(max(float(need.median()), ADMM_SHORT_STEP if short else ADMM_CHECK_MIN),
+                           ADMM_STALL_SHORT if short else ADMM_CHECK)
+            # where a new dual point is made (short runs: anywhere, the check makes its own)
+            next_check = it + (math.ceil(step) if short else ADMM_SPACING * math.ceil(step / ADMM_SPACING))
         last_gap[rows] = gap[rows]
         last_it = it
         bar.update(it - bar.n)
@@ -1451,6 +1495,7 @@ def _lasso_admm(y, physics, basis, alpha, tol, max_iter, rho, relax, clip, progr
         if state is not None and state.due() and len(rows):  # the run goes on as if it had not saved
             state.save(key, {"z": z, "u": u, "best_z": best_z, "best_p": best_p, "best_d": best_d, "ran": ran,
                              "it": torch.tensor(it), "low": torch.tensor(low), "last_gap": last_gap,
+                             "lifted": torch.tensor(lifted),
                              "floor": torch.tensor(floor, dtype=f64), "floor_it": torch.tensor(floor_it),
                              "next_check": torch.tensor(next_check), "last_it": torch.tensor(last_it),
                              "next_newton": torch.tensor(next_newton),

@@ -38,7 +38,7 @@ def main(argv=None):
             r = lasso.lasso_admm(y, p, args.basis, tol=args.tol, rho=rho, relax=relax)
             mse = (r.x - x).pow(2).flatten(1).mean(1)
             alpha = lasso.PAPER_ALPHA[args.basis]
-            shown = lasso.admm_rho(alpha, args.m * alpha) if rho is None else rho
+            shown = lasso.admm_rho(alpha, args.m * alpha, args.m / (3 * 64 * 64)) if rho is None else rho
             print(f"m {args.m} rho {shown:g} relax {relax:g}: {time.time() - t:6.1f} s, iterations largest "
                   f"{r.iterations} mean {float(r.image_iterations.double().mean()):.0f}, largest gap "
                   f"{float(r.gap.max()):.2e}, objective (sum) {float(r.objective.double().sum()):.7f}, "

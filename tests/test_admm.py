@@ -218,6 +218,45 @@ def test_admm_goes_on_in_float64_when_float32_stalls_and_resumes_across_the_swit
     assert torch.equal(res.gap, ref.gap)
 
 
+def test_admm_short_run_stalls_go_on_with_the_float32_factors_lifted_then_float64_ones_and_resume(monkeypatch,
+                                                                                                 tmp_path):
+    """Where runs are short (ADMM_SHORT_M) a gap that does not halve in ADMM_STALL_SHORT iterations sends the
+    float32 iterations on in float64 with the float32 factors lifted (no new factorisation); a second stall
+    (ADMM_STALL checks, here 2) makes the float64 factors. A run killed between the two resumes lifted, to
+    the same end."""
+    for name, value in (("ADMM_SETUP_F32_M", 0), ("ADMM_SHORT_M", 0), ("ADMM_STALL", 2)):
+        monkeypatch.setattr(lasso_module, name, value)
+    seen = _soft_dtypes(monkeypatch)
+    factors, real_chol = [], torch.linalg.cholesky  # (dtype, z-steps so far) of every factorisation
+    monkeypatch.setattr(torch.linalg, "cholesky", lambda A, **k: factors.append((A.dtype, len(seen))) or real_chol(A, **k))
+    x, p, y = lasso_problem(150, seed=3, n_images=2)
+    kw = dict(alpha=1.0, tol=1e-3, max_iter=20000, rho=lasso_module.ADMM_RHO)  # (a slow rho: it stalls)
+    saves_at, real = [], SolveState.save
+    monkeypatch.setattr(SolveState, "save", lambda self, key, st: saves_at.append(len(seen)) or real(self, key, st))
+    ref = lasso_admm(y, p, "dct", state=SolveState(tmp_path / "ref.pt", every=0), **kw)
+    monkeypatch.setattr(SolveState, "save", real)
+    assert ref.gap.max() <= 1e-3
+    lifted = seen.index(torch.float64)  # the first float64 z-step
+    assert lifted in saves_at and lifted <= 4 * lasso_module.ADMM_STALL_SHORT and set(seen[lifted:]) == {torch.float64}
+    assert [d for d, _ in factors] == [torch.float32] * 2 + [torch.float64] * 2
+    made64 = factors[2][1]  # the float64 factors: at the second stall, 2 x ADMM_CHECK iterations on at least
+    assert made64 in saves_at and made64 >= lifted + 2 * lasso_module.ADMM_CHECK
+    kill = next(i for i, at in enumerate(saves_at) if at > lifted) + 1  # the second save after the lift
+    assert saves_at[kill] < made64
+    seen.clear()
+    real_save = die_at_save(monkeypatch, kill + 1)
+    with pytest.raises(KeyboardInterrupt):
+        lasso_admm(y, p, "dct", state=SolveState(tmp_path / "a.pt", every=0), **kw)
+    monkeypatch.setattr(SolveState, "save", real_save)
+    seen.clear()
+    factors.clear()
+    res = lasso_admm(y, p, "dct", state=SolveState(tmp_path / "a.pt", every=0), **kw)
+    assert set(seen) == {torch.float64}  # resumed in float64 ...
+    assert [d for d, _ in factors] == [torch.float32] * 2 + [torch.float64] * 2  # ... lifted until its second stall
+    assert torch.equal(res.w, ref.w) and torch.equal(res.image_iterations, ref.image_iterations)
+    assert torch.equal(res.gap, ref.gap)
+
+
 def test_admm_checks_where_images_are_predicted_to_finish_stop_them_sooner(monkeypatch):
     """Counts: the check schedule (the first at ADMM_FIRST_CHECK, then where the running images'
     median is predicted to reach tol) stops every image at no more iterations than fixed checks every
@@ -232,6 +271,33 @@ def test_admm_checks_where_images_are_predicted_to_finish_stop_them_sooner(monke
     assert (new.image_iterations <= old.image_iterations).all(), (new.image_iterations, old.image_iterations)
     assert new.image_iterations.sum() < old.image_iterations.sum()
     assert ((new.objective.double() - old.objective.double()).abs() <= 1e-4 * old.objective.double()).all()
+
+
+def test_admm_short_runs_check_at_any_iteration_and_stop_sooner(monkeypatch):
+    """ADMM_SHORT_M: where runs are short (above ADMM_X_MAX_ALPHA at large m) a check may come at any
+    iteration, with a dual point of its own, ADMM_SHORT_STEP apart at least. Counts: every image stops at
+    fewer iterations than with the checks on the dual points every ADMM_SPACING, at the same tolerance and
+    objective, and some stop between two of those points."""
+    x, p, y = lasso_problem(300, seed=4, n_images=6)
+    monkeypatch.setattr(lasso_module, "ADMM_SETUP_F32_M", 0)
+    monkeypatch.setattr(lasso_module, "ADMM_SHORT_M", 0)
+    short = lasso_admm(y, p, "dct", tol=1e-4, max_iter=5000)
+    monkeypatch.setattr(lasso_module, "ADMM_SHORT_M", 10**9)
+    spaced = lasso_admm(y, p, "dct", tol=1e-4, max_iter=5000)
+    assert short.gap.max() <= 1e-4 and spaced.gap.max() <= 1e-4
+    assert (spaced.image_iterations % lasso_module.ADMM_SPACING == 0).all()
+    assert (short.image_iterations % lasso_module.ADMM_SPACING != 0).any()
+    assert (short.image_iterations < spaced.image_iterations).all(), (short.image_iterations, spaced.image_iterations)
+    assert ((short.objective.double() - spaced.objective.double()).abs() <= 1e-4 * spaced.objective.double()).all()
+
+
+def test_admm_rho_grows_to_its_wide_multiple_of_lam_with_m_over_n():
+    lam = 50.0
+    c = [lasso_module.admm_rho(0.1, lam, f) / lam for f in (0.0, 0.05, 0.1, 0.2, 0.4, 0.8)]
+    lo, hi = lasso_module.ADMM_RHO_LAM, lasso_module.ADMM_RHO_LAM_WIDE
+    assert c[0] == c[1] == c[2] == lo and c[4] == c[5] == hi and lo < c[3] < hi
+    assert abs(c[3] - (lo + hi) / 2) < 1e-12  # log-linear: 0.2 is halfway from 0.1 to 0.4
+    assert lasso_module.admm_rho(1e-5, 1e-3, 0.8) == lasso_module.ADMM_RHO
 
 
 def test_admm_rho_for_larger_alpha_certifies_in_far_fewer_iterations_than_the_near_bp_rho_and_fista():
