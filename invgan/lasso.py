@@ -1093,10 +1093,12 @@ ADMM_RHO = 0.3  # ADMM's penalty in the scaled problem 1/2 ||y - B w||^2 + lam |
 ADMM_RHO_LAM = 2.0  # ... and above ADMM_MAX_ALPHA (the DCT's alpha 0.1) rho = this x lam: the best rho grows with lam
 # there (measured on the DCT, 16 val faces, tol 1e-4: 1.5 to 4 lam tried at m = 200, 500, 1000 and 2500) ...
 ADMM_RHO_LAM_WIDE = 4.0  # ... and grows faster than lam where m is a large part of n: this x lam from m / n =
-ADMM_RHO_WIDE = (0.1, 0.4)  # the second of these, log-linearly in m / n from ADMM_RHO_LAM at the first (64 val faces,
+ADMM_RHO_WIDE = (0.25, 0.4)  # the second of these, log-linearly in m / n from ADMM_RHO_LAM at the first (64 val faces,
 # DCT, tol 1e-4, a certificate at every iteration: mean iterations to 1e-4 at 2 / 3 / 4 / 6 x lam, m = 2500: 132 /
 # 106 / 96 (a tail to 192) / -; 5000: 58 / 48 / 43 / -; 7500: 42 / - / 28 / 25; 10000: 34 / - / 23 / 20. Above
-# about 6 x lam (m = 5000) to 12 x lam (7500, 10000) some faces stall at float32's rounding floor)
+# about 6 x lam (m = 5000) to 12 x lam (7500, 10000) some faces stall at float32's rounding floor, and at m = 2500
+# 3 x lam put that floor above tol 1e-5 for 3 of 64 faces: 0.83x at 1e-5 against 2 x lam, so 2 x lam stays there,
+# to m = 3072 at 64x64 RGB)
 ADMM_RELAX = 1.7  # over-relaxation (Eckstein & Bertsekas; 1.5 to 1.8 is the usual range)
 ADMM_CHECK = 100  # most iterations between certificates (and stopping tests)
 ADMM_FIRST_CHECK = 60  # the first certificate after this many iterations, the second as many later; then the next
@@ -1119,7 +1121,8 @@ ADMM_NEWTON = True  # support Newton steps (``support_newton``) at some checks (
 ADMM_NEWTON_GAP = 2e-4  # ... for the images whose relative gap is at most this (2e-3 tried more, failed, cost more)
 ADMM_NEWTON_WORK = 10.0  # ... at the first check after every ceil(this x m^2 / n / ADMM_CHECK) x ADMM_CHECK
 # iterations (m = 500: 300, m = 1000: 900, at n = 12288)
-ADMM_SHORT_M = 2500  # above ADMM_X_MAX_ALPHA from this m runs are short (tens of iterations to about 130): there
+ADMM_SHORT_M = 4000  # above ADMM_X_MAX_ALPHA from this m runs are short (tens of iterations; at m = 2500 about 140, where
+# the checks below cost more than they saved, 0.86x and 0.83x at tol 1e-4 and 1e-5 on 64 faces): there
 ADMM_FIRST_CHECK_SHORT = 20  # ... the first check after this many, the second ADMM_SHORT_STEP later, and each next
 ADMM_SHORT_STEP = 2  # one where the median is predicted to reach tol, at least this many on: at any iteration, with a dual
 # point of its own (m = 10000, 64 faces, 4 lam: 20 to 26 iterations, 23 on average, where dual points every

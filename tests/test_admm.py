@@ -292,11 +292,11 @@ def test_admm_short_runs_check_at_any_iteration_and_stop_sooner(monkeypatch):
 
 
 def test_admm_rho_grows_to_its_wide_multiple_of_lam_with_m_over_n():
-    lam = 50.0
-    c = [lasso_module.admm_rho(0.1, lam, f) / lam for f in (0.0, 0.05, 0.1, 0.2, 0.4, 0.8)]
+    lam, (f0, f1) = 50.0, lasso_module.ADMM_RHO_WIDE
+    c = [lasso_module.admm_rho(0.1, lam, f) / lam for f in (0.0, f0 / 2, f0, (f0 * f1) ** 0.5, f1, 2 * f1)]
     lo, hi = lasso_module.ADMM_RHO_LAM, lasso_module.ADMM_RHO_LAM_WIDE
     assert c[0] == c[1] == c[2] == lo and c[4] == c[5] == hi and lo < c[3] < hi
-    assert abs(c[3] - (lo + hi) / 2) < 1e-12  # log-linear: 0.2 is halfway from 0.1 to 0.4
+    assert abs(c[3] - (lo + hi) / 2) < 1e-12  # log-linear: the geometric mean is halfway
     assert lasso_module.admm_rho(1e-5, 1e-3, 0.8) == lasso_module.ADMM_RHO
 
 
