@@ -1123,7 +1123,8 @@ ADMM_NEWTON_WORK = 10.0  # ... at the first check after every ceil(this x m^2 / 
 # iterations (m = 500: 300, m = 1000: 900, at n = 12288)
 ADMM_SHORT_M = 4000  # above ADMM_X_MAX_ALPHA from this m runs are short (tens of iterations; at m = 2500 about 140, where
 # the checks below cost more than they saved, 0.86x and 0.83x at tol 1e-4 and 1e-5 on 64 faces): there
-ADMM_FIRST_CHECK_SHORT = 20  # ... the first check after this many, the second ADMM_SHORT_STEP later, and each next
+ADMM_FIRST_CHECK_SHORT = 20  # ... the first check after this many (also with the float32 factors, ADMM_SETUP_F32_M, where
+# the second comes as many later), the second ADMM_SHORT_STEP later, and each next
 ADMM_SHORT_STEP = 2  # one where the median is predicted to reach tol, at least this many on: at any iteration, with a dual
 # point of its own (m = 10000, 64 faces, 4 lam: 20 to 26 iterations, 23 on average, where dual points every
 # ADMM_SPACING would certify at 40)
@@ -1332,7 +1333,7 @@ def _lasso_admm(y, physics, basis, alpha, tol, max_iter, rho, relax, clip, progr
     it, key, saved, low = 0, None, None, ADMM_F32
     # large m, larger alpha: tens of iterations, checks at any iteration (ADMM_SHORT_STEP), each with its own dual point
     short = alpha > ADMM_X_MAX_ALPHA and m >= ADMM_SHORT_M
-    first_check = ADMM_FIRST_CHECK_SHORT if short else ADMM_FIRST_CHECK
+    first_check = ADMM_FIRST_CHECK_SHORT if short or setup32 else ADMM_FIRST_CHECK  # (float32 factors: from m = 2500)
     next_check, last_it, next_newton = first_check, 0, newton_every * ADMM_CHECK
     last_gap = torch.full((nb,), math.inf, dtype=f64, device=dev)  # each image's gap at the last certificate
     if state is not None:

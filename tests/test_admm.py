@@ -177,6 +177,18 @@ def test_admm_float32_iterations_certify_like_float64_in_as_many_iterations(monk
     assert (lo.objective.double() <= hi.objective.double() * (1 + 1e-4)).all()
 
 
+def _killed_then_resumed(monkeypatch, tmp_path, y, p, kw, die_after, seen, factors):
+    """``lasso_admm`` killed right after its ``die_after``-th save, then resumed from it: the resumed run's
+    result, with ``seen`` and ``factors`` holding the resumed run's z-step dtypes and factorisations only."""
+    real_save = die_at_save(monkeypatch, die_after)
+    with pytest.raises(KeyboardInterrupt):
+        lasso_admm(y, p, "dct", state=SolveState(tmp_path / "a.pt", every=0), **kw)
+    monkeypatch.setattr(SolveState, "save", real_save)
+    seen.clear()
+    factors.clear()
+    return lasso_admm(y, p, "dct", state=SolveState(tmp_path / "a.pt", every=0), **kw)
+
+
 @pytest.mark.parametrize("setup32", [False, True])
 def test_admm_goes_on_in_float64_when_float32_stalls_and_resumes_across_the_switch(monkeypatch, tmp_path, setup32):
     """Once the running images' largest certified gap falls by less than 1% in ADMM_STALL checks (here
@@ -204,14 +216,8 @@ def test_admm_goes_on_in_float64_when_float32_stalls_and_resumes_across_the_swit
     assert switch in saves_at and switch >= 2 * lasso_module.ADMM_CHECK  # at a check, after ADMM_STALL x 100
     assert switch < len(seen) - 5 * lasso_module.ADMM_CHECK and set(seen[switch:]) == {torch.float64}
     assert ref.gap.max() <= 1e-3
-    seen.clear()
-    real_save = die_at_save(monkeypatch, saves_at.index(switch) + 3)  # the second save after the switch
-    with pytest.raises(KeyboardInterrupt):
-        lasso_admm(y, p, "dct", state=SolveState(tmp_path / "a.pt", every=0), **kw)
-    monkeypatch.setattr(SolveState, "save", real_save)
-    seen.clear()
-    factors.clear()
-    res = lasso_admm(y, p, "dct", state=SolveState(tmp_path / "a.pt", every=0), **kw)
+    # killed at the second save after the switch
+    res = _killed_then_resumed(monkeypatch, tmp_path, y, p, kw, saves_at.index(switch) + 3, seen, factors)
     assert set(seen) == {torch.float64}  # resumed in float64, with float64 factors
     assert factors[-2:] == [torch.float64] * 2
     assert torch.equal(res.w, ref.w) and torch.equal(res.image_iterations, ref.image_iterations)
@@ -243,14 +249,7 @@ def test_admm_short_run_stalls_go_on_with_the_float32_factors_lifted_then_float6
     assert made64 in saves_at and made64 >= lifted + 2 * lasso_module.ADMM_CHECK
     kill = next(i for i, at in enumerate(saves_at) if at > lifted) + 1  # the second save after the lift
     assert saves_at[kill] < made64
-    seen.clear()
-    real_save = die_at_save(monkeypatch, kill + 1)
-    with pytest.raises(KeyboardInterrupt):
-        lasso_admm(y, p, "dct", state=SolveState(tmp_path / "a.pt", every=0), **kw)
-    monkeypatch.setattr(SolveState, "save", real_save)
-    seen.clear()
-    factors.clear()
-    res = lasso_admm(y, p, "dct", state=SolveState(tmp_path / "a.pt", every=0), **kw)
+    res = _killed_then_resumed(monkeypatch, tmp_path, y, p, kw, kill + 1, seen, factors)
     assert set(seen) == {torch.float64}  # resumed in float64 ...
     assert [d for d, _ in factors] == [torch.float32] * 2 + [torch.float64] * 2  # ... lifted until its second stall
     assert torch.equal(res.w, ref.w) and torch.equal(res.image_iterations, ref.image_iterations)
