@@ -274,8 +274,9 @@ def test_admm_checks_where_images_are_predicted_to_finish_stop_them_sooner(monke
 
 def test_admm_short_runs_check_at_any_iteration_and_stop_sooner(monkeypatch):
     """ADMM_SHORT_M: where runs are short (above ADMM_X_MAX_ALPHA at large m) a check may come at any
-    iteration, with a dual point of its own, ADMM_SHORT_STEP apart at least. Counts: every image stops at
-    fewer iterations than with the checks on the dual points every ADMM_SPACING, at the same tolerance and
+    iteration, with a dual point of its own, ADMM_SHORT_STEP apart at least. Counts: against the checks on
+    the dual points every ADMM_SPACING, every image stops at most ADMM_SHORT_STEP iterations later (one check
+    where the spaced schedule happened to certify it), at least 15% fewer in all, at the same tolerance and
     objective, and some stop between two of those points."""
     x, p, y = lasso_problem(300, seed=4, n_images=6)
     monkeypatch.setattr(lasso_module, "ADMM_SETUP_F32_M", 0)
@@ -286,7 +287,9 @@ def test_admm_short_runs_check_at_any_iteration_and_stop_sooner(monkeypatch):
     assert short.gap.max() <= 1e-4 and spaced.gap.max() <= 1e-4
     assert (spaced.image_iterations % lasso_module.ADMM_SPACING == 0).all()
     assert (short.image_iterations % lasso_module.ADMM_SPACING != 0).any()
-    assert (short.image_iterations < spaced.image_iterations).all(), (short.image_iterations, spaced.image_iterations)
+    assert (short.image_iterations <= spaced.image_iterations + lasso_module.ADMM_SHORT_STEP).all(), (
+        short.image_iterations, spaced.image_iterations)
+    assert short.image_iterations.sum() <= 0.85 * spaced.image_iterations.sum()
     assert ((short.objective.double() - spaced.objective.double()).abs() <= 1e-4 * spaced.objective.double()).all()
 
 
