@@ -1370,10 +1370,10 @@ def _lasso_admm(y, physics, basis, alpha, tol, max_iter, rho, relax, clip, progr
     def working(low):  # the iterations' operands: float32 copies, or the float64 ones
         cast = (lambda t: t.float() if torch.is_tensor(t) else t) if low else (lambda t: t)  # (a _CholeskyInverse
         # is float32 already)
-        # B^T cast once for all its uses, and B in float32 is B0 itself where y is float32 (B = B0 in float64: the
-        # same bits; at m = 10000 the casts were 1.9 s, B^T cast twice or three times)
+        # B^T cast once for all its uses, and B in float32 from B0 (a no-op where y is float32; the same bits as
+        # B's cast, B = B0 in float64; at m = 10000 the casts were 1.9 s, B^T cast twice or three times)
         Btc = cast(Bt)
-        Bc = B0 if low and B0.dtype == torch.float32 else cast(B)
+        Bc = B0.float() if low else B
         chain = None  # the Woodbury w-step's products: X^T X q = (q X^T) X, or ((q B^T) M) B
         if X is not None:
             Xc = cast(X)
@@ -1387,6 +1387,10 @@ def _lasso_admm(y, physics, basis, alpha, tol, max_iter, rho, relax, clip, progr
                 "chain": chain, "sp": sp, "rwb": cast(relax * (wy @ Bt)) if sp is not None else None}
 
     ops = working(low)
+
+    def dual_point(ua):  # B theta = rho u in the least-squares sense (float64)
+        return (((rho * ua) @ ops["Bt"]) @ ops["P"]).double()
+
     gap = _relative_gap(best_p, best_d)
     rows = (gap > tol).nonzero().squeeze(1) if it else torch.arange(nb, device=dev)
     # the running rows' z, u and relax w_y
@@ -1433,14 +1437,14 @@ def _lasso_admm(y, physics, basis, alpha, tol, max_iter, rho, relax, clip, progr
                 Bu = ua @ ops["Bt"]  # B u made exactly
                 history.append(((rho * Bu) @ ops["P"]).double())
             else:
-                history.append((((rho * ua) @ ops["Bt"]) @ ops["P"]).double())
+                history.append(dual_point(ua))
             del history[:-(EXTRAPOLATION + 1)]
         if it < next_check and it < max_iter:
             continue
         ran[rows] = it
         Yr, zd = Y[rows], za.double()
         primal, dual = _primal_dual(Yr, zd, B, Bt, lam)  # the dual at z's residual, then at theta's (float64)
-        thetas = history[-1:] if it % ADMM_SPACING == 0 else [(((rho * ua) @ ops["Bt"]) @ ops["P"]).double()]
+        thetas = history[-1:] if it % ADMM_SPACING == 0 else [dual_point(ua)]  # (short runs: their own)
         thetas += [_extrapolate(history)] if len(history) == EXTRAPOLATION + 1 else []
         for t in thetas:
             dual = torch.maximum(dual, _dual_value(t, t @ B, Yr, lam))
@@ -1476,7 +1480,7 @@ def _lasso_admm(y, physics, basis, alpha, tol, max_iter, rho, relax, clip, progr
                 floor, floor_it = top, it
             elif (low or lifted) and it - floor_it >= (ADMM_STALL_SHORT if quick else ADMM_STALL * ADMM_CHECK):
                 floor, floor_it, switched = top, it, True  # float32's rounding floor: the rest in float64, from here
-                if low and setup32 and short:  # first with the float32 factors lifted to float64
+                if quick and setup32:  # first with the float32 factors lifted to float64
                     low, lifted = False, True
                     M, P, wy = lift()
                 else:

@@ -10,6 +10,7 @@ Iteration counts do not depend on the machine; the seconds do (and at 8 images a
 """
 
 import argparse
+import math
 import time
 
 import torch
@@ -17,6 +18,8 @@ import torch
 from invgan import lasso
 from invgan.data import load_images
 from invgan.physics import GaussianCS
+
+SHAPE = (3, 64, 64)
 
 
 def main(argv=None):
@@ -30,7 +33,7 @@ def main(argv=None):
     ap.add_argument("--relax", type=float, nargs="+", default=[lasso.ADMM_RELAX])
     args = ap.parse_args(argv)
     x = load_images(None, partition="val", limit=args.images, progress=False).tensor()
-    p = GaussianCS(args.m, (3, 64, 64), noise_std=0.01, seed=0)
+    p = GaussianCS(args.m, SHAPE, noise_std=0.01, seed=0)
     y = p(x, torch.Generator().manual_seed(1))
     for rho in args.rho:
         for relax in args.relax:
@@ -38,7 +41,7 @@ def main(argv=None):
             r = lasso.lasso_admm(y, p, args.basis, tol=args.tol, rho=rho, relax=relax)
             mse = (r.x - x).pow(2).flatten(1).mean(1)
             alpha = lasso.PAPER_ALPHA[args.basis]
-            shown = lasso.admm_rho(alpha, args.m * alpha, args.m / (3 * 64 * 64)) if rho is None else rho
+            shown = lasso.admm_rho(alpha, args.m * alpha, args.m / math.prod(SHAPE)) if rho is None else rho
             print(f"m {args.m} rho {shown:g} relax {relax:g}: {time.time() - t:6.1f} s, iterations largest "
                   f"{r.iterations} mean {float(r.image_iterations.double().mean()):.0f}, largest gap "
                   f"{float(r.gap.max()):.2e}, objective (sum) {float(r.objective.double().sum()):.7f}, "
