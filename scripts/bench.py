@@ -47,15 +47,9 @@ REPO = Path(__file__).resolve().parents[1]
 def machine(device: str) -> dict:
     import torch
 
-    cpu = platform.processor() or ""
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"platform": platform.platform(), "cpu": cpu, "cpu_cores": os.cpu_count(),
+    from invgan.runtime import cpu_facts
+
+    return {"platform": platform.platform(), **cpu_facts(), "cpu_cores": os.cpu_count(),
             "torch_threads": torch.get_num_threads(), "torch": torch.__version__, "python": platform.python_version(),
             "gpu": torch.cuda.get_device_name(0) if device.startswith("cuda") and torch.cuda.is_available() else None}
 
