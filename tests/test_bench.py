@@ -16,6 +16,10 @@ def test_update_refreshes_the_sweep_row_and_keeps_measured_rows(tmp_path):
     (sweep / "results.json").write_text(json.dumps({
         "recipe": {"name": "cs_paper", "settings": {"num_images": 64}}, "complete": False, "cells_done": 3,
         "cells_missing": ["method=dcgan__measurements=20"], "cell_seconds_total": 5400.0, "devices": ["cpu"]}))
+    (sweep / "cells").mkdir()  # cells name their CPU (since session 20; older cells do not)
+    (sweep / "cells" / "a.json").write_text(json.dumps({"process": {"pid": 1, "cpu": "AMD EPYC", "cpu_family": 26,
+                                                                    "cpu_model": 2, "simd": "avx512"}}))
+    (sweep / "cells" / "b.json").write_text(json.dumps({"process": {"pid": 2}}))
     earlier = {"command": "python scripts/bench.py --out b.json",
                "machine": {"cpu": "Some CPU", "cpu_cores": 2, "torch_threads": 2, "torch": "2.x", "gpu": None},
                "csgm": {"images": 8, "restarts": 2, "iters": 200, "batched_s": 10.0, "loop_s": 31.0, "speedup": 3.1},
@@ -37,7 +41,8 @@ def test_update_refreshes_the_sweep_row_and_keeps_measured_rows(tmp_path):
     assert "--update" in r["updated_by"] and r["sweep"]["cells_done"] == 3 and r["sweep"]["cells_total"] == 4
     md = (tmp_path / "b.md").read_text()
     assert "| CSGM, 8 images x 2 restarts x 200 its | batched: 10.0 s | per-image loop: 31.0 s | 3.10x |" in md
-    assert "| sweep cs_paper (3/4 cells, 64 images, cpu) | 90 min," in md and "Machine: Some CPU" in md
+    assert "| sweep cs_paper (3/4 cells, 64 images, cpu) | 90 min," in md and "Machine: Some CPU (2 cores" in md
+    assert "(not rerun here; AMD EPYC (family 26, model 2, avx512))" in md
     # the libraries' row: the fastest library (not invgan's own FISTA) against invgan
     assert ("| Lasso-DCT, m = 500, against the libraries (objective within 1e-6 of the best) | 0.100 s/image (admm, 64 "
             "faces in one batch, 64/64 certified at 1e-4; excess 3.0e-07) | fastest library: celer (tol 1e-06) 0.90 "
