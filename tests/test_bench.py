@@ -1,3 +1,4 @@
+import importlib.util
 import json
 import subprocess
 import sys
@@ -119,3 +120,40 @@ def test_csgm_floor_counts_a_yeh_pass_as_both_networks_forward_and_back_to_z(tin
     for p in [*G.module.parameters(), *D.parameters()]:  # as a user's networks may be: still no weight gradients
         p.requires_grad_(True)
     assert yeh_flops_per_pass(G, D, G.image_shape) * 4 == 2 * g_fwd.get_total_flops() + 2 * d_fwd.get_total_flops()
+
+
+def test_sweep_vs_table_flags_cells_outside_the_interval_or_uncertified(tmp_path, capsys):
+    table = tmp_path / "t.md"
+    table.write_text("| mse, mean +- 95% interval, at m = | 20 | 500 |\n|---|---|---|\n"
+                     "| DCGAN | 0.17 +- 0.02 | 0.02 +- 0.003 |\n| Lasso (DCT) | 0.33 +- 0.03 | 0.11 +- 0.01 |\n")
+    cells = tmp_path / "sw" / "cells"
+    cells.mkdir(parents=True)
+
+    def cell(method, m, mean, settings=None):
+        (cells / f"method={method}__measurements={m}.json").write_text(json.dumps({
+            "cell": {"method": method, "measurements": m}, "summary": {method: {"mse": {"mean": mean}}},
+            "seconds": 10.0, "config": {"method_settings": {method: settings or {}}},
+            "process": {"cpu": "AMD EPYC", "cpu_family": 26, "cpu_model": 2, "simd": "avx512"}}))
+
+    spec = importlib.util.spec_from_file_location("sweep_vs_table", REPO / "scripts" / "sweep_vs_table.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+
+    def run(*args):
+        rc = script.main([str(a) for a in (args or (tmp_path / "sw", "--table", table))])
+        out = capsys.readouterr()
+        return subprocess.CompletedProcess([], rc, out.out, out.err)
+
+    cell("dcgan", 20, 0.185)  # inside 0.17 +- 0.02
+    cell("lasso-dct", 500, 0.1099, {"solver": "admm", "tol": 1e-4, "max_rel_gap": 9.9e-5})
+    p = run()
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "| dcgan | 20 | 0.18500 | 0.17 +- 0.02 | yes | 10.0 |" in p.stdout
+    assert "AMD EPYC (family 26, model 2, avx512)" in p.stdout and "0 of 2 cells" in p.stdout
+    cell("dcgan", 500, 0.0235)  # outside 0.02 +- 0.003
+    cell("lasso-dct", 20, 0.33, {"solver": "admm", "tol": 1e-4, "max_rel_gap": 2e-4})  # inside, not certified
+    p = run()
+    assert p.returncode == 1 and "| dcgan | 500 | 0.02350 | 0.02 +- 0.003 | **no** |" in p.stdout
+    assert "2.00e-04 (**not certified**)" in p.stdout and "2 of 4 cells" in p.stdout
+    p = run(tmp_path)
+    assert p.returncode == 2 and "no cells/ folder" in p.stderr and "Traceback" not in p.stderr
