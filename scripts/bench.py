@@ -47,15 +47,9 @@ REPO = Path(__file__).resolve().parents[1]
 def machine(device: str) -> dict:
     import torch
 
-    cpu = platform.processor() or ""
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"platform": platform.platform(), "cpu": cpu, "cpu_cores": os.cpu_count(),
+    from invgan.runtime import cpu_facts
+
+    return {"platform": platform.platform(), **cpu_facts(), "cpu_cores": os.cpu_count(),
             "torch_threads": torch.get_num_threads(), "torch": torch.__version__, "python": platform.python_version(),
             "gpu": torch.cuda.get_device_name(0) if device.startswith("cuda") and torch.cuda.is_available() else None}
 
@@ -74,9 +68,15 @@ def run_script(args: list[str]) -> tuple[dict, float, str]:
 def sweep_time(folder: Path) -> dict:
     res = json.loads((folder / "results.json").read_text())
     total = res["cells_done"] + len(res["cells_missing"])
+    cpus = set()  # the CPUs the cells ran on, as each cell recorded them (invgan.runtime.cpu_facts; older cells: none)
+    for f in (folder / "cells").glob("*.json"):
+        proc = json.loads(f.read_text()).get("process", {})
+        if "simd" in proc:
+            cpus.add(f"{proc['cpu']} (family {proc['cpu_family']}, model {proc['cpu_model']}, {proc['simd']})")
     return {"folder": str(folder), "recipe": res["recipe"]["name"], "cells_done": res["cells_done"],
             "cells_total": total, "complete": res["complete"], "cell_seconds_total": res["cell_seconds_total"],
-            "devices": res["devices"], "num_images": res["recipe"]["settings"].get("num_images")}
+            "devices": res["devices"], "num_images": res["recipe"]["settings"].get("num_images"),
+            "cpus": sorted(cpus)}
 
 
 BENCHMARKS = ("train", "csgm", "lasso", "budget", "inpaint", "main", "libs")
@@ -223,10 +223,11 @@ def table(r: dict) -> str:
         s = r["sweep"]
         lines.append(f"| sweep {s['recipe']} ({s['cells_done']}/{s['cells_total']} cells, {s['num_images']} images, "
                      f"{', '.join(s['devices'])}) | {s['cell_seconds_total'] / 60:.0f} min, sum of the cells' recorded times "
-                     f"(not rerun here) | | |")
+                     f"(not rerun here{'; ' + ', '.join(s['cpus']) if s.get('cpus') else ''}) | | |")
     m = r["machine"]
     lines.append("")
-    lines.append(f"Machine: {m['cpu']} ({m['cpu_cores']} cores, {m['torch_threads']} torch threads)"
+    cpu = m["cpu"] + (f", family {m['cpu_family']}, model {m['cpu_model']}, {m['simd']}" if "simd" in m else "")
+    lines.append(f"Machine: {cpu} ({m['cpu_cores']} cores, {m['torch_threads']} torch threads)"
                  + (f", GPU {m['gpu']}" if m["gpu"] else "") + f"; torch {m['torch']}. Command: `{r['command']}`.")
     if "updated_by" in r:
         lines.append(f"Sweep row refreshed from its folder by `{r['updated_by']}`.")

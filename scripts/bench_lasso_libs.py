@@ -37,6 +37,7 @@ from invgan.data import load_images
 from invgan.lasso import PAPER_ALPHA, explicit_matrix, lasso_fista, lasso_objective
 from invgan.methods import Lasso
 from invgan.physics import GaussianCS
+from invgan.runtime import cpu_facts
 
 LIBRARIES = {  # name: (module, class path, extra keyword arguments)
     "scikit-learn": ("sklearn.linear_model", "Lasso", {"max_iter": 10000}),
@@ -164,7 +165,8 @@ def main(argv=None):
                 print(json.dumps(row), flush=True)
     if args.out:
         Path(args.out).write_text(json.dumps({"rows": rows, "warmup": not args.no_warmup, "rounds": args.rounds,
-                                              "command": "python scripts/bench_lasso_libs.py"}, indent=1))
+                                              "command": "python scripts/bench_lasso_libs.py", **cpu_facts()},
+                                             indent=1))
 
 
 if __name__ == "__main__":

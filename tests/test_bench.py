@@ -1,3 +1,4 @@
+import importlib.util
 import json
 import subprocess
 import sys
@@ -16,6 +17,10 @@ def test_update_refreshes_the_sweep_row_and_keeps_measured_rows(tmp_path):
     (sweep / "results.json").write_text(json.dumps({
         "recipe": {"name": "cs_paper", "settings": {"num_images": 64}}, "complete": False, "cells_done": 3,
         "cells_missing": ["method=dcgan__measurements=20"], "cell_seconds_total": 5400.0, "devices": ["cpu"]}))
+    (sweep / "cells").mkdir()  # cells name their CPU (since session 20; older cells do not)
+    (sweep / "cells" / "a.json").write_text(json.dumps({"process": {"pid": 1, "cpu": "AMD EPYC", "cpu_family": 26,
+                                                                    "cpu_model": 2, "simd": "avx512"}}))
+    (sweep / "cells" / "b.json").write_text(json.dumps({"process": {"pid": 2}}))
     earlier = {"command": "python scripts/bench.py --out b.json",
                "machine": {"cpu": "Some CPU", "cpu_cores": 2, "torch_threads": 2, "torch": "2.x", "gpu": None},
                "csgm": {"images": 8, "restarts": 2, "iters": 200, "batched_s": 10.0, "loop_s": 31.0, "speedup": 3.1},
@@ -37,7 +42,8 @@ def test_update_refreshes_the_sweep_row_and_keeps_measured_rows(tmp_path):
     assert "--update" in r["updated_by"] and r["sweep"]["cells_done"] == 3 and r["sweep"]["cells_total"] == 4
     md = (tmp_path / "b.md").read_text()
     assert "| CSGM, 8 images x 2 restarts x 200 its | batched: 10.0 s | per-image loop: 31.0 s | 3.10x |" in md
-    assert "| sweep cs_paper (3/4 cells, 64 images, cpu) | 90 min," in md and "Machine: Some CPU" in md
+    assert "| sweep cs_paper (3/4 cells, 64 images, cpu) | 90 min," in md and "Machine: Some CPU (2 cores" in md
+    assert "(not rerun here; AMD EPYC (family 26, model 2, avx512))" in md
     # the libraries' row: the fastest library (not invgan's own FISTA) against invgan
     assert ("| Lasso-DCT, m = 500, against the libraries (objective within 1e-6 of the best) | 0.100 s/image (admm, 64 "
             "faces in one batch, 64/64 certified at 1e-4; excess 3.0e-07) | fastest library: celer (tol 1e-06) 0.90 "
@@ -114,3 +120,40 @@ def test_csgm_floor_counts_a_yeh_pass_as_both_networks_forward_and_back_to_z(tin
     for p in [*G.module.parameters(), *D.parameters()]:  # as a user's networks may be: still no weight gradients
         p.requires_grad_(True)
     assert yeh_flops_per_pass(G, D, G.image_shape) * 4 == 2 * g_fwd.get_total_flops() + 2 * d_fwd.get_total_flops()
+
+
+def test_sweep_vs_table_flags_cells_outside_the_interval_or_uncertified(tmp_path, capsys):
+    table = tmp_path / "t.md"
+    table.write_text("| mse, mean +- 95% interval, at m = | 20 | 500 |\n|---|---|---|\n"
+                     "| DCGAN | 0.17 +- 0.02 | 0.02 +- 0.003 |\n| Lasso (DCT) | 0.33 +- 0.03 | 0.11 +- 0.01 |\n")
+    cells = tmp_path / "sw" / "cells"
+    cells.mkdir(parents=True)
+
+    def cell(method, m, mean, settings=None):
+        (cells / f"method={method}__measurements={m}.json").write_text(json.dumps({
+            "cell": {"method": method, "measurements": m}, "summary": {method: {"mse": {"mean": mean}}},
+            "seconds": 10.0, "config": {"method_settings": {method: settings or {}}},
+            "process": {"cpu": "AMD EPYC", "cpu_family": 26, "cpu_model": 2, "simd": "avx512"}}))
+
+    spec = importlib.util.spec_from_file_location("sweep_vs_table", REPO / "scripts" / "sweep_vs_table.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+
+    def run(*args):
+        rc = script.main([str(a) for a in (args or (tmp_path / "sw", "--table", table))])
+        out = capsys.readouterr()
+        return subprocess.CompletedProcess([], rc, out.out, out.err)
+
+    cell("dcgan", 20, 0.185)  # inside 0.17 +- 0.02
+    cell("lasso-dct", 500, 0.1099, {"solver": "admm", "tol": 1e-4, "max_rel_gap": 9.9e-5})
+    p = run()
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "| dcgan | 20 | 0.18500 | 0.17 +- 0.02 | yes | 10.0 |" in p.stdout
+    assert "AMD EPYC (family 26, model 2, avx512)" in p.stdout and "0 of 2 cells" in p.stdout
+    cell("dcgan", 500, 0.0235)  # outside 0.02 +- 0.003
+    cell("lasso-dct", 20, 0.33, {"solver": "admm", "tol": 1e-4, "max_rel_gap": 2e-4})  # inside, not certified
+    p = run()
+    assert p.returncode == 1 and "| dcgan | 500 | 0.02350 | 0.02 +- 0.003 | **no** |" in p.stdout
+    assert "2.00e-04 (**not certified**)" in p.stdout and "2 of 4 cells" in p.stdout
+    p = run(tmp_path)
+    assert p.returncode == 2 and "no cells/ folder" in p.stderr and "Traceback" not in p.stderr

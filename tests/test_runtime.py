@@ -1,4 +1,5 @@
-"""invgan.runtime.keep_freed_memory: freed large blocks are reused, not faulted in again."""
+"""invgan.runtime.keep_freed_memory: freed large blocks are reused, not faulted in again; cpu_facts: the CPU
+that timings name."""
 
 import os
 import platform
@@ -54,3 +55,27 @@ def test_the_invgan_command_keeps_freed_memory(monkeypatch):
     with pytest.raises(SystemExit):
         invgan.cli.main(["--help"])
     assert called == [1]
+
+
+ENTRY = """processor\t: {i}
+vendor_id\t: AuthenticAMD
+cpu family\t: {family}
+model\t\t: {model}
+model name\t: AMD EPYC
+flags\t\t: fpu sse2 {flags} fma
+"""
+
+
+@pytest.mark.parametrize("family, model, flags, simd", [
+    (23, 49, "avx avx2", "avx2"),  # AVX2 only, as the brief names its machine
+    (26, 2, "avx avx2 avx512f avx512_bf16", "avx512"),  # session 20's machine: the same name, AVX-512
+    (6, 15, "sse4_2", "other"),
+])
+def test_cpu_facts_tell_cpus_of_one_name_apart(tmp_path, family, model, flags, simd):
+    from invgan.runtime import cpu_facts
+
+    info = tmp_path / "cpuinfo"
+    info.write_text("\n".join(ENTRY.format(i=i, family=family, model=model, flags=flags) for i in range(2)))
+    assert cpu_facts(str(info)) == {"cpu": "AMD EPYC", "cpu_family": family, "cpu_model": model, "simd": simd}
+    missing = cpu_facts(str(tmp_path / "none"))  # not Linux: the platform's name, nothing else
+    assert missing["cpu_family"] is None and missing["simd"] == "other"
