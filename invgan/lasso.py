@@ -1142,6 +1142,34 @@ ADMM_STALL_SHORT = 30  # ... where runs are short (ADMM_SHORT_M): falls by less 
 # iterations) makes the float64 ones
 
 
+ADMM_ONEDNN_ENV = "INVGAN_ONEDNN"  # "1": ADMM's float32 Woodbury products by oneDNN (opt-in; _OneDNNRight)
+
+
+def _onednn_wanted() -> bool:
+    import os
+
+    return os.environ.get(ADMM_ONEDNN_ENV, "0") == "1" and torch.backends.mkldnn.is_available()
+
+
+class _OneDNNRight:
+    """A fixed float32 matrix W (k, n) applied from the right to rows, ``c @ this`` = c W, by oneDNN's
+    inner product (torch's ``mkldnn_linear``) on W converted once to oneDNN's layout. On session 20's
+    AMD EPYC (family 26, AVX-512) torch's ``c @ W`` goes to MKL's sgemm at 110 to 150 GFLOP/s for ADMM's
+    shapes and this path at 250 to 300, conversions of c included (``scripts/gemm_paths.py``); its
+    rounding differs from MKL's (relative 1e-6), so it is opt-in: ``INVGAN_ONEDNN=1``."""
+
+    def __init__(self, W: torch.Tensor):
+        self.Wm = W.T.contiguous().to_mkldnn()
+
+    def __rmatmul__(self, c: torch.Tensor) -> torch.Tensor:
+        return torch._C._nn.mkldnn_linear(c.contiguous().to_mkldnn(), self.Wm).to_dense()
+
+
+def _addmm_(v: torch.Tensor, c: torch.Tensor, W, alpha: float) -> torch.Tensor:
+    """v += alpha c W in place, W a tensor or a matrix applied from the right (_OneDNNRight)."""
+    return v.addmm_(c, W, alpha=alpha) if torch.is_tensor(W) else v.add_(c @ W, alpha=alpha)
+
+
 class _CholeskyInverse:
     """(L L^T)^-1 applied from the right to rows, ``c @ this`` = c L^-T L^-1, by two triangular solves
     (it stands where the formed inverse would in a product)."""
@@ -1380,10 +1408,14 @@ def _lasso_admm(y, physics, basis, alpha, tol, max_iter, rho, relax, clip, progr
             chain = (Xc.T, Xc)
         elif M is not None:
             chain = (Btc, cast(M), Bc)
+        Wc = cast(W) if W is not None else None
+        if low and _onednn_wanted():  # opt-in: the iteration's products by oneDNN (_OneDNNRight)
+            chain = tuple(_OneDNNRight(t) if torch.is_tensor(t) else t for t in chain) if chain else None
+            Wc = _OneDNNRight(Wc) if Wc is not None else None
         # above ADMM_X_MAX_ALPHA at small m (z mostly zero), the float32 iterations' B q = B z - B u: B z from z's
         # nonzeros, B u carried along in m-space (``sparse_bq``)
         sp = _kernels.SparseProduct(Btc) if low and sparse_bq else None
-        return {"Bt": Btc, "P": cast(P), "wyr": cast(relax * wy), "W": cast(W) if W is not None else None,
+        return {"Bt": Btc, "P": cast(P), "wyr": cast(relax * wy), "W": Wc,
                 "chain": chain, "sp": sp, "rwb": cast(relax * (wy @ Bt)) if sp is not None else None}
 
     ops = working(low)
@@ -1417,19 +1449,19 @@ def _lasso_admm(y, physics, basis, alpha, tol, max_iter, rho, relax, clip, progr
             # with c = M B q (an error in B u shrinks by I - relax rho M per iteration, and B u is made exactly
             # from u at every ADMM_SPACING)
             c = (Bz - Bu) @ ops["chain"][1]
-            v = torch.add(za, ua, alpha=1 - relax).add_(wyr).addmm_(c, ops["chain"][2], alpha=-relax)
+            v = _addmm_(torch.add(za, ua, alpha=1 - relax).add_(wyr), c, ops["chain"][2], -relax)
             za, ua, Bz_new = sp.split(v, thr)
             Bu.add_(Bz, alpha=1 - relax).add_(rwb).add_(c, alpha=relax * rho).sub_(Bz_new)
             Bz = Bz_new
         else:
             q = za - ua
             if W is not None:  # w = w_y + q W
-                v = torch.add(ua, za, alpha=1 - relax).add_(wyr).addmm_(q, ops["W"], alpha=relax)
+                v = _addmm_(torch.add(ua, za, alpha=1 - relax).add_(wyr), q, ops["W"], relax)
             else:  # v = z + (1 - relax) u + relax w_y - relax X^T X q
                 c = q
                 for t in ops["chain"][:-1]:
                     c = c @ t
-                v = torch.add(za, ua, alpha=1 - relax).add_(wyr).addmm_(c, ops["chain"][-1], alpha=-relax)
+                v = _addmm_(torch.add(za, ua, alpha=1 - relax).add_(wyr), c, ops["chain"][-1], -relax)
             za, ua = _soft_split(v, thr)
         it += 1
         if it % ADMM_SPACING == 0:  # B theta = rho u in the least-squares sense
