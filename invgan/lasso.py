@@ -1145,10 +1145,12 @@ ADMM_STALL_SHORT = 30  # ... where runs are short (ADMM_SHORT_M): falls by less 
 ADMM_ONEDNN_ENV = "INVGAN_ONEDNN"  # "1": ADMM's float32 Woodbury products by oneDNN (opt-in; _OneDNNRight)
 
 
-def _onednn_wanted() -> bool:
+def _onednn_wanted(device: torch.device) -> bool:
+    """INVGAN_ONEDNN=1, torch built with oneDNN, and the solve on the CPU (oneDNN is a CPU library)."""
     import os
 
-    return os.environ.get(ADMM_ONEDNN_ENV, "0") == "1" and torch.backends.mkldnn.is_available()
+    return (os.environ.get(ADMM_ONEDNN_ENV, "0") == "1" and torch.backends.mkldnn.is_available()
+            and torch.device(device).type == "cpu")
 
 
 class _OneDNNRight:
@@ -1409,7 +1411,7 @@ def _lasso_admm(y, physics, basis, alpha, tol, max_iter, rho, relax, clip, progr
         elif M is not None:
             chain = (Btc, cast(M), Bc)
         Wc = cast(W) if W is not None else None
-        if low and _onednn_wanted():  # opt-in: the iteration's products by oneDNN (_OneDNNRight)
+        if low and _onednn_wanted(dev):  # opt-in: the iteration's products by oneDNN (_OneDNNRight)
             chain = tuple(_OneDNNRight(t) if torch.is_tensor(t) else t for t in chain) if chain else None
             Wc = _OneDNNRight(Wc) if Wc is not None else None
         # above ADMM_X_MAX_ALPHA at small m (z mostly zero), the float32 iterations' B q = B z - B u: B z from z's

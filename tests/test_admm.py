@@ -462,3 +462,4 @@ def test_admm_onednn_products_are_opt_in_and_certify_like_mkl(monkeypatch, basis
     assert ((a.image_iterations - b.image_iterations).abs() <= 3 * lasso_module.ADMM_CHECK).all(), \
         (a.image_iterations, b.image_iterations)
     assert ((a.objective.double() - b.objective.double()).abs() / b.objective.double()).max() < 1e-4
+    assert not lasso_module._onednn_wanted(torch.device("cuda"))  # a CPU library: never for a GPU solve
