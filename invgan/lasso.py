@@ -1142,7 +1142,7 @@ ADMM_STALL_SHORT = 30  # ... where runs are short (ADMM_SHORT_M): falls by less 
 # iterations) makes the float64 ones
 
 
-ADMM_ONEDNN_ENV = "INVGAN_ONEDNN"  # "1": ADMM's float32 Woodbury products by oneDNN (opt-in; _OneDNNRight)
+ADMM_ONEDNN_ENV = "INVGAN_ONEDNN"  # "1": ADMM's float32 iteration products by oneDNN (opt-in; _OneDNNRight)
 
 
 def _onednn_wanted(device: torch.device) -> bool:
@@ -1373,7 +1373,8 @@ def _lasso_admm(y, physics, basis, alpha, tol, max_iter, rho, relax, clip, progr
                "spacing": ADMM_SPACING, "f32": ADMM_F32, "stall": ADMM_STALL, "newton": newton_every,
                "newton_gap": ADMM_NEWTON_GAP, "physics": type(physics).__name__, "m": m, "y": fingerprint(y),
                **({"setup32": True} if setup32 else {}), **({"sparse_bq": True} if sparse_bq else {}),
-               **({"short": ADMM_SHORT_STEP} if short else {})}
+               **({"short": ADMM_SHORT_STEP} if short else {}),
+               **({"onednn": True} if ADMM_F32 and _onednn_wanted(dev) else {})}  # (its rounding: not MKL's bits)
         saved = state.load(key, dev)
     history = []  # the last dual points theta of the running rows
     lifted = False  # float64 iterations with the float32 factors (short runs' first stall)

@@ -60,8 +60,8 @@ def cpu_facts(cpuinfo: str = "/proc/cpuinfo") -> dict:
     Returns ``{"cpu": name, "cpu_family": int or None, "cpu_model": int or None, "simd": "avx512",
     "avx2" or "other"}``: the model name, family and model numbers as ``cpuinfo`` gives them
     (Linux; elsewhere ``platform.processor()`` and None), and the widest x86 vector instructions
-    its flags list. Two CPUs sold under one name ("AMD EPYC" in a VM) can differ by 1.5x in float32
-    rate: the family and ``simd`` tell them apart.
+    its flags list. Two CPUs sold under one name ("AMD EPYC" in a VM) ran the same CSGM cells at
+    160 to 195 and 270 to 320 GFLOP/s (2026-12-05 and -07): the family and ``simd`` tell them apart.
     """
     import platform
 
