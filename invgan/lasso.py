@@ -1361,6 +1361,7 @@ def _lasso_admm(y, physics, basis, alpha, tol, max_iter, rho, relax, clip, progr
     newton_every = (math.ceil(ADMM_NEWTON_WORK * m * m / n / ADMM_CHECK) if ADMM_NEWTON and alpha > ADMM_MAX_ALPHA
                     else 0)
     it, key, saved, low = 0, None, None, ADMM_F32
+    onednn = ADMM_F32 and _onednn_wanted(dev)  # opt-in: the float32 iterations' products by oneDNN (_OneDNNRight)
     # large m, larger alpha: tens of iterations, checks at any iteration (ADMM_SHORT_STEP), each with its own dual point
     short = alpha > ADMM_X_MAX_ALPHA and m >= ADMM_SHORT_M
     first_check = ADMM_FIRST_CHECK_SHORT if short or setup32 else ADMM_FIRST_CHECK  # (float32 factors: from m = 2500)
@@ -1374,7 +1375,7 @@ def _lasso_admm(y, physics, basis, alpha, tol, max_iter, rho, relax, clip, progr
                "newton_gap": ADMM_NEWTON_GAP, "physics": type(physics).__name__, "m": m, "y": fingerprint(y),
                **({"setup32": True} if setup32 else {}), **({"sparse_bq": True} if sparse_bq else {}),
                **({"short": ADMM_SHORT_STEP} if short else {}),
-               **({"onednn": True} if ADMM_F32 and _onednn_wanted(dev) else {})}  # (its rounding: not MKL's bits)
+               **({"onednn": True} if onednn else {})}  # (its rounding: not MKL's bits)
         saved = state.load(key, dev)
     history = []  # the last dual points theta of the running rows
     lifted = False  # float64 iterations with the float32 factors (short runs' first stall)
@@ -1412,7 +1413,7 @@ def _lasso_admm(y, physics, basis, alpha, tol, max_iter, rho, relax, clip, progr
         elif M is not None:
             chain = (Btc, cast(M), Bc)
         Wc = cast(W) if W is not None else None
-        if low and _onednn_wanted(dev):  # opt-in: the iteration's products by oneDNN (_OneDNNRight)
+        if low and onednn:
             chain = tuple(_OneDNNRight(t) if torch.is_tensor(t) else t for t in chain) if chain else None
             Wc = _OneDNNRight(Wc) if Wc is not None else None
         # above ADMM_X_MAX_ALPHA at small m (z mostly zero), the float32 iterations' B q = B z - B u: B z from z's

@@ -83,3 +83,11 @@ def cpu_facts(cpuinfo: str = "/proc/cpuinfo") -> dict:
     except OSError:
         pass
     return facts
+
+
+def cpu_label(facts: dict) -> str:
+    """One line for a CPU that ``cpu_facts`` described: "AMD EPYC (family 26, model 2, avx512)"; the bare
+    name for records made before it (no "simd" key)."""
+    if "simd" not in facts:
+        return facts.get("cpu", "")
+    return f"{facts['cpu']} (family {facts['cpu_family']}, model {facts['cpu_model']}, {facts['simd']})"

@@ -68,11 +68,13 @@ def run_script(args: list[str]) -> tuple[dict, float, str]:
 def sweep_time(folder: Path) -> dict:
     res = json.loads((folder / "results.json").read_text())
     total = res["cells_done"] + len(res["cells_missing"])
+    from invgan.runtime import cpu_label
+
     cpus = set()  # the CPUs the cells ran on, as each cell recorded them (invgan.runtime.cpu_facts; older cells: none)
     for f in (folder / "cells").glob("*.json"):
         proc = json.loads(f.read_text()).get("process", {})
         if "simd" in proc:
-            cpus.add(f"{proc['cpu']} (family {proc['cpu_family']}, model {proc['cpu_model']}, {proc['simd']})")
+            cpus.add(cpu_label(proc))
     return {"folder": str(folder), "recipe": res["recipe"]["name"], "cells_done": res["cells_done"],
             "cells_total": total, "complete": res["complete"], "cell_seconds_total": res["cell_seconds_total"],
             "devices": res["devices"], "num_images": res["recipe"]["settings"].get("num_images"),
@@ -226,8 +228,9 @@ def table(r: dict) -> str:
                      f"(not rerun here{'; ' + ', '.join(s['cpus']) if s.get('cpus') else ''}) | | |")
     m = r["machine"]
     lines.append("")
-    cpu = m["cpu"] + (f", family {m['cpu_family']}, model {m['cpu_model']}, {m['simd']}" if "simd" in m else "")
-    lines.append(f"Machine: {cpu} ({m['cpu_cores']} cores, {m['torch_threads']} torch threads)"
+    from invgan.runtime import cpu_label
+
+    lines.append(f"Machine: {cpu_label(m)} ({m['cpu_cores']} cores, {m['torch_threads']} torch threads)"
                  + (f", GPU {m['gpu']}" if m["gpu"] else "") + f"; torch {m['torch']}. Command: `{r['command']}`.")
     if "updated_by" in r:
         lines.append(f"Sweep row refreshed from its folder by `{r['updated_by']}`.")

@@ -19,6 +19,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from invgan.plots import METHOD_LABELS  # noqa: E402
+from invgan.runtime import cpu_label  # noqa: E402
 
 
 def read_table(path: Path, metric: str = "mse") -> dict:
@@ -52,7 +53,7 @@ def compare(folder: Path, table: dict, metric: str = "mse") -> tuple[list[dict],
                      "certified": None if gap is None else gap <= tol})
         proc = cell.get("process", {})
         if "simd" in proc:
-            cpus.add(f"{proc['cpu']} (family {proc['cpu_family']}, model {proc['cpu_model']}, {proc['simd']})")
+            cpus.add(cpu_label(proc))
     rows.sort(key=lambda r: (r["method"], r["m"]))
     return rows, {"cpus": sorted(cpus)}
 
