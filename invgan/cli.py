@@ -298,9 +298,10 @@ def _cs_parser(sub) -> None:
     c.add_argument("--z-clip", type=_positive_float, help="clip z to [-c, c] after each step")
     c.add_argument("--lasso-tol", type=_positive_float, default=1e-5, help="Lasso relative duality-gap tolerance")
     c.add_argument("--lasso-solver", default="auto", choices=list(SOLVERS),
-                   help="auto (default): the exact homotopy path for a Gaussian A up to m = 1000; above, ADMM "
-                        "near basis pursuit (alpha <= 1e-3: the wavelet's), FISTA otherwise; fista; homotopy; admm "
-                        "(README: Lasso solvers)")
+                   help="auto (default), for a Gaussian A: near basis pursuit (alpha <= 1e-3: the wavelet's) the "
+                        "exact homotopy path up to m = 1000 and ADMM above; for larger alpha (the DCT's) the "
+                        "homotopy below m = 500 and ADMM from there (FISTA at m = n); FISTA for other operators; "
+                        "fista; homotopy; admm (README: Lasso solvers)")
     c.add_argument("--budget", default="auto", choices=list(BUDGETS),
                    help="CSGM work: auto (default: the paper's below m = 500; from m = 500 dcgan by 6 restarts x 30 "
                         "passes of per-latent L-BFGS and the best 2 x 70 more, 0.32 of the paper's work at its "

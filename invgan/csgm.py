@@ -144,6 +144,8 @@ def csgm_reconstruct(y: torch.Tensor, physics: Physics, G, z_reg: float = 0.0, r
         raise InvganError("the measurements y hold NaN or infinite values")
     key = {"objective": "csgm", "physics": type(physics).__name__, "m": physics.m, "z_prior": z_reg,
            "y": fingerprint(y)} if state is not None else None
+    if key is not None and callable(getattr(physics, "products", None)) and physics.products() == "onednn":
+        key["products"] = "onednn"  # (a state saved with one library's rounding is not resumed with the other's)
     return optimize_latent(
         G, lambda x_hat, z: csgm_objective(y, physics, x_hat, z, z_reg), y.shape[0],
         restarts=restarts, iters=iters, lr=lr, z_clip=z_clip, seed=seed, progress=progress, desc="csgm",

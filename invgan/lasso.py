@@ -53,6 +53,7 @@ from invgan.errors import InvganError
 from invgan.bases import make_basis
 from invgan.physics import GaussianCS, Physics
 from invgan.resume import SolveState, fingerprint
+from invgan.runtime import OneDNNRight, onednn_products
 
 PAPER_ALPHA = {"dct": 0.1, "wavelet": 1e-5}
 
@@ -1142,33 +1143,8 @@ ADMM_STALL_SHORT = 30  # ... where runs are short (ADMM_SHORT_M): falls by less 
 # iterations) makes the float64 ones
 
 
-ADMM_ONEDNN_ENV = "INVGAN_ONEDNN"  # "1": ADMM's float32 iteration products by oneDNN (opt-in; _OneDNNRight)
-
-
-def _onednn_wanted(device: torch.device) -> bool:
-    """INVGAN_ONEDNN=1, torch built with oneDNN, and the solve on the CPU (oneDNN is a CPU library)."""
-    import os
-
-    return (os.environ.get(ADMM_ONEDNN_ENV, "0") == "1" and torch.backends.mkldnn.is_available()
-            and torch.device(device).type == "cpu")
-
-
-class _OneDNNRight:
-    """A fixed float32 matrix W (k, n) applied from the right to rows, ``c @ this`` = c W, by oneDNN's
-    inner product (torch's ``mkldnn_linear``) on W converted once to oneDNN's layout. On session 20's
-    AMD EPYC (family 26, AVX-512) torch's ``c @ W`` goes to MKL's sgemm at 110 to 150 GFLOP/s for ADMM's
-    shapes and this path at 250 to 300, conversions of c included (``scripts/gemm_paths.py``); its
-    rounding differs from MKL's (relative 1e-6), so it is opt-in: ``INVGAN_ONEDNN=1``."""
-
-    def __init__(self, W: torch.Tensor):
-        self.Wm = W.T.contiguous().to_mkldnn()
-
-    def __rmatmul__(self, c: torch.Tensor) -> torch.Tensor:
-        return torch._C._nn.mkldnn_linear(c.contiguous().to_mkldnn(), self.Wm).to_dense()
-
-
 def _addmm_(v: torch.Tensor, c: torch.Tensor, W, alpha: float) -> torch.Tensor:
-    """v += alpha c W in place, W a tensor or a matrix applied from the right (_OneDNNRight)."""
+    """v += alpha c W in place, W a tensor or a matrix applied from the right (``OneDNNRight``)."""
     return v.addmm_(c, W, alpha=alpha) if torch.is_tensor(W) else v.add_(c @ W, alpha=alpha)
 
 
@@ -1361,7 +1337,7 @@ def _lasso_admm(y, physics, basis, alpha, tol, max_iter, rho, relax, clip, progr
     newton_every = (math.ceil(ADMM_NEWTON_WORK * m * m / n / ADMM_CHECK) if ADMM_NEWTON and alpha > ADMM_MAX_ALPHA
                     else 0)
     it, key, saved, low = 0, None, None, ADMM_F32
-    onednn = ADMM_F32 and _onednn_wanted(dev)  # opt-in: the float32 iterations' products by oneDNN (_OneDNNRight)
+    onednn = ADMM_F32 and onednn_products(dev)  # the float32 iterations' products by oneDNN (invgan.runtime)
     # large m, larger alpha: tens of iterations, checks at any iteration (ADMM_SHORT_STEP), each with its own dual point
     short = alpha > ADMM_X_MAX_ALPHA and m >= ADMM_SHORT_M
     first_check = ADMM_FIRST_CHECK_SHORT if short or setup32 else ADMM_FIRST_CHECK  # (float32 factors: from m = 2500)
@@ -1414,8 +1390,8 @@ def _lasso_admm(y, physics, basis, alpha, tol, max_iter, rho, relax, clip, progr
             chain = (Btc, cast(M), Bc)
         Wc = cast(W) if W is not None else None
         if low and onednn:
-            chain = tuple(_OneDNNRight(t) if torch.is_tensor(t) else t for t in chain) if chain else None
-            Wc = _OneDNNRight(Wc) if Wc is not None else None
+            chain = tuple(OneDNNRight(t) if torch.is_tensor(t) else t for t in chain) if chain else None
+            Wc = OneDNNRight(Wc) if Wc is not None else None
         # above ADMM_X_MAX_ALPHA at small m (z mostly zero), the float32 iterations' B q = B z - B u: B z from z's
         # nonzeros, B u carried along in m-space (``sparse_bq``)
         sp = _kernels.SparseProduct(Btc) if low and sparse_bq else None

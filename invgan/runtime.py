@@ -57,7 +57,7 @@ def keep_freed_memory() -> bool:
 def cpu_facts(cpuinfo: str = "/proc/cpuinfo") -> dict:
     """The CPU this process runs on, for timings to name the machine that made them.
 
-    Returns ``{"cpu": name, "cpu_family": int or None, "cpu_model": int or None, "simd": "avx512",
+    Returns ``{"cpu": name, "vendor": vendor_id ("AuthenticAMD", "GenuineIntel"; "" where not told), "cpu_family": int or None, "cpu_model": int or None, "simd": "avx512",
     "avx2" or "other"}``: the model name, family and model numbers as ``cpuinfo`` gives them
     (Linux; elsewhere ``platform.processor()`` and None), and the widest x86 vector instructions
     its flags list. Two CPUs sold under one name ("AMD EPYC" in a VM) ran the same CSGM cells at
@@ -65,13 +65,15 @@ def cpu_facts(cpuinfo: str = "/proc/cpuinfo") -> dict:
     """
     import platform
 
-    facts = {"cpu": platform.processor() or "", "cpu_family": None, "cpu_model": None, "simd": "other"}
+    facts = {"cpu": platform.processor() or "", "vendor": "", "cpu_family": None, "cpu_model": None, "simd": "other"}
     try:
         with open(cpuinfo) as f:
             for line in f:
                 key, _, value = (s.strip() for s in line.partition(":"))
                 if key == "model name":
                     facts["cpu"] = value
+                elif key == "vendor_id":
+                    facts["vendor"] = value
                 elif key == "cpu family" and value.isdigit():
                     facts["cpu_family"] = int(value)
                 elif key == "model" and value.isdigit():
@@ -91,3 +93,77 @@ def cpu_label(facts: dict) -> str:
     if "simd" not in facts:
         return facts.get("cpu", "")
     return f"{facts['cpu']} (family {facts['cpu_family']}, model {facts['cpu_model']}, {facts['simd']})"
+
+
+#: "1": float32 products with a fixed matrix by oneDNN, "0": by torch's default (MKL's sgemm on x86);
+#: unset or anything else: oneDNN exactly where ``mkl_skips_avx512`` (``onednn_products``).
+ONEDNN_ENV = "INVGAN_ONEDNN"
+
+
+def mkl_skips_avx512(facts: dict | None = None) -> bool:
+    """Whether this CPU has AVX-512 that MKL's sgemm leaves unused: an AMD CPU with avx512f.
+
+    MKL picks its kernels by the CPU's vendor and runs its AVX2 ones on AMD CPUs, while oneDNN
+    (also in torch) picks by the instructions present. Measured on an AMD EPYC of family 26 (Zen 5,
+    2 cores, 2026-12-07): MKL's sgemm 110 to 200 GFLOP/s for the Lasso's and CSGM's products,
+    oneDNN's 250 to 445 (``scripts/gemm_paths.py``, ``docs/gemm_paths_s20.json``). On Intel CPUs
+    MKL uses AVX-512 itself, and on AVX2-only CPUs both libraries have the same instructions: there
+    the products stay with MKL (not measured against oneDNN)."""
+    facts = cpu_facts() if facts is None else facts
+    return facts.get("vendor") == "AuthenticAMD" and facts.get("simd") == "avx512"
+
+
+_MKL_SKIPS_AVX512: list = []  # (this CPU's answer, read once per process)
+
+
+def onednn_products(device) -> bool:
+    """Whether float32 products with a fixed matrix on ``device`` go to oneDNN (torch's
+    ``mkldnn_linear``) instead of torch's default ``@`` (MKL's sgemm): the Lasso's ADMM iterations
+    (``invgan.lasso``) and ``GaussianCS``'s A and A^T from m = 1000 (``invgan.physics``).
+
+    Only on the CPU, and only where torch was built with oneDNN. ``INVGAN_ONEDNN=1`` asks for it,
+    ``INVGAN_ONEDNN=0`` forbids it; otherwise it is used where ``mkl_skips_avx512()``, i.e. where it
+    was measured 2 to 2.5 times faster. The two libraries round differently (relative 1e-6 per
+    product), so a result made one way differs from one made the other way in its last digits; how
+    much that moves the sweep's results is measured in the README (Lasso solvers, "oneDNN").
+    """
+    import os
+
+    if torch.device(device).type != "cpu" or not torch.backends.mkldnn.is_available():
+        return False
+    flag = os.environ.get(ONEDNN_ENV, "")
+    if flag in ("0", "1"):
+        return flag == "1"
+    if not _MKL_SKIPS_AVX512:
+        _MKL_SKIPS_AVX512.append(mkl_skips_avx512())
+    return _MKL_SKIPS_AVX512[0]
+
+
+class OneDNNRight:
+    """A fixed float32 matrix W (k, n) applied from the right to rows by oneDNN's inner product:
+    ``c @ this`` = c W for c (b, k), float32, on the CPU (torch's ``mkldnn_linear``, with W
+    converted once to oneDNN's layout; a second copy of W's size is held)."""
+
+    def __init__(self, W: torch.Tensor):
+        self.Wm = W.T.contiguous().to_mkldnn()
+
+    def __rmatmul__(self, c: torch.Tensor) -> torch.Tensor:
+        return torch._C._nn.mkldnn_linear(c.contiguous().to_mkldnn(), self.Wm).to_dense()
+
+
+class _RightProduct(torch.autograd.Function):
+    """x -> x @ fwd, differentiable in x: the gradient is g @ bwd (bwd = fwd's transpose)."""
+
+    @staticmethod
+    def forward(ctx, x, fwd, bwd):
+        ctx.bwd = bwd
+        return x @ fwd
+
+    @staticmethod
+    def backward(ctx, g):
+        return g @ ctx.bwd, None, None
+
+
+def right_product(x: torch.Tensor, fwd: OneDNNRight, bwd: OneDNNRight) -> torch.Tensor:
+    """x W by oneDNN (``fwd`` holds W, ``bwd`` W^T), with autograd's gradient g W^T by oneDNN too."""
+    return _RightProduct.apply(x, fwd, bwd)

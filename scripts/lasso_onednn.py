@@ -1,4 +1,5 @@
-"""ADMM with MKL's products (the default) against oneDNN's (``INVGAN_ONEDNN=1``), side by side.
+"""ADMM with MKL's products (``INVGAN_ONEDNN=0``) against oneDNN's (``INVGAN_ONEDNN=1``), side by side
+(without the variable, ``invgan.runtime.onednn_products`` picks oneDNN on AMD CPUs with AVX-512 only).
 
 Each way runs in its own process (the variable is read when ADMM sets up its operands): the CelebA val
 faces, Gaussian A (seed 0), noisy y (seed 1), ``Lasso(basis, tol=1e-4)`` (solver auto) timed

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 import invgan.lasso as lasso_module
+import invgan.runtime as runtime_module
 from invgan import _kernels
 from invgan.errors import InvganError
 from invgan.lasso import lasso_admm, lasso_fista, lasso_homotopy
@@ -435,25 +436,25 @@ def test_sparse_product_split_is_the_soft_split_and_its_product_is_z_b_transpose
 @pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="torch built without oneDNN")
 @pytest.mark.parametrize("basis,alpha,m,sparse", [("wavelet", 1e-5, 400, False), ("dct", 0.1, 150, False),
                                                   ("dct", 0.1, 150, True)])
-def test_admm_onednn_products_are_opt_in_and_certify_like_mkl(monkeypatch, basis, alpha, m, sparse):
+def test_admm_onednn_products_follow_the_switch_and_certify_like_mkl(monkeypatch, basis, alpha, m, sparse):
     """INVGAN_ONEDNN=1 runs the float32 iteration products (the n x n form near basis pursuit here, B^T, M, B above;
-    with and without B z from the nonzeros) by oneDNN (``_OneDNNRight``): they run, every image certifies,
+    with and without B z from the nonzeros) by oneDNN (``invgan.runtime.OneDNNRight``): they run, every image certifies,
     each stops within three checks of the default path's iteration (rounding moves where a gap that falls
     in steps crosses tol near basis pursuit, as in the float32 test above: 3,220 against 3,060 here), and
-    the objectives agree to the tolerance. Without the variable they do not run."""
+    the objectives agree to the tolerance. With INVGAN_ONEDNN=0 they do not run."""
     calls = []
-    real = lasso_module._OneDNNRight.__rmatmul__
+    real = runtime_module.OneDNNRight.__rmatmul__
 
     def counting(self, c):
         calls.append(c.dtype)
         return real(self, c)
 
-    monkeypatch.setattr(lasso_module._OneDNNRight, "__rmatmul__", counting)
+    monkeypatch.setattr(runtime_module.OneDNNRight, "__rmatmul__", counting)
     monkeypatch.setattr(lasso_module, "ADMM_SPARSE_MAX_M", 1500 if sparse else 0)
     x, p, y = lasso_problem(m, seed=2)
     runs = {}
     for on in (False, True):
-        monkeypatch.setenv(lasso_module.ADMM_ONEDNN_ENV, "1" if on else "0")
+        monkeypatch.setenv(runtime_module.ONEDNN_ENV, "1" if on else "0")
         calls.clear()
         runs[on] = lasso_admm(y, p, basis, alpha=alpha, tol=1e-4, max_iter=20000)
         assert (len(calls) > 0) == on and set(calls) <= {torch.float32}
@@ -462,4 +463,4 @@ def test_admm_onednn_products_are_opt_in_and_certify_like_mkl(monkeypatch, basis
     assert ((a.image_iterations - b.image_iterations).abs() <= 3 * lasso_module.ADMM_CHECK).all(), \
         (a.image_iterations, b.image_iterations)
     assert ((a.objective.double() - b.objective.double()).abs() / b.objective.double()).max() < 1e-4
-    assert not lasso_module._onednn_wanted(torch.device("cuda"))  # a CPU library: never for a GPU solve
+    assert not runtime_module.onednn_products(torch.device("cuda"))  # a CPU library: never for a GPU solve

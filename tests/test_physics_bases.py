@@ -87,3 +87,51 @@ def test_bases_match_scipy_and_pywt():
     assert np.abs(DCTBasis(64).analysis(x).numpy() - ref).max() < 1e-4
     arr, _ = pywt.coeffs_to_array(pywt.wavedec2(x[1, 2].double().numpy(), "haar", level=6))
     assert np.abs(HaarBasis(64).analysis(x.double())[1, 2].numpy() - arr).max() < 1e-10
+
+
+@pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="torch built without oneDNN")
+def test_gaussian_products_by_onednn_from_m_1000_match_torchs_and_their_gradients(monkeypatch):
+    """Where ``invgan.runtime.onednn_products`` says so (INVGAN_ONEDNN=1 here), GaussianCS's A and A^T from
+    m = ONEDNN_FROM_M go to oneDNN: they equal torch's products to float32 rounding, so do their gradients
+    (autograd through A is what CSGM differentiates), and they are made once per matrix. Below that m, and
+    with INVGAN_ONEDNN=0, the products are torch's, bit for bit. Copies and pickles leave the oneDNN forms
+    out; the operator's fingerprint names the library (a solution made with one is not reused for the other)."""
+    import copy
+    import pickle
+
+    import invgan.runtime as rt
+    from invgan.resume import operator_fingerprint
+
+    calls = []
+    real = rt.OneDNNRight.__rmatmul__
+    monkeypatch.setattr(rt.OneDNNRight, "__rmatmul__", lambda self, c: calls.append(c.shape) or real(self, c))
+    x = torch.randn(5, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    g = torch.randn(5, GaussianCS.ONEDNN_FROM_M, generator=torch.Generator().manual_seed(2))
+    results, prints = {}, {}
+    for flag in ("0", "1"):
+        monkeypatch.setenv(rt.ONEDNN_ENV, flag)
+        for m in (GaussianCS.ONEDNN_FROM_M - 1, GaussianCS.ONEDNN_FROM_M):
+            p = GaussianCS(m, (3, 32, 32), seed=3)
+            calls.clear()
+            xv = x.clone().requires_grad_(True)
+            y = p.A(xv)
+            (y * g[:, :m]).sum().backward()
+            back = p.A_adjoint(g[:, :m])
+            results[flag, m] = (y.detach(), xv.grad, back)
+            used = flag == "1" and m >= GaussianCS.ONEDNN_FROM_M
+            assert (len(calls) == 3) is used and (len(calls) == 0) is (not used)  # A, its gradient, A^T
+            assert p.products() == ("onednn" if used else "torch")
+            prints[flag, m] = operator_fingerprint(p)
+            if used:
+                forms = p._onednn(x)
+                assert forms[0] is p._onednn(x)[0]  # made once per matrix
+                q = copy.deepcopy(p)
+                assert "_onednn_forms" not in vars(q) and torch.equal(q.A(x), y.detach())
+                assert "_onednn_forms" not in vars(pickle.loads(pickle.dumps(p)))
+    low, high = GaussianCS.ONEDNN_FROM_M - 1, GaussianCS.ONEDNN_FROM_M
+    for a, b in zip(results["0", low], results["1", low]):
+        assert torch.equal(a, b)
+    for a, b in zip(results["0", high], results["1", high]):
+        assert not torch.equal(a, b)  # another library's rounding ...
+        torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-4 * float(a.abs().max()))  # ... of the same products
+    assert prints["0", low] == prints["1", low] and prints["0", high] != prints["1", high]

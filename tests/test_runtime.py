@@ -1,5 +1,5 @@
 """invgan.runtime.keep_freed_memory: freed large blocks are reused, not faulted in again; cpu_facts: the CPU
-that timings name."""
+that timings name; onednn_products: which library runs the float32 products with a fixed matrix."""
 
 import os
 import platform
@@ -58,7 +58,7 @@ def test_the_invgan_command_keeps_freed_memory(monkeypatch):
 
 
 ENTRY = """processor\t: {i}
-vendor_id\t: AuthenticAMD
+vendor_id\t: {vendor}
 cpu family\t: {family}
 model\t\t: {model}
 model name\t: AMD EPYC
@@ -66,16 +66,37 @@ flags\t\t: fpu sse2 {flags} fma
 """
 
 
-@pytest.mark.parametrize("family, model, flags, simd", [
-    (23, 49, "avx avx2", "avx2"),  # AVX2 only, as the brief names its machine
-    (26, 2, "avx avx2 avx512f avx512_bf16", "avx512"),  # session 20's machine: the same name, AVX-512
-    (6, 15, "sse4_2", "other"),
+@pytest.mark.parametrize("vendor, family, model, flags, simd, onednn", [
+    ("AuthenticAMD", 23, 49, "avx avx2", "avx2", False),  # AVX2 only, as the brief names its machine
+    ("AuthenticAMD", 26, 2, "avx avx2 avx512f avx512_bf16", "avx512", True),  # session 20's: the same name, AVX-512
+    ("GenuineIntel", 6, 143, "avx avx2 avx512f amx_tile", "avx512", False),  # MKL runs its AVX-512 kernels here
+    ("GenuineIntel", 6, 15, "sse4_2", "other", False),
 ])
-def test_cpu_facts_tell_cpus_of_one_name_apart(tmp_path, family, model, flags, simd):
-    from invgan.runtime import cpu_facts
+def test_cpu_facts_tell_cpus_of_one_name_apart(tmp_path, vendor, family, model, flags, simd, onednn):
+    from invgan.runtime import cpu_facts, mkl_skips_avx512
 
     info = tmp_path / "cpuinfo"
-    info.write_text("\n".join(ENTRY.format(i=i, family=family, model=model, flags=flags) for i in range(2)))
-    assert cpu_facts(str(info)) == {"cpu": "AMD EPYC", "cpu_family": family, "cpu_model": model, "simd": simd}
+    info.write_text("\n".join(ENTRY.format(i=i, vendor=vendor, family=family, model=model, flags=flags)
+                              for i in range(2)))
+    facts = cpu_facts(str(info))
+    assert facts == {"cpu": "AMD EPYC", "vendor": vendor, "cpu_family": family, "cpu_model": model, "simd": simd}
+    assert mkl_skips_avx512(facts) is onednn
     missing = cpu_facts(str(tmp_path / "none"))  # not Linux: the platform's name, nothing else
-    assert missing["cpu_family"] is None and missing["simd"] == "other"
+    assert missing["cpu_family"] is None and missing["simd"] == "other" and not mkl_skips_avx512(missing)
+
+
+def test_onednn_products_follow_the_variable_then_the_cpu(monkeypatch):
+    import torch
+
+    import invgan.runtime as rt
+
+    if not torch.backends.mkldnn.is_available():
+        assert not rt.onednn_products("cpu")
+        return
+    for cpu_rule in (False, True):
+        monkeypatch.setattr(rt, "_MKL_SKIPS_AVX512", [cpu_rule])
+        for flag, want in (("1", True), ("0", False), ("", cpu_rule), ("auto", cpu_rule)):
+            monkeypatch.setenv(rt.ONEDNN_ENV, flag)
+            assert rt.onednn_products("cpu") is want
+        monkeypatch.setenv(rt.ONEDNN_ENV, "1")
+        assert not rt.onednn_products("cuda")  # a CPU library: never for another device's tensors
