@@ -398,11 +398,11 @@ def run_cell(recipe: dict, cell: dict, out: Path, device, progress: bool) -> Non
     write_images_npz(out / "cells" / f"{name}.npz", {k: v[:SAVED_IMAGES] for k, v in images.items()})
     import torch
 
-    from invgan.runtime import cpu_facts
+    from invgan.runtime import cpu_facts, onednn_products
 
     res.update(cell=cell, name=name, seconds=seconds,
                process={"pid": os.getpid(), "host": socket.gethostname(), "threads": torch.get_num_threads(),
-                        **cpu_facts()})
+                        **cpu_facts(), "onednn_products": onednn_products("cpu")})
     write_json(out / "cells" / f"{name}.json", res)  # written last: its presence means "done"
     shutil.rmtree(state_dir, ignore_errors=True)
     if progress:

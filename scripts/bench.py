@@ -47,9 +47,10 @@ REPO = Path(__file__).resolve().parents[1]
 def machine(device: str) -> dict:
     import torch
 
-    from invgan.runtime import cpu_facts
+    from invgan.runtime import cpu_facts, onednn_products
 
-    return {"platform": platform.platform(), **cpu_facts(), "cpu_cores": os.cpu_count(),
+    return {"platform": platform.platform(), **cpu_facts(), "onednn_products": onednn_products("cpu"),
+            "cpu_cores": os.cpu_count(),
             "torch_threads": torch.get_num_threads(), "torch": torch.__version__, "python": platform.python_version(),
             "gpu": torch.cuda.get_device_name(0) if device.startswith("cuda") and torch.cuda.is_available() else None}
 

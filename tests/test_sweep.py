@@ -337,9 +337,11 @@ def test_sweep_jobs_share_the_cells(tiny_ckpt, celeba_root, tmp_path):
     # every cell ran in one of the two workers, each of one thread
     assert {c["process"]["threads"] for c in cells_two} == {1}
     assert len({c["process"]["pid"] for c in cells_two}) <= 2
-    # and names the CPU that timed it (invgan.runtime.cpu_facts)
+    # and names the CPU that timed it (invgan.runtime.cpu_facts) and the library of its products
+    from invgan.runtime import onednn_products
+
     assert all(c["process"]["simd"] in ("avx512", "avx2", "other") and "cpu_family" in c["process"]
-               for c in cells_two)
+               and c["process"]["onednn_products"] is onednn_products("cpu") for c in cells_two)
     # the same results as one process of two threads: the Lasso's to rounding, CSGM's to float noise
     ref = {(r["cell"], r["method"], r["id"]): r for r in json.loads((one / "results.json").read_text())["rows"]}
     got = {(r["cell"], r["method"], r["id"]): r for r in res["rows"]}
