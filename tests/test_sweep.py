@@ -342,6 +342,7 @@ def test_sweep_jobs_share_the_cells(tiny_ckpt, celeba_root, tmp_path):
 
     assert all(c["process"]["simd"] in ("avx512", "avx2", "other") and "cpu_family" in c["process"]
                and c["process"]["onednn_products"] is onednn_products("cpu") for c in cells_two)
+    assert all(c["process"]["peak_rss_mb"] > 50 for c in cells_two)  # (torch alone takes more)
     # the same results as one process of two threads: the Lasso's to rounding, CSGM's to float noise
     ref = {(r["cell"], r["method"], r["id"]): r for r in json.loads((one / "results.json").read_text())["rows"]}
     got = {(r["cell"], r["method"], r["id"]): r for r in res["rows"]}
