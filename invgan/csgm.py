@@ -15,6 +15,7 @@ from invgan.errors import InvganError
 from invgan.latent import LatentResult, optimize_latent
 from invgan.physics import Physics
 from invgan.resume import SolveState, fingerprint
+from invgan.runtime import products_of
 
 PAPER_SETTINGS = {
     "dcgan": {"z_reg": 0.0, "restarts": 2, "iters": 500, "lr": 0.1},
@@ -144,7 +145,7 @@ def csgm_reconstruct(y: torch.Tensor, physics: Physics, G, z_reg: float = 0.0, r
         raise InvganError("the measurements y hold NaN or infinite values")
     key = {"objective": "csgm", "physics": type(physics).__name__, "m": physics.m, "z_prior": z_reg,
            "y": fingerprint(y)} if state is not None else None
-    if key is not None and callable(getattr(physics, "products", None)) and physics.products() == "onednn":
+    if key is not None and products_of(physics) == "onednn":
         key["products"] = "onednn"  # (a state saved with one library's rounding is not resumed with the other's)
     return optimize_latent(
         G, lambda x_hat, z: csgm_objective(y, physics, x_hat, z, z_reg), y.shape[0],

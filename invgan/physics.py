@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from invgan.errors import InvganError, check_number
+from invgan.runtime import OneDNNRight, onednn_products, right_product
 
 
 def _shape(img_shape) -> tuple[int, int, int]:
@@ -176,22 +177,20 @@ class GaussianCS(Physics):
     ONEDNN_FROM_M = 1000
 
     def _onednn(self, x):
-        """(A's oneDNN form, A^T's), or None where x @ A^T stays with torch's default."""
-        if self.m < self.ONEDNN_FROM_M or x.dtype != torch.float32 or self.matrix.dtype != torch.float32:
+        """(A^T's oneDNN form, A's) for x @ A^T and y @ A, or None where the products stay with torch's
+        default. The forms are made on first use, once per matrix (``to`` makes a new one)."""
+        if not (x.device.type == "cpu" and x.dtype == torch.float32 and self.products() == "onednn"):
             return None
-        from invgan.runtime import OneDNNRight, onednn_products
-
-        if not (x.device.type == "cpu" and onednn_products(self.matrix.device)):
-            return None
-        cached = self.__dict__.get("_onednn_forms")
-        if cached is None or cached[0] is not self.matrix:  # (made once per matrix; `to` makes a new one)
-            cached = (self.matrix, OneDNNRight(self.matrix.T), OneDNNRight(self.matrix))
-            self.__dict__["_onednn_forms"] = cached
-        return cached[1:]
+        forms = getattr(self, "_onednn_forms", None)
+        if forms is None or forms[0] is not self.matrix:
+            forms = self._onednn_forms = (self.matrix, OneDNNRight(self.matrix.T), OneDNNRight(self.matrix))
+        return forms[1:]
 
     def products(self) -> str:
         """"onednn" or "torch": which library this operator's float32 products on the CPU go to."""
-        return "onednn" if self._onednn(torch.empty(0, dtype=torch.float32)) else "torch"
+        use = (self.m >= self.ONEDNN_FROM_M and self.matrix.dtype == torch.float32
+               and onednn_products(self.matrix.device))
+        return "onednn" if use else "torch"
 
     def __getstate__(self):  # (copies and pickles leave the oneDNN forms out: they are made again)
         return {k: v for k, v in self.__dict__.items() if k != "_onednn_forms"}
@@ -200,16 +199,12 @@ class GaussianCS(Physics):
         x = x.reshape(x.shape[0], -1)
         forms = self._onednn(x)
         if forms is not None:
-            from invgan.runtime import right_product
-
             return right_product(x, *forms)
         return x @ self.matrix.T
 
     def A_adjoint(self, y):
         forms = self._onednn(y)
         if forms is not None:
-            from invgan.runtime import right_product
-
             return right_product(y, forms[1], forms[0]).reshape(y.shape[0], *self.img_shape)
         return (y @ self.matrix).reshape(y.shape[0], *self.img_shape)
 

@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 
 from invgan.fileio import atomic_path
+from invgan.runtime import products_of
 
 
 def fingerprint(*tensors: torch.Tensor) -> str:
@@ -158,7 +159,7 @@ def operator_fingerprint(physics, batch: int = 1, device="cpu") -> str | None:
     if len(shape) != 3:
         return None
     h = [type(physics).__name__, str(getattr(physics, "m", "")), str(getattr(physics, "noise_std", "")), str(shape)]
-    if callable(getattr(physics, "products", None)) and physics.products() == "onednn":
+    if products_of(physics) == "onednn":
         h.append("onednn")  # (its products round differently from torch's default: GaussianCS)
     for b in dict.fromkeys((1, batch)):
         probe = torch.randn((b, *shape), generator=torch.Generator().manual_seed(12345)).to(device)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
 from invgan.errors import InvganError
@@ -87,6 +89,18 @@ def cpu_facts(cpuinfo: str = "/proc/cpuinfo") -> dict:
     return facts
 
 
+def peak_rss_mb() -> float | None:
+    """This process's largest resident memory so far, in MB (Linux and macOS; None elsewhere)."""
+    try:
+        import resource
+    except ImportError:
+        return None
+    import sys
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(peak / (2 ** 20 if sys.platform == "darwin" else 2 ** 10), 1)  # (bytes on macOS, KB on Linux)
+
+
 def cpu_label(facts: dict) -> str:
     """One line for a CPU that ``cpu_facts`` described: "AMD EPYC (family 26, model 2, avx512)"; the bare
     name for records made before it (no "simd" key)."""
@@ -113,7 +127,9 @@ def mkl_skips_avx512(facts: dict | None = None) -> bool:
     return facts.get("vendor") == "AuthenticAMD" and facts.get("simd") == "avx512"
 
 
-_MKL_SKIPS_AVX512: list = []  # (this CPU's answer, read once per process)
+@functools.cache
+def _this_cpu_skips_avx512() -> bool:  # (read once per process)
+    return mkl_skips_avx512()
 
 
 def onednn_products(device) -> bool:
@@ -134,9 +150,14 @@ def onednn_products(device) -> bool:
     flag = os.environ.get(ONEDNN_ENV, "")
     if flag in ("0", "1"):
         return flag == "1"
-    if not _MKL_SKIPS_AVX512:
-        _MKL_SKIPS_AVX512.append(mkl_skips_avx512())
-    return _MKL_SKIPS_AVX512[0]
+    return _this_cpu_skips_avx512()
+
+
+def products_of(physics) -> str:
+    """Which library an operator's products go to: its ``products()`` ("onednn" or "torch", as
+    ``GaussianCS`` tells), "torch" for operators that do not say. Results made one way round differently
+    from the other's, so resumed states and cached solutions are keyed by it."""
+    return physics.products() if callable(getattr(physics, "products", None)) else "torch"
 
 
 class OneDNNRight:

@@ -374,17 +374,6 @@ def cell_lock(out: Path, name: str):
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def _peak_rss_mb() -> float | None:
-    """This process's largest resident memory so far, in MB (Linux and macOS; None elsewhere): read after
-    each cell, the cell where a sweep's memory grew."""
-    try:
-        import resource
-        import sys
-    except ImportError:
-        return None
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return round(peak / (2 ** 20 if sys.platform == "darwin" else 2 ** 10), 1)  # (bytes on macOS, KB on Linux)
-
 def run_cell(recipe: dict, cell: dict, out: Path, device, progress: bool) -> None:
     """Run one cell and write OUT/cells/<cell>.json (last, meaning "done") and .npz."""
     cfg = cell_config(recipe, cell)
@@ -409,12 +398,12 @@ def run_cell(recipe: dict, cell: dict, out: Path, device, progress: bool) -> Non
     write_images_npz(out / "cells" / f"{name}.npz", {k: v[:SAVED_IMAGES] for k, v in images.items()})
     import torch
 
-    from invgan.runtime import cpu_facts, onednn_products
+    from invgan.runtime import cpu_facts, onednn_products, peak_rss_mb
 
     res.update(cell=cell, name=name, seconds=seconds,
                process={"pid": os.getpid(), "host": socket.gethostname(), "threads": torch.get_num_threads(),
                         **cpu_facts(), "onednn_products": onednn_products("cpu"),
-                        "peak_rss_mb": _peak_rss_mb()})
+                        "peak_rss_mb": peak_rss_mb()})
     write_json(out / "cells" / f"{name}.json", res)  # written last: its presence means "done"
     shutil.rmtree(state_dir, ignore_errors=True)
     if progress:

@@ -22,7 +22,6 @@
 import argparse
 import json
 import platform
-import resource
 import sys
 import time
 
@@ -35,10 +34,7 @@ from invgan.data import load_images
 from invgan.lasso import HOMOTOPY_MAX_M, PAPER_ALPHA, choose_solver, lasso_cvxpy, lasso_fista, lasso_homotopy, lasso_solve
 from invgan.models import sample_latent
 from invgan.physics import GaussianCS
-
-
-def peak_rss_mb():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+from invgan.runtime import peak_rss_mb
 
 
 def bench_lasso(x, ms, n_ref, device, tol=1e-4):
