@@ -112,6 +112,52 @@ if _nb is not None:
                             o[i, k] += x * bt[j, k]
 
 
+    @_nb.njit(parallel=True, cache=True)
+    def _bn_relu_grad_kernel(g, y, a, w, out):  # pragma: no cover - compiled
+        # rows x channels (channels last): out = (g * a) * w where the ReLU's output y > 0, else (0 * a) * w;
+        # the two products in the order of torch's eval-mode batch-norm backward, the mask as ReLU's
+        # (threshold_backward: y <= 0 gives 0)
+        r, c = g.shape
+        for i in _nb.prange(r):
+            gi = g[i]
+            yi = y[i]
+            oi = out[i]
+            for k in range(c):
+                v = gi[k]
+                if yi[k] <= 0:
+                    v = _np.float32(0.0)
+                oi[k] = (v * a[k]) * w[k]
+
+
+    @_nb.njit(parallel=True, cache=True)
+    def _flip_kernel(x, out):  # pragma: no cover - compiled
+        # (n, h, w, c) -> out[k, h - 1 - i, w - 1 - j] = x[k, i, j]
+        n, h, w, c = x.shape
+        for t in _nb.prange(n * h):
+            k = t // h
+            i = t % h
+            for j in range(w):
+                out[k, h - 1 - i, w - 1 - j, :] = x[k, i, j, :]
+
+    @_nb.njit(parallel=True, cache=True)
+    def _phase_gather_kernel(c, out):  # pragma: no cover - compiled
+        # c (n, h + 1, w + 1, 4 co) -> out (n, 2 h, 2 w, co): out[k, 2 i + a, 2 j + b, :] = c[k, h - i - a,
+        # w - j - b, (2 (1 - a) + 1 - b) co : ... + co] (phase (1 - a, 1 - b) of the flipped problem, flipped back)
+        n, h2, w2, co = out.shape
+        h = h2 // 2
+        w = w2 // 2
+        for t in _nb.prange(n * h2):
+            k = t // h2
+            y = t % h2
+            i = y // 2
+            a = y % 2
+            for x in range(w2):
+                j = x // 2
+                b = x % 2
+                q = (2 * (1 - a) + 1 - b) * co
+                out[k, y, x, :] = c[k, h - i - a, w - j - b, q:q + co]
+
+
 def _use_kernels(*tensors: torch.Tensor) -> bool:
     return (FUSED and _nb is not None and all(t.device.type == "cpu" and t.is_contiguous() for t in tensors))
 
@@ -216,3 +262,60 @@ class SparseProduct:
             _collect_product_kernel(cnt, rows, vals, self.bth.numpy(), out.numpy())
         self.density = float(cnt.sum()) / max(1, v.numel())
         return v, u, out.permute(1, 0, 2).reshape(b, -1)[:, :self.m].contiguous()
+
+
+def bn_relu_grad(g: torch.Tensor, y: torch.Tensor, invstd: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """The gradient of ``relu(batch_norm(x))`` (eval mode) with respect to x, from the gradient ``g`` of its
+    output and the output ``y`` (N, C, H, W): ``where(y <= 0, 0, g) * invstd[c] * weight[c]``, the same
+    float32 products in the same order as torch's ``threshold_backward`` followed by its eval-mode
+    ``native_batch_norm_backward`` (bit for bit), in one pass instead of their two (the batch-norm's also
+    sums over the input for weight gradients that are not needed). ``invstd`` (C,) float32 is
+    ``1 / sqrt(running_var + eps)`` formed in float64 as torch forms it. Channels-last float32 CPU tensors
+    take the numba kernel; any other the torch form."""
+    if (_use_kernels(invstd, weight) and y.dtype == g.dtype == invstd.dtype == weight.dtype == torch.float32
+            and y.dim() == 4 and y.device.type == "cpu" and y.is_contiguous(memory_format=torch.channels_last)):
+        g = g.contiguous(memory_format=torch.channels_last)
+        out = torch.empty_like(y)
+        c = y.shape[1]
+
+        def rows(t):
+            return t.permute(0, 2, 3, 1).view(-1, c).numpy()
+        with _threads():
+            _bn_relu_grad_kernel(rows(g), rows(y), invstd.numpy(), weight.numpy(), rows(out))
+        return out
+    shape = (-1,) + (1,) * (y.dim() - 2)
+    return torch.where(y <= 0, 0, g) * invstd.view(shape) * weight.view(shape)
+
+
+def _nhwc(t: torch.Tensor):
+    return t.detach().permute(0, 2, 3, 1).numpy()
+
+
+def flip_hw(x: torch.Tensor) -> torch.Tensor:
+    """``x.flip(2, 3)`` for (N, C, H, W), channels-last in and out (a copy; the kernel where it applies:
+    torch's flip took 48 ms for 640 x 64 x 32 x 32 here)."""
+    if _use_kernels() and x.device.type == "cpu" and x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last):
+        out = torch.empty_like(x, memory_format=torch.channels_last)
+        with _threads():
+            _flip_kernel(_nhwc(x), _nhwc(out))
+        return out
+    return x.flip(2, 3).contiguous(memory_format=torch.channels_last)
+
+
+def phase_gather(c: torch.Tensor, cout: int) -> torch.Tensor:
+    """The output (N, cout, 2H, 2W), channels-last, of a stride-2 transposed convolution from its phases
+    computed on the flipped input (``invgan.fused``): c (N, 4 cout, H + 1, W + 1), output channel
+    (2 a + b) cout + k of phase (a, b) (a copy, no arithmetic)."""
+    n, _, h1, w1 = c.shape
+    out = torch.empty(n, cout, 2 * (h1 - 1), 2 * (w1 - 1), dtype=c.dtype, device=c.device,
+                      memory_format=torch.channels_last)
+    if _use_kernels() and c.device.type == "cpu" and c.is_contiguous(memory_format=torch.channels_last):
+        with _threads():
+            _phase_gather_kernel(_nhwc(c), _nhwc(out))
+        return out
+    h, w = h1 - 1, w1 - 1
+    for a in (0, 1):
+        for b in (0, 1):
+            q = (2 * (1 - a) + (1 - b)) * cout
+            out[:, :, a::2, b::2] = c[:, q:q + cout, 1 - a:1 - a + h, 1 - b:1 - b + w].flip(2, 3)
+    return out

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from invgan.errors import InvganError
+from invgan.fused import fuse_layers
 
 LATENT_PRIORS = ("normal", "uniform")
 
@@ -113,10 +114,12 @@ def as_generator(G, latent_dim: int | None = None, prior: str | Callable | None 
     return LatentGenerator(G, latent_dim, prior)
 
 
-def frozen(module: nn.Module | None) -> nn.Module | None:
+def frozen(module: nn.Module | None, fuse: bool = True) -> nn.Module | None:
     """An eval-mode copy of ``module`` with no parameter requiring gradients (None stays None).
 
-    The caller's module is left exactly as it was (mode, gradients, memory format, values).
+    The caller's module is left exactly as it was (mode, gradients, memory format, values). On the
+    CPU the copy is channels-last and, with ``fuse`` (the default), some of its layers run in faster
+    forms that give the same outputs and latent gradients bit for bit (``invgan.fused.fuse_layers``).
     """
     if module is None:
         return None
@@ -128,4 +131,6 @@ def frozen(module: nn.Module | None) -> nn.Module | None:
     net.eval().requires_grad_(False)
     if next(iter(net.parameters()), torch.empty(0)).device.type == "cpu":
         net.to(memory_format=torch.channels_last)  # ~1.3x faster convolutions on CPU (oneDNN)
+        if fuse:
+            fuse_layers(net)
     return net

@@ -24,7 +24,9 @@ Measured side by side in this run, each against a named baseline:
 7. Lasso against the libraries: invgan's `Lasso("dct")` (64 faces in one batch) against
    scikit-learn, celer and skglm (one face at a time, those installed) at a relative objective
    excess of at most 1e-6, each timed --libs-rounds times in alternating order, medians
-   (scripts/bench_lasso_libs.py).
+   (scripts/bench_lasso_libs.py);
+8. generator passes (forward and latent gradient) of the shipped DCGAN through the frozen copy's fused
+   batch-norm + ReLU against the unfused copy, with a bit-for-bit check (scripts/bench_passes.py).
 The full cs_paper sweep takes hours on a CPU, so it is not rerun here: --sweep DIR reports the
 wall time that sweep's cells recorded when they ran (sum over cells, with how many are done).
 """
@@ -82,7 +84,7 @@ def sweep_time(folder: Path) -> dict:
             "cpus": sorted(cpus)}
 
 
-BENCHMARKS = ("train", "csgm", "lasso", "budget", "inpaint", "main", "libs")
+BENCHMARKS = ("train", "csgm", "passes", "lasso", "budget", "inpaint", "main", "libs")
 
 
 def bench_main_job(images: int, measurements: int = 500) -> dict:
@@ -154,6 +156,11 @@ def table(r: dict) -> str:
         c = r["csgm"]
         lines.append(f"| CSGM, {c['images']} images x {c['restarts']} restarts x {c['iters']} its | batched: "
                      f"{c['batched_s']:.1f} s | per-image loop: {c['loop_s']:.1f} s | {c['speedup']:.2f}x |")
+    for p in r.get("passes", {}).get("rows", []):
+        same = "same images and gradients" if p["same_images"] and p["same_gradients"] else "NOT the same results"
+        lines.append(f"| generator pass (forward + latent gradient), shipped DCGAN, {p['latents']} latents | fused "
+                     f"batch-norm + ReLU: {p['fused_s_per_pass'] * 1e3:.0f} ms | unfused (`frozen(G, fuse=False)`): "
+                     f"{p['unfused_s_per_pass'] * 1e3:.0f} ms | {p['speedup']:.2f}x ({same}) |")
     if "budget" in r:
         b = r["budget"]
         for name, label, paper in (("auto", "CSGM default budget (auto: 6 x 30 L-BFGS passes, best 2 x 70 more)", "Adam 2 x 500"),
@@ -292,6 +299,8 @@ def main():
             ["scripts/bench_cs.py", "--device", a.device, "--images", str(a.csgm_images), "--iters",
              str(a.csgm_iters), "--skip", "lasso,budget,memory"])
         r["csgm"] = res["csgm"]
+    if "passes" not in skip:
+        r["passes"], r["passes_seconds"], r["passes_command"] = run_script(["scripts/bench_passes.py"])
     if "budget" not in skip:
         res, r["budget_seconds"], r["budget_command"] = run_script(
             ["scripts/bench_cs.py", "--device", a.device, "--images", str(a.budget_images), "--skip", "lasso,csgm,memory"])

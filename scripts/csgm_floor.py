@@ -44,16 +44,17 @@ def passes_per_image(settings: dict) -> int:
     return prune_schedule_work(settings["restarts"], settings["iters"], settings["prune"])
 
 
-def _frozen_latents(generator, latents: int):
+def _frozen_latents(generator, latents: int, fuse: bool = True):
     """The frozen eval-mode copy of G that CSGM and Yeh optimise through (no gradients to its weights),
-    and ``latents`` latents from its prior that require gradients."""
+    and ``latents`` latents from its prior that require gradients. ``fuse=False``: without the faster
+    layer forms (``invgan.fused``), whose FLOPs are not the model's (the counts use the model's)."""
     gen = as_generator(generator)
-    return frozen(gen.module), gen.sample(latents, torch.Generator().manual_seed(0)).requires_grad_(True)
+    return frozen(gen.module, fuse=fuse), gen.sample(latents, torch.Generator().manual_seed(0)).requires_grad_(True)
 
 
 def flops_per_pass(generator, physics, z_reg: float, latents: int = 4) -> float:
     """FLOPs of one pass for one latent: G(z), the objective, and its gradient to z."""
-    net, z = _frozen_latents(generator, latents)
+    net, z = _frozen_latents(generator, latents, fuse=False)
     with torch.no_grad():
         y = physics(net(z))
     with FlopCounterMode(display=False) as counter:
@@ -82,7 +83,7 @@ def yeh_flops_per_pass(generator, discriminator, img_shape, latents: int = 4) ->
     from invgan.masks import make_masks
     from invgan.yeh import PAPER_SETTINGS, importance_weights, yeh_objective
 
-    (net, z), D = _frozen_latents(generator, latents), frozen(discriminator)
+    (net, z), D = _frozen_latents(generator, latents, fuse=False), frozen(discriminator, fuse=False)
     masks = make_masks("center", latents, tuple(img_shape[1:]), seed=0)
     weights = importance_weights(masks, PAPER_SETTINGS["window"])
     with torch.no_grad():

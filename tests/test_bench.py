@@ -35,7 +35,7 @@ def test_update_refreshes_the_sweep_row_and_keeps_measured_rows(tmp_path):
                          "rel_excess_max": 0.0, "lib_tol": 1e-7}]}
     out = tmp_path / "b.json"
     out.write_text(json.dumps(earlier))
-    p = run_bench("--skip", "train,csgm,lasso,budget,inpaint,main,libs", "--update", "--sweep", sweep, "--out", out)
+    p = run_bench("--skip", "train,csgm,passes,lasso,budget,inpaint,main,libs", "--update", "--sweep", sweep, "--out", out)
     assert p.returncode == 0, p.stderr
     r = json.loads(out.read_text())
     assert r["csgm"] == earlier["csgm"] and r["machine"] == earlier["machine"] and r["command"] == earlier["command"]
@@ -49,10 +49,10 @@ def test_update_refreshes_the_sweep_row_and_keeps_measured_rows(tmp_path):
             "faces in one batch, 64/64 certified at 1e-4; excess 3.0e-07) | fastest library: celer (tol 1e-06) 0.90 "
             "s/image (excess 2.0e-07; skglm 1.20) | 9.0x |") in md
 
-    p = run_bench("--skip", "train,csgm,lasso,budget,inpaint,main,libs", "--update", "--out", tmp_path / "none.json")
+    p = run_bench("--skip", "train,csgm,passes,lasso,budget,inpaint,main,libs", "--update", "--out", tmp_path / "none.json")
     assert p.returncode == 1 and p.stderr.strip().startswith("bench: --update needs an earlier result")
     p = run_bench("--skip", "gpu", "--out", out)
-    assert p.returncode == 1 and p.stderr.strip() == "bench: --skip takes train,csgm,lasso,budget,inpaint,main,libs, got 'gpu'"
+    assert p.returncode == 1 and p.stderr.strip() == "bench: --skip takes train,csgm,passes,lasso,budget,inpaint,main,libs, got 'gpu'"
 
 
 def test_scaling_simulation_shares_cells_dynamically():
@@ -157,3 +157,22 @@ def test_sweep_vs_table_flags_cells_outside_the_interval_or_uncertified(tmp_path
     assert "2.00e-04 (**not certified**)" in p.stdout and "2 of 4 cells" in p.stdout
     p = run(tmp_path)
     assert p.returncode == 2 and "no cells/ folder" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_bench_passes_checks_the_fused_copy_bit_for_bit_and_renders_its_row(tmp_path):
+    """scripts/bench_passes.py times the fused frozen copy against the unfused one and reports whether they
+    give the same images and gradients; bench.py's table shows the row."""
+    out = tmp_path / "p.json"
+    p = subprocess.run([sys.executable, str(REPO / "scripts" / "bench_passes.py"), "--batches", "12", "--rounds", "2",
+                        "--passes", "1", "--out", str(out)], capture_output=True, text=True, cwd=REPO)
+    assert p.returncode == 0, p.stderr[-2000:]
+    r = json.loads(out.read_text())
+    (row,) = r["rows"]
+    assert row["latents"] == 12 and row["same_images"] and row["same_gradients"]
+    assert len(row["fused_s"]) == len(row["unfused_s"]) == 2 and row["speedup"] > 0
+    sys.path.insert(0, str(REPO / "scripts"))
+    from bench import table
+
+    text = table({"passes": r, "machine": {"cpu": "x", "cpu_cores": 2, "torch_threads": 2, "gpu": None, "torch": "t"},
+                  "command": "c"})
+    assert "12 latents" in text and "same images and gradients" in text
