@@ -1,8 +1,8 @@
 """Faster forms of a frozen network's layers that give the same outputs and input gradients, bit for bit.
 
 ``invgan.generators.frozen`` applies ``fuse_layers`` to its copy on the CPU, so every latent search
-(CSGM, Yeh's inpainting, Sparse-Gen) runs them. Two forms, each measured on the shipped DCGAN at 640
-latents (64 faces x 10 restarts; ``scripts/bench_passes.py``):
+(CSGM, Yeh's inpainting, Sparse-Gen) runs them. Three forms, measured on the shipped DCGAN at 640
+latents (64 faces x 10 restarts; ``scripts/bench_passes.py`` times a whole pass):
 
 - ``EvalBatchNormReLU``: a ``BatchNorm2d`` (eval mode) and the ``ReLU`` after it, with the backward
   pass in one fused step. torch's two backward steps were 10% of a generator pass: its eval-mode
@@ -10,15 +10,19 @@ latents (64 faces x 10 restarts; ``scripts/bench_passes.py``):
   need. The fused step computes the same products in the same order (``invgan._kernels.bn_relu_grad``).
 - ``PhaseConvTranspose2d``: a stride-2, 4 x 4 transposed convolution with few output channels (the
   DCGAN's last layer, 64 -> 3) as one ordinary 2 x 2 convolution with an output channel per output
-  phase, on the spatially flipped input. oneDNN runs the transposed form with 3 output channels at a
-  seventh of its speed on the other layers; the ordinary convolution adds the same products in the
-  same order (its kernel taps in ascending order over the flipped input are the transposed form's in
-  descending order over the original). That is an observed property of oneDNN's kernels, not a
-  guarantee (on this AMD EPYC it holds for the DCGAN's 64 input channels at every batch size tried,
-  and not for 8 input channels at some), so it is checked: at each new input shape (and thread
-  count) the layer runs both forms once on a random input and uses the phase form only where the two
-  are equal bit for bit. Its backward pass is the transposed
-  convolution's own (``torch.ops.aten.convolution_backward``).
+  phase, on the spatially flipped input: 36 ms against 62. oneDNN runs the transposed form with 3
+  output channels at a seventh of its speed on the other layers; the ordinary convolution adds the same
+  products in the same order (its kernel taps in ascending order over the flipped input are the
+  transposed form's in descending order over the original).
+- ``MatmulConvTranspose2d``: a stride-1 transposed convolution of a 1 x 1 input (the first layer,
+  latent -> 512 x 4 x 4) as one matrix product: 7 ms against 20.
+
+The last two are observed properties of the libraries' kernels, not guarantees (on this AMD EPYC the
+phase form holds for the DCGAN's 64 input channels at every batch size tried, and not for 8 input
+channels at some; the product from 8 latents on), so each is checked: at each new input shape (and
+thread count) the layer runs both forms once on a random input and uses the fast one only where the
+two are equal bit for bit. Their backward passes are the transposed convolution's own
+(``torch.ops.aten.convolution_backward``, as autograd calls it).
 """
 
 from __future__ import annotations
@@ -98,67 +102,106 @@ def _phase_forward(x: torch.Tensor, pw: torch.Tensor, cout: int) -> torch.Tensor
     return _kernels.phase_gather(F.conv2d(_kernels.flip_hw(x), pw, padding=1), cout)
 
 
-class _PhaseDeconvFunction(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x, layer):
-        ctx.save_for_backward(x)
-        ctx.layer = layer
-        return _phase_forward(x, layer.phase_weights(), layer.conv.out_channels)
+class _CheckedForm(nn.Module):
+    """A frozen layer with a faster forward form that is used, per input shape and thread count, only where
+    it gave the layer's own output bit for bit on a random input of that shape (on which a different order
+    of the sums shows in most outputs). The backward pass is the layer's own."""
 
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, g):
-        (x,) = ctx.saved_tensors
-        conv = ctx.layer.conv  # the transposed convolution's own input gradient, as autograd computes it
-        gx = torch.ops.aten.convolution_backward(g, x, conv.weight, None, list(conv.stride), list(conv.padding),
-                                                 list(conv.dilation), True, list(conv.output_padding), conv.groups,
-                                                 [True, False, False])[0]
-        return gx, None
-
-
-class PhaseConvTranspose2d(nn.Module):
-    """A frozen ``ConvTranspose2d`` (4 x 4 kernel, stride 2, padding 1, no bias, few output channels) by
-    one ordinary convolution over its output phases, where that gives the transposed form's outputs bit
-    for bit (checked once per input shape; see the module's docstring). Else the layer as it is."""
-
-    def __init__(self, conv: nn.ConvTranspose2d):
+    def __init__(self, conv: nn.Module):
         super().__init__()
         self.conv = conv
-        self._same = {}  # input shape -> whether the phase form gave the transposed form's output
-        self._pw = None
+        self._same = {}  # (input shape, weight version, threads) -> whether the fast form gave the layer's output
+        self._prepared = None
 
-    def phase_weights(self) -> torch.Tensor:
-        """The ordinary convolution's weights (4 Cout, Cin, 2, 2), made again when the layer's change."""
+    def prepared(self) -> torch.Tensor:
+        """The fast form's weights, made again when the layer's change."""
         w = self.conv.weight
-        if self._pw is None or self._pw[0] != w._version:
-            self._pw = (w._version, _phase_weights(w.detach()))
-        return self._pw[1]
+        if self._prepared is None or self._prepared[0] != w._version:
+            self._prepared = (w._version, self._prepare(w.detach()))
+        return self._prepared[1]
+
+    def _fits(self, x: torch.Tensor) -> bool:
+        return (x.dim() == 4 and x.device.type == "cpu" and x.dtype == torch.float32
+                and not self.conv.weight.requires_grad and x.is_contiguous(memory_format=torch.channels_last))
 
     def _applies(self, x: torch.Tensor) -> bool:
-        if (x.dim() != 4 or x.device.type != "cpu" or x.dtype != torch.float32 or self.conv.weight.requires_grad
-                or not x.is_contiguous(memory_format=torch.channels_last)):
+        if not self._fits(x):
             return False
         key = (tuple(x.shape), self.conv.weight._version, torch.get_num_threads())
-        if key not in self._same:  # (oneDNN picks its kernels by shape and threads: checked on a random input of
-            # this shape, on which a different order of the sums shows in most outputs)
+        if key not in self._same:
             probe = torch.randn(x.shape, generator=torch.Generator().manual_seed(0)).to(
                 memory_format=torch.channels_last)
             with torch.no_grad():
-                self._same[key] = torch.equal(_phase_forward(probe, self.phase_weights(), self.conv.out_channels),
-                                              self.conv(probe))
+                self._same[key] = torch.equal(self._fast(probe), self.conv(probe))
         return self._same[key]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self._applies(x):
             return self.conv(x)
         if x.requires_grad and torch.is_grad_enabled():
-            return _PhaseDeconvFunction.apply(x, self)
-        return _phase_forward(x, self.phase_weights(), self.conv.out_channels)
+            return _FastForwardFunction.apply(x, self)
+        return self._fast(x)
+
+
+class _FastForwardFunction(torch.autograd.Function):
+    """A ``_CheckedForm``'s fast forward, with the transposed convolution's own input gradient."""
+
+    @staticmethod
+    def forward(ctx, x, layer):
+        ctx.save_for_backward(x)
+        ctx.layer = layer
+        return layer._fast(x)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        conv = ctx.layer.conv  # as autograd computes it for the layer itself
+        gx = torch.ops.aten.convolution_backward(g, x, conv.weight, None, list(conv.stride), list(conv.padding),
+                                                 list(conv.dilation), True, list(conv.output_padding), conv.groups,
+                                                 [True, False, False])[0]
+        return gx, None
+
+
+class PhaseConvTranspose2d(_CheckedForm):
+    """A frozen ``ConvTranspose2d`` (4 x 4 kernel, stride 2, padding 1, no bias, few output channels) by
+    one ordinary convolution over its output phases on the flipped input, where that gives the transposed
+    form's output bit for bit (see the module's docstring). Else the layer as it is."""
+
+    def _prepare(self, w):
+        return _phase_weights(w)
+
+    def _fast(self, x):
+        return _phase_forward(x, self.prepared(), self.conv.out_channels)
+
+
+class MatmulConvTranspose2d(_CheckedForm):
+    """A frozen ``ConvTranspose2d`` (stride 1, no padding, no bias) applied to 1 x 1 inputs (the DCGAN's
+    first layer, latent -> 512 x 4 x 4) as one matrix product with its weights, its columns in the
+    output's channels-last order, where that gives the layer's output bit for bit. oneDNN ran the
+    transposed form at 52 GFLOP/s here, the product at about three times that."""
+
+    def _prepare(self, w):  # (Cin, Cout, k, k) -> (Cin, k k Cout): rows of the channels-last output
+        return w.permute(0, 2, 3, 1).reshape(w.shape[0], -1).contiguous()
+
+    def _fits(self, x):
+        return super()._fits(x) and x.shape[2] == 1 and x.shape[3] == 1
+
+    def _fast(self, x):
+        n, k = x.shape[0], self.conv.kernel_size
+        out = x.reshape(n, -1) @ self.prepared()
+        return out.view(n, k[0], k[1], self.conv.out_channels).permute(0, 3, 1, 2)
 
 
 #: the phase form replaces transposed convolutions with at most this many output channels (4 of them
 #: fill one 16-float vector; the DCGAN's last layer has 3)
 PHASE_MAX_CHANNELS = 4
+
+
+def _matmul_fits(m: nn.Module) -> bool:
+    return (type(m) is nn.ConvTranspose2d and tuple(m.stride) == (1, 1) and tuple(m.padding) == (0, 0)
+            and tuple(m.output_padding) == (0, 0) and tuple(m.dilation) == (1, 1) and m.groups == 1
+            and m.bias is None and m.padding_mode == "zeros")
 
 
 def _phase_fits(m: nn.Module) -> bool:
@@ -170,8 +213,9 @@ def _phase_fits(m: nn.Module) -> bool:
 
 def fuse_layers(net: nn.Module) -> nn.Module:
     """In place, in every ``nn.Sequential`` of ``net``: each ``BatchNorm2d`` followed by a ``ReLU`` becomes
-    one ``EvalBatchNormReLU``, each small stride-2 ``ConvTranspose2d`` a ``PhaseConvTranspose2d`` (see
-    there). The parameters and buffers stay the same tensors in the same order. Returns ``net``."""
+    one ``EvalBatchNormReLU``, each small stride-2 ``ConvTranspose2d`` a ``PhaseConvTranspose2d``, each
+    stride-1 unpadded one a ``MatmulConvTranspose2d`` (it runs as it is on inputs larger than 1 x 1). The
+    parameters and buffers stay the same tensors in the same order. Returns ``net``."""
     for seq in [m for m in net.modules() if isinstance(m, nn.Sequential)]:
         mods = list(seq)
         out, i, changed = [], 0, False
@@ -181,8 +225,8 @@ def fuse_layers(net: nn.Module) -> nn.Module:
                 i += 2
                 changed = True
                 continue
-            if _phase_fits(mods[i]):
-                out.append(PhaseConvTranspose2d(mods[i]))
+            if _phase_fits(mods[i]) or _matmul_fits(mods[i]):
+                out.append((PhaseConvTranspose2d if _phase_fits(mods[i]) else MatmulConvTranspose2d)(mods[i]))
                 changed = True
             else:
                 out.append(mods[i])

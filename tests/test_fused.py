@@ -9,7 +9,7 @@ import torch
 from invgan import _kernels
 from invgan.checkpoint import load_models
 from invgan import fused
-from invgan.fused import EvalBatchNormReLU, PhaseConvTranspose2d
+from invgan.fused import EvalBatchNormReLU, MatmulConvTranspose2d, PhaseConvTranspose2d
 from invgan.generators import frozen
 from invgan.models import ModelConfig, build_models
 from invgan.resume import fingerprint
@@ -46,6 +46,7 @@ def test_frozen_generator_gives_the_unfused_outputs_and_gradients_bit_for_bit(n,
     net, ref = frozen(G), unfused(G)
     assert sum(isinstance(m, EvalBatchNormReLU) for m in net.modules()) == 4  # every BN + ReLU pair
     (phase,) = [m for m in net.modules() if isinstance(m, PhaseConvTranspose2d)]  # the last layer, 8 -> 3
+    (first,) = [m for m in net.modules() if isinstance(m, MatmulConvTranspose2d)]  # the first, latent -> 4 x 4
     calls = []
     kernel = getattr(_kernels, "_bn_relu_grad_kernel", None)
     if kernels and kernel is not None:
@@ -55,7 +56,7 @@ def test_frozen_generator_gives_the_unfused_outputs_and_gradients_bit_for_bit(n,
     (x0, g0), (x1, g1) = pass_of(ref, z), pass_of(net, z)
     assert torch.equal(x0, x1) and torch.equal(g0, g1)
     assert len(calls) == (4 if kernels and kernel is not None else 0)
-    assert len(phase._same) == 1  # the phase form was checked (used where bit for bit; here not at every n)
+    assert len(phase._same) == len(first._same) == 1  # the fast forms were checked (used where bit for bit)
     # the parameters and buffers are the same tensors in the same order (resume keys do not change)
     assert fingerprint(*net.state_dict().values()) == fingerprint(*ref.state_dict().values())
 
@@ -69,9 +70,10 @@ def test_shipped_generator_fused_pass_is_bit_for_bit(n):
     assert torch.equal(x0, x1) and torch.equal(g0, g1)
     with torch.no_grad():  # no gradient: the forward forms alone
         assert torch.equal(net(z), x0)
-    (phase,) = [m for m in net.modules() if isinstance(m, PhaseConvTranspose2d)]
-    if n >= 16:  # where the sweep's batches are (64 faces x restarts), the phase form runs on this CPU
-        assert all(phase._same.values()), "the phase form is not bit for bit here: not used (slower, same results)"
+    forms = [m for m in net.modules() if isinstance(m, (PhaseConvTranspose2d, MatmulConvTranspose2d))]
+    assert len(forms) == 2
+    if n >= 16:  # where the sweep's batches are (64 faces x restarts), the fast forms run on this CPU
+        assert all(all(m._same.values()) for m in forms), "not bit for bit here: not used (slower, same results)"
 
 
 def test_phase_form_is_the_transposed_convolution_and_falls_back_where_it_differs(monkeypatch):
@@ -81,11 +83,19 @@ def test_phase_form_is_the_transposed_convolution_and_falls_back_where_it_differ
     ref = conv(x)
     layer = PhaseConvTranspose2d(conv)
     # the same function (to rounding) whatever the CPU's kernels do
-    assert torch.allclose(fused._phase_forward(x, layer.phase_weights(), 3), ref, atol=1e-5, rtol=1e-5)
+    assert torch.allclose(fused._phase_forward(x, layer.prepared(), 3), ref, atol=1e-5, rtol=1e-5)
     # where the phase form's bits differ from the transposed form's, the layer uses the transposed form
     monkeypatch.setattr(fused, "_phase_forward", lambda x, pw, c: conv(x) + 1e-3)
     layer = PhaseConvTranspose2d(conv)
     assert torch.equal(layer(x), ref) and list(layer._same.values()) == [False]
+    # the product form: only on 1 x 1 inputs; elsewhere the layer as it is
+    first = MatmulConvTranspose2d(torch.nn.ConvTranspose2d(8, 5, 3, 1, 0, bias=False).requires_grad_(False))
+    for hw in (1, 2):
+        x = torch.randn(20, 8, hw, hw, generator=g).to(memory_format=torch.channels_last)
+        assert torch.allclose(first._fast(x) if hw == 1 else first(x), first.conv(x), atol=1e-5, rtol=1e-5)
+    assert len(first._same) == 0  # (the 2 x 2 input never reached the check)
+    first(torch.randn(20, 8, 1, 1, generator=g).to(memory_format=torch.channels_last))
+    assert len(first._same) == 1
     # layers it does not take
     assert not fused._phase_fits(torch.nn.ConvTranspose2d(8, 3, 4, 2, 1, bias=True))
     assert not fused._phase_fits(torch.nn.ConvTranspose2d(8, 16, 4, 2, 1, bias=False))
