@@ -175,4 +175,4 @@ def test_bench_passes_checks_the_fused_copy_bit_for_bit_and_renders_its_row(tmp_
 
     text = table({"passes": r, "machine": {"cpu": "x", "cpu_cores": 2, "torch_threads": 2, "gpu": None, "torch": "t"},
                   "command": "c"})
-    assert "12 latents" in text and "same images and gradients" in text
+    assert "12 latents | faster layer forms" in text and "same images and gradients" in text
