@@ -137,6 +137,13 @@ def test_fused_module_falls_back_where_it_does_not_apply():
     ref = copy.deepcopy(G).train().to(memory_format=torch.channels_last)
     net.train()
     assert torch.equal(net(z), ref(z))
+    # float64 (and any device but the CPU): the modules as they are
+    net, ref = frozen(G).double(), unfused(G).double()
+    (x0, g0), (x1, g1) = pass_of(ref, z.double()), pass_of(net, z.double())
+    assert torch.equal(x0, x1) and torch.equal(g0, g1)
+    pair = next(m for m in frozen(G).modules() if isinstance(m, EvalBatchNormReLU))
+    assert pair._fusable(torch.zeros(2, 8, 4, 4, requires_grad=True))
+    assert not pair._fusable(torch.zeros(2, 8, 4, 4, dtype=torch.float64, requires_grad=True))
     # a second derivative through the fused step raises instead of coming out wrong
     net = frozen(G)
     zz = z.clone().requires_grad_(True)
