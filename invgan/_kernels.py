@@ -264,6 +264,11 @@ class SparseProduct:
         return v, u, out.permute(1, 0, 2).reshape(b, -1)[:, :self.m].contiguous()
 
 
+def _nhwc(t: torch.Tensor):
+    """A channels-last (N, C, H, W) CPU tensor's memory as an (N, H, W, C) numpy view (no copy)."""
+    return t.detach().permute(0, 2, 3, 1).numpy()
+
+
 def bn_relu_grad(g: torch.Tensor, y: torch.Tensor, invstd: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     """The gradient of ``relu(batch_norm(x))`` (eval mode) with respect to x, from the gradient ``g`` of its
     output and the output ``y`` (N, C, H, W): ``where(y <= 0, 0, g) * invstd[c] * weight[c]``, the same
@@ -277,18 +282,12 @@ def bn_relu_grad(g: torch.Tensor, y: torch.Tensor, invstd: torch.Tensor, weight:
         g = g.contiguous(memory_format=torch.channels_last)
         out = torch.empty_like(y)
         c = y.shape[1]
-
-        def rows(t):
-            return t.permute(0, 2, 3, 1).view(-1, c).numpy()
-        with _threads():
-            _bn_relu_grad_kernel(rows(g), rows(y), invstd.numpy(), weight.numpy(), rows(out))
+        with _threads():  # (rows of C channels: views of the three tensors' memory)
+            _bn_relu_grad_kernel(_nhwc(g).reshape(-1, c), _nhwc(y).reshape(-1, c), invstd.numpy(), weight.numpy(),
+                                 _nhwc(out).reshape(-1, c))
         return out
     shape = (-1,) + (1,) * (y.dim() - 2)
     return torch.where(y <= 0, 0, g) * invstd.view(shape) * weight.view(shape)
-
-
-def _nhwc(t: torch.Tensor):
-    return t.detach().permute(0, 2, 3, 1).numpy()
 
 
 def flip_hw(x: torch.Tensor) -> torch.Tensor:

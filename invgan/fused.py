@@ -225,15 +225,13 @@ def fuse_layers(net: nn.Module) -> nn.Module:
                 i += 2
                 changed = True
                 continue
-            if _phase_fits(mods[i]) or _matmul_fits(mods[i]):
-                out.append((PhaseConvTranspose2d if _phase_fits(mods[i]) else MatmulConvTranspose2d)(mods[i]))
-                changed = True
-            else:
-                out.append(mods[i])
+            form = (PhaseConvTranspose2d if _phase_fits(mods[i]) else
+                    MatmulConvTranspose2d if _matmul_fits(mods[i]) else None)
+            out.append(mods[i] if form is None else form(mods[i]))
+            changed = changed or form is not None
             i += 1
         if changed:
-            for name in list(seq._modules):
-                del seq._modules[name]
+            seq._modules.clear()
             for k, mod in enumerate(out):
                 seq.add_module(str(k), mod)
     return net

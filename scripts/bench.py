@@ -25,8 +25,9 @@ Measured side by side in this run, each against a named baseline:
    scikit-learn, celer and skglm (one face at a time, those installed) at a relative objective
    excess of at most 1e-6, each timed --libs-rounds times in alternating order, medians
    (scripts/bench_lasso_libs.py);
-8. generator passes (forward and latent gradient) of the shipped DCGAN through the frozen copy's fused
-   batch-norm + ReLU against the unfused copy, with a bit-for-bit check (scripts/bench_passes.py).
+8. generator passes (forward and latent gradient) of the shipped DCGAN through the frozen copy's faster
+   layer forms (invgan.fused) against the plain copy, frozen(G, fuse=False), with a bit-for-bit check
+   (scripts/bench_passes.py).
 The full cs_paper sweep takes hours on a CPU, so it is not rerun here: --sweep DIR reports the
 wall time that sweep's cells recorded when they ran (sum over cells, with how many are done).
 """
