@@ -1131,6 +1131,8 @@ ADMM_SHORT_STEP = 2  # one where the median is predicted to reach tol, at least 
 # ADMM_SPACING would certify at 40)
 ADMM_SETUP_F32_M = 2500  # from this m, above ADMM_X_MAX_ALPHA, ADMM's m x m factorisations are made in float32 (A A^T,
 # its Cholesky factors and inverses: at m = 10000 about 40 s of float64 against FISTA's whole 64-face run)
+ADMM_GRAM_BLOCK_ONEDNN = 1280  # rows per block of the float32 set-up's A A^T by oneDNN (``_gram_rows``; at m = 10000:
+# 1024 rows 4.26 s, 1280 4.06, 2048 4.31)
 ADMM_SPARSE_MAX_M = 1500  # above ADMM_X_MAX_ALPHA and up to this m, the product B q of the iteration as B z - B u:
 # B z by ``_kernels.SparseProduct`` from z's few nonzeros (about 490 of 12,288 per row at m = 500), B u carried along
 # in m-space (below) and made exactly at every ADMM_SPACING: one dense product per iteration instead of two
@@ -1150,28 +1152,64 @@ def _addmm_(v: torch.Tensor, c: torch.Tensor, W, alpha: float) -> torch.Tensor:
 
 class _CholeskyInverse:
     """(L L^T)^-1 applied from the right to rows, ``c @ this`` = c L^-T L^-1, by two triangular solves
-    (it stands where the formed inverse would in a product)."""
+    (it stands where the formed inverse would in a product). Solved as (L L^T)^-1 c^T from the left, on
+    c's transpose (a view): L^-1 first, then L^-T, both reading L as it is stored (at m = 10000, float32:
+    99 against 119 ms for 64 rows and 54 against 136 ms for 6 rows with the right-hand solves on c)."""
 
     def __init__(self, L: torch.Tensor):
-        self.L, self.U = L, L.T
+        self.L = L
 
     def __rmatmul__(self, c: torch.Tensor) -> torch.Tensor:
-        t = torch.linalg.solve_triangular(self.U, c, upper=True, left=False)  # t L^T = c
-        return torch.linalg.solve_triangular(self.L, t, upper=False, left=False)  # s L = t
+        t = torch.linalg.solve_triangular(self.L, c.T, upper=False)  # L t = c^T
+        return torch.linalg.solve_triangular(self.L.T, t, upper=True).T  # L^T s^T = t
 
 
-def _gram_rows(B: torch.Tensor, block: int = 2048, mirror: bool = True) -> torch.Tensor:
+def _gram_rows(B: torch.Tensor, block: int = 2048, mirror: bool = True, onednn: bool = False) -> torch.Tensor:
     """B B^T (m, m) from its lower block rows only (half the product's flops), mirrored; with
-    ``mirror=False`` only its lower triangle (and diagonal) is set, the rest is left unset: enough for
-    ``torch.linalg.cholesky``, which reads the lower triangle only."""
+    ``mirror=False`` only its lower triangle (and diagonal) is set, the rest is left unset: enough for a
+    Cholesky factorisation, which reads the lower triangle only (``_cholesky_lower_``). ``onednn``: the
+    block products by oneDNN (float32 on the CPU: ``invgan.runtime.onednn_products``; at m = 10000, n = 12288, 4.1 s against
+    MKL's 7.6 s on the AMD EPYC of the README, with 1280-row blocks)."""
     m = B.shape[0]
     K = torch.empty(m, m, dtype=B.dtype, device=B.device)
     for i in range(0, m, block):
-        K[i:i + block, :i + block] = B[i:i + block] @ B[:i + block].T
+        if onednn:
+            K[i:i + block, :i + block] = torch._C._nn.mkldnn_linear(
+                B[i:i + block].contiguous().to_mkldnn(), B[:i + block].contiguous().to_mkldnn()).to_dense()
+        else:
+            K[i:i + block, :i + block] = B[i:i + block] @ B[:i + block].T
     if not mirror:
         return K
     low = K.tril()
     return low + low.tril(-1).T
+
+
+def _cholesky_lower_(K: torch.Tensor, block: int = 1024) -> torch.Tensor:
+    """The lower Cholesky factor L of K (m, m; symmetric positive definite, only its lower triangle
+    read), made in K's own memory, its upper triangle then set to 0. On the CPU in float32 or float64
+    by LAPACK's potrf in place (scipy's LAPACK), with the upper triangle zeroed row block by row block:
+    no copy of K and no strided pass over it, which ``torch.linalg.cholesky`` makes (at m = 10000 in
+    float32: 1.5 s against 2.0 s, and 0.4 GB less). Raises ``torch.linalg.LinAlgError`` as
+    ``torch.linalg.cholesky`` does where K is not positive definite. Elsewhere (another device or
+    dtype, a non-contiguous K): ``torch.linalg.cholesky``, K left as it was."""
+    if K.device.type != "cpu" or K.dtype not in (torch.float32, torch.float64) or not K.is_contiguous():
+        return torch.linalg.cholesky(K)
+    from scipy.linalg import lapack
+
+    a = K.numpy().T  # K row-major = K^T column-major: its lower triangle is this array's upper one
+    potrf = lapack.spotrf if K.dtype == torch.float32 else lapack.dpotrf
+    U, info = potrf(a, lower=0, clean=0, overwrite_a=1)
+    if info != 0:
+        raise torch.linalg.LinAlgError(f"linalg.cholesky: The factorization could not be completed because the "
+                                       f"input is not positive-definite (the leading minor of order {info} is "
+                                       f"not positive-definite).")
+    if not np.shares_memory(U, a):  # (scipy copied: take its result)
+        K.copy_(torch.from_numpy(U.T))
+    for i in range(0, K.shape[0], block):  # the strict upper triangle, row block by row block
+        K[i:i + block, i + block:] = 0
+        d = K[i:i + block, i:i + block]
+        d.copy_(d.tril())
+    return K
 
 
 def admm_rho(alpha: float, lam: float, fraction: float = 0.0) -> float:
@@ -1275,7 +1313,6 @@ def _lasso_admm(y, physics, basis, alpha, tol, max_iter, rho, relax, clip, progr
     lam = m * alpha
     B0 = dense_matrix(physics, basis, img_shape).to(y.dtype)
     B = B0.double()  # (m, n), the problem's B in float64
-    Bt = B.T.contiguous()
     n = B.shape[1]
     Y = y.reshape(nb, -1).double()
     # the w-step's B^T (B B^T + rho I)^-1 B = X^T X with X = L^-1 B: as the n x n W = I - X^T X, or per iteration as
@@ -1286,6 +1323,11 @@ def _lasso_admm(y, physics, basis, alpha, tol, max_iter, rho, relax, clip, progr
     # from m = ADMM_SETUP_F32_M: they are made in float32 for the float32 iterations, and in float64 only if
     # the run goes on in float64
     setup32 = ADMM_F32 and not gram and alpha > ADMM_X_MAX_ALPHA and ADMM_SETUP_F32_M <= m < n
+    # B^T: with the float32 set-up (short runs, large m) a view, not a float64 copy in B^T's layout (at m = 10000 a
+    # 1 GB transposed copy, 1.2 s): its products (the float64 certificates) take either layout, and the float32
+    # iterations' B^T is the float32 B's view (``working``), whose oneDNN form is then B itself with no copy
+    Bt = B.T if setup32 else B.T.contiguous()
+    onednn = ADMM_F32 and onednn_products(dev)  # the float32 iterations' products by oneDNN (invgan.runtime)
 
     def exact_setup():  # M (or X, W), P = (B B^T)^-1 for the dual points, w_y; float64
         # the m x m shifts on the diagonal in place, with no identity or shifted copies (the same values as
@@ -1317,15 +1359,16 @@ def _lasso_admm(y, physics, basis, alpha, tol, max_iter, rho, relax, clip, progr
         # applied by two triangular solves each, as fast as the product with the inverse (at m = 10000, 64 rows: 89
         # against 90 ms), without forming it. K's lower triangle only (the factorisations read no more), its
         # diagonal shifted in place: at m = 10000 no m x m identity, no mirrored or shifted copies (about 1.5 s)
-        K = _gram_rows(B32, mirror=False)
-        d = K.diagonal().clone()
-        ridge = 1e-6 * float(d.mean())
+        # (the products by oneDNN where the iterations' are; both factors made in place: ``_cholesky_lower_``)
+        K = _gram_rows(B32, block=ADMM_GRAM_BLOCK_ONEDNN if onednn else 2048, mirror=False, onednn=onednn)
+        ridge = 1e-6 * float(K.diagonal().mean())
+        Kp = K.clone()
         K.diagonal().add_(rho)
-        L = torch.linalg.cholesky(K)
-        K.diagonal().copy_(d).add_(ridge)
-        Lp = torch.linalg.cholesky(K)
-        return (None, None, _CholeskyInverse(L), _CholeskyInverse(Lp),
-                (torch.cholesky_solve(Y.T.to(B32.dtype), L).T @ B32).double())
+        L = _cholesky_lower_(K)
+        Kp.diagonal().add_(ridge)
+        Lp = _cholesky_lower_(Kp)
+        M_ = _CholeskyInverse(L)  # (w_y's solve by it too: cholesky_solve would copy L into its own layout first)
+        return None, None, M_, _CholeskyInverse(Lp), ((Y.to(B32.dtype) @ M_) @ B32).double()
 
     W, X, M, P, wy = float32_setup() if setup32 else exact_setup()
     # B q = B z - B u in the float32 iterations (``working``): on the Woodbury step with M formed (not X, not the
@@ -1343,7 +1386,6 @@ def _lasso_admm(y, physics, basis, alpha, tol, max_iter, rho, relax, clip, progr
     newton_every = (math.ceil(ADMM_NEWTON_WORK * m * m / n / ADMM_CHECK) if ADMM_NEWTON and alpha > ADMM_MAX_ALPHA
                     else 0)
     it, key, saved, low = 0, None, None, ADMM_F32
-    onednn = ADMM_F32 and onednn_products(dev)  # the float32 iterations' products by oneDNN (invgan.runtime)
     # large m, larger alpha: tens of iterations, checks at any iteration (ADMM_SHORT_STEP), each with its own dual point
     short = alpha > ADMM_X_MAX_ALPHA and m >= ADMM_SHORT_M
     first_check = ADMM_FIRST_CHECK_SHORT if short or setup32 else ADMM_FIRST_CHECK  # (float32 factors: from m = 2500)
@@ -1355,7 +1397,7 @@ def _lasso_admm(y, physics, basis, alpha, tol, max_iter, rho, relax, clip, progr
                "first_check": first_check, "check_min": ADMM_CHECK_MIN,
                "spacing": ADMM_SPACING, "f32": ADMM_F32, "stall": ADMM_STALL, "newton": newton_every,
                "newton_gap": ADMM_NEWTON_GAP, "physics": type(physics).__name__, "m": m, "y": fingerprint(y),
-               **({"setup32": True} if setup32 else {}), **({"sparse_bq": True} if sparse_bq else {}),
+               **({"setup32": 2} if setup32 else {}),  # (2: A A^T by oneDNN where the products are, LAPACK's factors) **({"sparse_bq": True} if sparse_bq else {}),
                **({"short": ADMM_SHORT_STEP} if short else {}),
                **({"onednn": True} if onednn else {})}  # (its rounding: not MKL's bits)
         saved = state.load(key, dev)
@@ -1386,8 +1428,8 @@ def _lasso_admm(y, physics, basis, alpha, tol, max_iter, rho, relax, clip, progr
         # is float32 already)
         # B^T cast once for all its uses, and B in float32 from B0 (a no-op where y is float32; the same bits as
         # B's cast, B = B0 in float64; at m = 10000 the casts were 1.9 s, B^T cast twice or three times)
-        Btc = cast(Bt)
         Bc = B0.float() if low else B
+        Btc = Bc.T if low and not Bt.is_contiguous() else cast(Bt)  # (the same values as B^T's cast)
         chain = None  # the Woodbury w-step's products: X^T X q = (q X^T) X, or ((q B^T) M) B
         if X is not None:
             Xc = cast(X)

@@ -182,6 +182,16 @@ def test_admm_float32_iterations_certify_like_float64_in_as_many_iterations(monk
     assert (lo.objective.double() <= hi.objective.double() * (1 + 1e-4)).all()
 
 
+def _count_factors(monkeypatch, entry):
+    """A list that gets ``entry(K)`` for every Cholesky factorisation ADMM makes, in order (by torch or, in place,
+    by ``_cholesky_lower_``)."""
+    factors, real_chol, real_lower = [], torch.linalg.cholesky, lasso_module._cholesky_lower_
+    monkeypatch.setattr(torch.linalg, "cholesky", lambda A, **k: factors.append(entry(A)) or real_chol(A, **k))
+    monkeypatch.setattr(lasso_module, "_cholesky_lower_",
+                        lambda A, *a, **k: factors.append(entry(A)) or real_lower(A, *a, **k))
+    return factors
+
+
 def _killed_then_resumed(monkeypatch, tmp_path, y, p, kw, die_after, seen, factors):
     """``lasso_admm`` killed right after its ``die_after``-th save, then resumed from it: the resumed run's
     result, with ``seen`` and ``factors`` holding the resumed run's z-step dtypes and factorisations only."""
@@ -205,8 +215,7 @@ def test_admm_goes_on_in_float64_when_float32_stalls_and_resumes_across_the_swit
         monkeypatch.setattr(lasso_module, "ADMM_SETUP_F32_M", 0)
     grams, real_gram = [], lasso_module._gram_rows
     monkeypatch.setattr(lasso_module, "_gram_rows", lambda B, *a, **k: grams.append(B.dtype) or real_gram(B, *a, **k))
-    factors, real_chol = [], torch.linalg.cholesky  # the dtypes of the factorisations made, in order
-    monkeypatch.setattr(torch.linalg, "cholesky", lambda A, **k: factors.append(A.dtype) or real_chol(A, **k))
+    factors = _count_factors(monkeypatch, lambda A: A.dtype)  # the dtypes of the factorisations made, in order
     x, p, y = lasso_problem(150, seed=3, n_images=2)
     kw = dict(alpha=1.0, tol=1e-3, max_iter=20000, rho=lasso_module.ADMM_RHO)  # (a slow rho for this alpha)
     seen = _soft_dtypes(monkeypatch)
@@ -238,8 +247,7 @@ def test_admm_short_run_stalls_go_on_with_the_float32_factors_lifted_then_float6
     for name, value in (("ADMM_SETUP_F32_M", 0), ("ADMM_SHORT_M", 0), ("ADMM_STALL", 2)):
         monkeypatch.setattr(lasso_module, name, value)
     seen = _soft_dtypes(monkeypatch)
-    factors, real_chol = [], torch.linalg.cholesky  # (dtype, z-steps so far) of every factorisation
-    monkeypatch.setattr(torch.linalg, "cholesky", lambda A, **k: factors.append((A.dtype, len(seen))) or real_chol(A, **k))
+    factors = _count_factors(monkeypatch, lambda A: (A.dtype, len(seen)))  # (dtype, z-steps so far) of every one
     x, p, y = lasso_problem(150, seed=3, n_images=2)
     kw = dict(alpha=1.0, tol=1e-3, max_iter=20000, rho=lasso_module.ADMM_RHO)  # (a slow rho: it stalls)
     saves_at, real = [], SolveState.save
@@ -375,6 +383,34 @@ def test_admm_float32_factorisations_certify_like_float64_ones_and_gram_rows_is_
     assert lo.gap.max() <= 1e-5 and hi.gap.max() <= 1e-5
     assert (lo.image_iterations <= hi.image_iterations + lasso_module.ADMM_CHECK).all()
     assert (lo.objective.double() <= hi.objective.double() * (1 + 1e-5)).all()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_cholesky_in_place_is_torchs_factor_and_gram_rows_by_onednn_is_b_bt(dtype):
+    """``_cholesky_lower_`` factors K in K's own memory, reading only its lower triangle (NaN above it, as
+    ``_gram_rows(mirror=False)`` may leave), with the upper triangle set to 0: torch's factor up to rounding;
+    a K that is not positive definite raises torch's LinAlgError. ``_gram_rows(onednn=True)`` (the float32
+    set-up's A A^T where the products go to oneDNN) is B B^T's lower triangle up to float32 rounding."""
+    g = torch.Generator().manual_seed(0)
+    B = torch.randn(300, 420, generator=g, dtype=dtype)
+    K = lasso_module._gram_rows(B, block=64, mirror=False)
+    K.diagonal().add_(1.0)
+    ref = torch.linalg.cholesky(K)  # (reads the lower triangle only)
+    K.masked_fill_(torch.ones_like(K, dtype=torch.bool).triu(1), float("nan"))
+    L = lasso_module._cholesky_lower_(K, block=50)
+    assert L.data_ptr() == K.data_ptr()
+    assert torch.equal(L.triu(1), torch.zeros_like(L))
+    tol = 1e-5 if dtype == torch.float32 else 1e-12
+    assert torch.allclose(L, ref, rtol=0, atol=tol * float(ref.abs().max()))
+    bad = torch.eye(5, dtype=dtype)
+    bad[2, 2] = -1.0
+    with pytest.raises(torch.linalg.LinAlgError):
+        lasso_module._cholesky_lower_(bad)
+    if dtype == torch.float32 and torch.backends.mkldnn.is_available():
+        mkl = lasso_module._gram_rows(B, block=64, mirror=False)
+        dnn = lasso_module._gram_rows(B, block=64, mirror=False, onednn=True)
+        low = torch.ones_like(mkl, dtype=torch.bool).tril()
+        assert torch.allclose(dnn[low], mkl[low], rtol=0, atol=1e-5 * float(mkl[low].abs().max()))
 
 
 def test_admm_b_z_from_the_nonzeros_runs_the_same_iterations_and_resumes_exactly(monkeypatch, tmp_path):
