@@ -1180,8 +1180,11 @@ def _gram_rows(B: torch.Tensor, block: int = 2048, mirror: bool = True, onednn: 
             K[i:i + block, :i + block] = B[i:i + block] @ B[:i + block].T
     if not mirror:
         return K
-    low = K.tril()
-    return low + low.tril(-1).T
+    for i in range(0, m, block):  # the upper triangle from the lower, in place, block by block (exactly symmetric)
+        K[:i, i:i + block] = K[i:i + block, :i].T
+        d = K[i:i + block, i:i + block]
+        d.copy_(d.tril() + d.tril(-1).T)
+    return K
 
 
 def _cholesky_lower_(K: torch.Tensor, block: int = 1024) -> torch.Tensor:
@@ -1332,27 +1335,31 @@ def _lasso_admm(y, physics, basis, alpha, tol, max_iter, rho, relax, clip, progr
     def exact_setup():  # M (or X, W), P = (B B^T)^-1 for the dual points, w_y; float64
         # the m x m shifts on the diagonal in place, with no identity or shifted copies (the same values as
         # K + rho I: at m = 10000 each m x m float64 array is 0.8 GB)
-        K = B @ Bt  # B B^T = A A^T
+        # B B^T = A A^T from half the block products, its lower triangle only (what the factorisations read), each
+        # factor made in place (``_cholesky_lower_``); at m = 10000 the full product was 22 s of float64
+        K = _gram_rows(B, mirror=False)
         ridge = 1e-12 * float(K.diagonal().mean())
         Kr = K.clone()
         Kr.diagonal().add_(rho)
-        L = torch.linalg.cholesky(Kr)  # B B^T + rho I = L L^T
+        L = _cholesky_lower_(Kr)  # B B^T + rho I = L L^T
         del Kr
         W_ = X_ = M_ = None
         if gram:  # W = rho (B^T B + rho I)^-1, n x n: one product per iteration instead of two (formed by a
             X_ = torch.linalg.solve_triangular(L, B, upper=False)  # triangular solve and one product: 1.26x faster
-            W_ = (X_.T @ X_).neg_()  # at m = 10000 than with (B B^T + rho I)^-1 formed and two products)
-            W_.diagonal().add_(1.0)
+            W_ = _gram_rows(X_.T).neg_()  # at m = 10000 than with (B B^T + rho I)^-1 formed and two products); X^T X
+            W_.diagonal().add_(1.0)  # from half its block products, mirrored in place (the full one: 29 s at m = 10000)
             X_ = None
         elif alpha <= ADMM_X_MAX_ALPHA:
             X_ = torch.linalg.solve_triangular(L, B, upper=False)
         else:
             M_ = torch.cholesky_inverse(L)
         K.diagonal().add_(ridge)
-        P_ = torch.cholesky_inverse(torch.linalg.cholesky(K))  # (B B^T)^-1, for the dual points
+        P_ = torch.cholesky_inverse(_cholesky_lower_(K))  # (B B^T)^-1, for the dual points (formed in float64: applied
+        # by float32 triangular solves instead, near basis pursuit the dual points certified hundreds of iterations later)
         del K
-        # (B^T B + rho I)^-1 B^T y = B^T (B B^T + rho I)^-1 y, the w-step's fixed part
-        return W_, X_, M_, P_, torch.cholesky_solve(Y.T, L).T @ B
+        # (B^T B + rho I)^-1 B^T y = B^T (B B^T + rho I)^-1 y, the w-step's fixed part (the solves on L as it is
+        # stored: cholesky_solve would copy it into its own layout first)
+        return W_, X_, M_, P_, (Y @ _CholeskyInverse(L)) @ B
 
     def float32_setup():  # M, P and w_y from float32 factorisations (relative errors about 1e-6: the iterations'
         B32 = B0.float()  # fixed point moves by as little; the certificates stay exact, float64). M and P are
@@ -1424,8 +1431,11 @@ def _lasso_admm(y, physics, basis, alpha, tol, max_iter, rho, relax, clip, progr
                 setup32 = False
 
     def working(low):  # the iterations' operands: float32 copies, or the float64 ones
-        cast = (lambda t: t.float() if torch.is_tensor(t) else t) if low else (lambda t: t)  # (a _CholeskyInverse
-        # is float32 already)
+        def cast(t):  # (a _CholeskyInverse: its factor)
+            if not low:
+                return t
+            return t.float() if torch.is_tensor(t) else _CholeskyInverse(t.L.float()) if isinstance(t, _CholeskyInverse) \
+                else t
         # B^T cast once for all its uses, and B in float32 from B0 (a no-op where y is float32; the same bits as
         # B's cast, B = B0 in float64; at m = 10000 the casts were 1.9 s, B^T cast twice or three times)
         Bc = B0.float() if low else B

@@ -105,7 +105,8 @@ def test_admm_woodbury_step_by_x_or_by_the_m_by_m_inverse_runs_the_same_iteratio
     assert not lasso_module.admm_gram_form(m, 768)
     runs, seen = {}, []
     real = torch.linalg.solve_triangular
-    monkeypatch.setattr(torch.linalg, "solve_triangular", lambda *a, **k: seen.append(1) or real(*a, **k))
+    monkeypatch.setattr(torch.linalg, "solve_triangular",  # X = L^-1 B: a solve whose right-hand side is B (m, n)
+                        lambda A, rhs, **k: (tuple(rhs.shape) == (m, 768) and seen.append(1)) or real(A, rhs, **k))
     for form, limit in (("x", float("inf")), ("inverse", 0.0)):
         monkeypatch.setattr(lasso_module, "ADMM_X_MAX_ALPHA", limit)
         seen.clear()
@@ -222,7 +223,7 @@ def test_admm_goes_on_in_float64_when_float32_stalls_and_resumes_across_the_swit
     saves_at, real = [], SolveState.save  # the iteration of every check (a save at each; saving changes nothing)
     monkeypatch.setattr(SolveState, "save", lambda self, key, st: saves_at.append(len(seen)) or real(self, key, st))
     ref = lasso_admm(y, p, "dct", state=SolveState(tmp_path / "ref.pt", every=0), **kw)
-    assert grams == ([torch.float32] if setup32 else [])
+    assert grams == ([torch.float32, torch.float64] if setup32 else [torch.float64])  # (float64: the exact set-up's)
     # float32 factors first, float64 ones made at the switch (with them only: float64 from the start)
     assert factors == ([torch.float32] * 2 + [torch.float64] * 2 if setup32 else [torch.float64] * 2)
     monkeypatch.setattr(SolveState, "save", real)
@@ -378,7 +379,7 @@ def test_admm_float32_factorisations_certify_like_float64_ones_and_gram_rows_is_
             runs[setup_m] = lasso_admm(y, p, "dct", tol=1e-5)
         finally:
             lasso_module.ADMM_SETUP_F32_M, lasso_module._gram_rows = saved, real
-        assert grams == ([torch.float32] if setup_m == 0 else [])
+        assert grams == ([torch.float32] if setup_m == 0 else [torch.float64])
     lo, hi = runs[0], runs[10**9]
     assert lo.gap.max() <= 1e-5 and hi.gap.max() <= 1e-5
     assert (lo.image_iterations <= hi.image_iterations + lasso_module.ADMM_CHECK).all()
