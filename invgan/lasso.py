@@ -1168,8 +1168,8 @@ def _gram_rows(B: torch.Tensor, block: int = 2048, mirror: bool = True, onednn: 
     """B B^T (m, m) from its lower block rows only (half the product's flops), mirrored; with
     ``mirror=False`` only its lower triangle (and diagonal) is set, the rest is left unset: enough for a
     Cholesky factorisation, which reads the lower triangle only (``_cholesky_lower_``). ``onednn``: the
-    block products by oneDNN (float32 on the CPU: ``invgan.runtime.onednn_products``; at m = 10000, n = 12288, 4.1 s against
-    MKL's 7.6 s on the AMD EPYC of the README, with 1280-row blocks)."""
+    block products by oneDNN (float32 on the CPU, where ``invgan.runtime.onednn_products``; at m = 10000,
+    n = 12288: 4.1 s against MKL's 7.6 s on the README's AMD EPYC, with 1280-row blocks)."""
     m = B.shape[0]
     K = torch.empty(m, m, dtype=B.dtype, device=B.device)
     for i in range(0, m, block):
@@ -1354,8 +1354,8 @@ def _lasso_admm(y, physics, basis, alpha, tol, max_iter, rho, relax, clip, progr
         else:
             M_ = torch.cholesky_inverse(L)
         K.diagonal().add_(ridge)
-        P_ = torch.cholesky_inverse(_cholesky_lower_(K))  # (B B^T)^-1, for the dual points (formed in float64: applied
-        # by float32 triangular solves instead, near basis pursuit the dual points certified hundreds of iterations later)
+        P_ = torch.cholesky_inverse(_cholesky_lower_(K))  # (B B^T)^-1, for the dual points, formed in float64 (applied
+        # by float32 triangular solves instead, near basis pursuit they certified hundreds of iterations later)
         del K
         # (B^T B + rho I)^-1 B^T y = B^T (B B^T + rho I)^-1 y, the w-step's fixed part (the solves on L as it is
         # stored: cholesky_solve would copy it into its own layout first)
@@ -1404,7 +1404,8 @@ def _lasso_admm(y, physics, basis, alpha, tol, max_iter, rho, relax, clip, progr
                "first_check": first_check, "check_min": ADMM_CHECK_MIN,
                "spacing": ADMM_SPACING, "f32": ADMM_F32, "stall": ADMM_STALL, "newton": newton_every,
                "newton_gap": ADMM_NEWTON_GAP, "physics": type(physics).__name__, "m": m, "y": fingerprint(y),
-               **({"setup32": 2} if setup32 else {}),  # (2: A A^T by oneDNN where the products are, LAPACK's factors) **({"sparse_bq": True} if sparse_bq else {}),
+               **({"setup32": 2} if setup32 else {}),  # (2: A A^T by oneDNN where the products are, factors in place)
+               **({"sparse_bq": True} if sparse_bq else {}),
                **({"short": ADMM_SHORT_STEP} if short else {}),
                **({"onednn": True} if onednn else {})}  # (its rounding: not MKL's bits)
         saved = state.load(key, dev)
@@ -1431,11 +1432,8 @@ def _lasso_admm(y, physics, basis, alpha, tol, max_iter, rho, relax, clip, progr
                 setup32 = False
 
     def working(low):  # the iterations' operands: float32 copies, or the float64 ones
-        def cast(t):  # (a _CholeskyInverse: its factor)
-            if not low:
-                return t
-            return t.float() if torch.is_tensor(t) else _CholeskyInverse(t.L.float()) if isinstance(t, _CholeskyInverse) \
-                else t
+        cast = (lambda t: t.float() if torch.is_tensor(t) else t) if low else (lambda t: t)  # (a _CholeskyInverse
+        # is float32 already)
         # B^T cast once for all its uses, and B in float32 from B0 (a no-op where y is float32; the same bits as
         # B's cast, B = B0 in float64; at m = 10000 the casts were 1.9 s, B^T cast twice or three times)
         Bc = B0.float() if low else B
