@@ -1173,11 +1173,8 @@ def _gram_rows(B: torch.Tensor, block: int = 2048, mirror: bool = True, onednn: 
     m = B.shape[0]
     K = torch.empty(m, m, dtype=B.dtype, device=B.device)
     for i in range(0, m, block):
-        if onednn:
-            K[i:i + block, :i + block] = torch._C._nn.mkldnn_linear(
-                B[i:i + block].contiguous().to_mkldnn(), B[:i + block].contiguous().to_mkldnn()).to_dense()
-        else:
-            K[i:i + block, :i + block] = B[i:i + block] @ B[:i + block].T
+        right = OneDNNRight(B[:i + block].T) if onednn else B[:i + block].T
+        K[i:i + block, :i + block] = B[i:i + block] @ right
     if not mirror:
         return K
     for i in range(0, m, block):  # the upper triangle from the lower, in place, block by block (exactly symmetric)
@@ -1213,6 +1210,17 @@ def _cholesky_lower_(K: torch.Tensor, block: int = 1024) -> torch.Tensor:
         d = K[i:i + block, i:i + block]
         d.copy_(d.tril())
     return K
+
+
+def _shifted_factors(K: torch.Tensor, rho: float, ridge: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """The lower Cholesky factors of K + rho I and of K + ridge I (K symmetric, its lower triangle read,
+    as ``_gram_rows(mirror=False)`` leaves it), each made in place (``_cholesky_lower_``): the first in a
+    copy of K, the second in K's own memory. ADMM's w-step factor and its dual points' one."""
+    L = K.clone()
+    L.diagonal().add_(rho)
+    L = _cholesky_lower_(L)
+    K.diagonal().add_(ridge)
+    return L, _cholesky_lower_(K)
 
 
 def admm_rho(alpha: float, lam: float, fraction: float = 0.0) -> float:
@@ -1333,16 +1341,11 @@ def _lasso_admm(y, physics, basis, alpha, tol, max_iter, rho, relax, clip, progr
     onednn = ADMM_F32 and onednn_products(dev)  # the float32 iterations' products by oneDNN (invgan.runtime)
 
     def exact_setup():  # M (or X, W), P = (B B^T)^-1 for the dual points, w_y; float64
-        # the m x m shifts on the diagonal in place, with no identity or shifted copies (the same values as
-        # K + rho I: at m = 10000 each m x m float64 array is 0.8 GB)
-        # B B^T = A A^T from half the block products, its lower triangle only (what the factorisations read), each
-        # factor made in place (``_cholesky_lower_``); at m = 10000 the full product was 22 s of float64
+        # B B^T = A A^T from half the block products, its lower triangle only (what the factorisations read; at
+        # m = 10000 the full product was 22 s of float64), its diagonal shifted in place for the two factors, each
+        # made in place (``_shifted_factors``: no identity or shifted copies, 0.8 GB each at m = 10000)
         K = _gram_rows(B, mirror=False)
-        ridge = 1e-12 * float(K.diagonal().mean())
-        Kr = K.clone()
-        Kr.diagonal().add_(rho)
-        L = _cholesky_lower_(Kr)  # B B^T + rho I = L L^T
-        del Kr
+        L, Lp = _shifted_factors(K, rho, 1e-12 * float(K.diagonal().mean()))  # B B^T + rho I = L L^T; B B^T + ridge
         W_ = X_ = M_ = None
         if gram:  # W = rho (B^T B + rho I)^-1, n x n: one product per iteration instead of two (formed by a
             X_ = torch.linalg.solve_triangular(L, B, upper=False)  # triangular solve and one product: 1.26x faster
@@ -1353,10 +1356,8 @@ def _lasso_admm(y, physics, basis, alpha, tol, max_iter, rho, relax, clip, progr
             X_ = torch.linalg.solve_triangular(L, B, upper=False)
         else:
             M_ = torch.cholesky_inverse(L)
-        K.diagonal().add_(ridge)
-        P_ = torch.cholesky_inverse(_cholesky_lower_(K))  # (B B^T)^-1, for the dual points, formed in float64 (applied
-        # by float32 triangular solves instead, near basis pursuit they certified hundreds of iterations later)
-        del K
+        P_ = torch.cholesky_inverse(Lp)  # (B B^T)^-1, for the dual points, formed in float64 (applied by float32
+        del Lp  # triangular solves instead, near basis pursuit they certified hundreds of iterations later)
         # (B^T B + rho I)^-1 B^T y = B^T (B B^T + rho I)^-1 y, the w-step's fixed part (the solves on L as it is
         # stored: cholesky_solve would copy it into its own layout first)
         return W_, X_, M_, P_, (Y @ _CholeskyInverse(L)) @ B
@@ -1368,12 +1369,7 @@ def _lasso_admm(y, physics, basis, alpha, tol, max_iter, rho, relax, clip, progr
         # diagonal shifted in place: at m = 10000 no m x m identity, no mirrored or shifted copies (about 1.5 s)
         # (the products by oneDNN where the iterations' are; both factors made in place: ``_cholesky_lower_``)
         K = _gram_rows(B32, block=ADMM_GRAM_BLOCK_ONEDNN if onednn else 2048, mirror=False, onednn=onednn)
-        ridge = 1e-6 * float(K.diagonal().mean())
-        Kp = K.clone()
-        K.diagonal().add_(rho)
-        L = _cholesky_lower_(K)
-        Kp.diagonal().add_(ridge)
-        Lp = _cholesky_lower_(Kp)
+        L, Lp = _shifted_factors(K, rho, 1e-6 * float(K.diagonal().mean()))
         M_ = _CholeskyInverse(L)  # (w_y's solve by it too: cholesky_solve would copy L into its own layout first)
         return None, None, M_, _CholeskyInverse(Lp), ((Y.to(B32.dtype) @ M_) @ B32).double()
 
