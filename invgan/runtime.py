@@ -160,16 +160,26 @@ def products_of(physics) -> str:
     return physics.products() if callable(getattr(physics, "products", None)) else "torch"
 
 
+def onednn_linear(c: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """c @ weight^T by oneDNN's inner product on plain (dense, row-major) tensors: c (b, k) and
+    weight (n, k), float32 on the CPU, both read where they are (torch's ``mkldnn::_linear_pointwise``,
+    the op torch's compiler calls; no conversion to oneDNN's tensor type and back, which
+    ``mkldnn_linear`` needs: the same kernels and the same bits, measured on every product shape the
+    Lasso and ``GaussianCS`` use, and at m = 10000 no 1 GB of conversions per A A^T)."""
+    return torch.ops.mkldnn._linear_pointwise(c.contiguous(), weight.contiguous(), None, "none", [], "")
+
+
 class OneDNNRight:
     """A fixed float32 matrix W (k, n) applied from the right to rows by oneDNN's inner product:
-    ``c @ this`` = c W for c (b, k), float32, on the CPU (torch's ``mkldnn_linear``, with W
-    converted once to oneDNN's layout; a second copy of W's size is held)."""
+    ``c @ this`` = c W for c (b, k), float32, on the CPU (``onednn_linear`` with W^T made
+    row-major once; a second copy of W's size is held unless W is the transpose of a row-major
+    matrix, which is then used as it is)."""
 
     def __init__(self, W: torch.Tensor):
-        self.Wm = W.T.contiguous().to_mkldnn()
+        self.Wt = W.T.contiguous()
 
     def __rmatmul__(self, c: torch.Tensor) -> torch.Tensor:
-        return torch._C._nn.mkldnn_linear(c.contiguous().to_mkldnn(), self.Wm).to_dense()
+        return onednn_linear(c, self.Wt)
 
 
 class _RightProduct(torch.autograd.Function):

@@ -100,3 +100,23 @@ def test_onednn_products_follow_the_variable_then_the_cpu(monkeypatch):
             assert rt.onednn_products("cpu") is want
         monkeypatch.setenv(rt.ONEDNN_ENV, "1")
         assert not rt.onednn_products("cuda")  # a CPU library: never for another device's tensors
+
+
+@pytest.mark.parametrize("b, k, n", [(64, 500, 1200), (64, 1200, 500), (7, 300, 300), (1, 500, 1200), (64, 100, 784)])
+def test_onednn_linear_on_plain_tensors_gives_mkldnn_linears_bits(b, k, n):
+    """``onednn_linear`` (oneDNN's inner product on row-major tensors, no conversion) against torch's
+    ``mkldnn_linear`` on oneDNN tensors, the path it replaced: the same product to the bit, and
+    ``OneDNNRight`` applies W from the right as ``@`` does to float32 rounding."""
+    import torch
+
+    import invgan.runtime as rt
+
+    if not torch.backends.mkldnn.is_available():
+        pytest.skip("torch built without oneDNN")
+    g = torch.Generator().manual_seed(b + k + n)
+    c, W = torch.randn(b, k, generator=g), torch.randn(k, n, generator=g)
+    old = torch._C._nn.mkldnn_linear(c.to_mkldnn(), W.T.contiguous().to_mkldnn()).to_dense()
+    assert torch.equal(rt.onednn_linear(c, W.T.contiguous()), old)
+    assert torch.equal(c @ rt.OneDNNRight(W), old)
+    assert torch.equal(c[:, ::2] @ rt.OneDNNRight(W[::2]), rt.onednn_linear(c[:, ::2].contiguous(), W[::2].T))
+    torch.testing.assert_close(old, c @ W, rtol=1e-4, atol=1e-4)
