@@ -17,6 +17,16 @@ def _isolated_cache(tmp_path_factory):
     yield
 
 
+@pytest.fixture(autouse=True)
+def _no_kept_setup():
+    # each test starts without a Lasso set-up kept from another (invgan.lasso's _SetupCache)
+    from invgan.lasso import clear_setup_cache
+
+    clear_setup_cache()
+    yield
+    clear_setup_cache()
+
+
 @pytest.fixture(scope="session")
 def celeba_root():
     from invgan.data import default_celeba_root, is_celeba

@@ -202,6 +202,7 @@ def _killed_then_resumed(monkeypatch, tmp_path, y, p, kw, die_after, seen, facto
     monkeypatch.setattr(SolveState, "save", real_save)
     seen.clear()
     factors.clear()
+    lasso_module.clear_setup_cache()  # (as a new process resumes it: no set-up kept from the killed run)
     return lasso_admm(y, p, "dct", state=SolveState(tmp_path / "a.pt", every=0), **kw)
 
 
@@ -505,3 +506,36 @@ def test_admm_onednn_products_follow_the_switch_and_certify_like_mkl(monkeypatch
         (a.image_iterations, b.image_iterations)
     assert ((a.objective.double() - b.objective.double()).abs() / b.objective.double()).max() < 1e-4
     assert not runtime_module.onednn_products(torch.device("cuda"))  # a CPU library: never for a GPU solve
+
+
+def test_admm_keeps_its_float32_setup_for_the_next_solve_of_the_same_problem_only(monkeypatch):
+    """``_SetupCache``: a second solve on the same operator and basis makes no A Psi and no factorisation
+    and gives the same bits as the first; another basis, rho, an operator changed in place or a new one,
+    and ``clear_setup_cache`` make them again; the slot empties when the operator is freed."""
+    import gc
+
+    monkeypatch.setattr(lasso_module, "ADMM_SETUP_F32_M", 0)
+    factors = _count_factors(monkeypatch, lambda A: A.dtype)
+    made, real_dense = [], lasso_module.dense_matrix
+    monkeypatch.setattr(lasso_module, "dense_matrix", lambda *a: made.append(a[1].name) or real_dense(*a))
+    x, p, y = lasso_problem(150, seed=3, n_images=2)
+    kw = dict(alpha=0.1, tol=1e-4, max_iter=3000)
+    first = lasso_admm(y, p, "dct", **kw)
+    assert factors == [torch.float32] * 2 and made == ["dct"]
+    again = lasso_admm(y, p, "dct", **kw)
+    assert factors == [torch.float32] * 2 and made == ["dct"]
+    assert torch.equal(again.w, first.w) and torch.equal(again.gap, first.gap)
+    lasso_admm(y, p, "dct", rho=0.5, **kw)  # another rho: new factors, the same A Psi
+    assert factors == [torch.float32] * 4 and made == ["dct"]
+    lasso_admm(y, p, "wavelet", **kw)  # another basis
+    assert factors == [torch.float32] * 6 and made == ["dct", "wavelet"]
+    lasso_module.clear_setup_cache()
+    assert torch.equal(lasso_admm(y, p, "dct", **kw).w, first.w)
+    assert factors == [torch.float32] * 8 and made == ["dct", "wavelet", "dct"]
+    p.matrix.mul_(2.0)  # changed in place: made again, and solved as the changed problem
+    changed = lasso_admm(y, p, "dct", **kw)
+    assert factors == [torch.float32] * 10 and not torch.equal(changed.w, first.w)
+    assert lasso_module._SetupCache.slot
+    del p, changed
+    gc.collect()
+    assert not lasso_module._SetupCache.slot
