@@ -539,3 +539,27 @@ def test_admm_keeps_its_float32_setup_for_the_next_solve_of_the_same_problem_onl
     del p, changed
     gc.collect()
     assert not lasso_module._SetupCache.slot
+
+
+@pytest.mark.parametrize("rows", [1, 7, 64])
+def test_cholesky_inverse_blocked_by_onednn_solves_like_lapack(rows):
+    """``_CholeskyInverse(L, onednn=True)``: the two float32 solves blocked (the last block partial here),
+    each block's update by oneDNN: (L L^T)^-1 applied to rows as float64's solves give it, to float32
+    rounding, and as the unblocked LAPACK solves do; its panels made once."""
+    if not torch.backends.mkldnn.is_available():
+        pytest.skip("torch built without oneDNN")
+    m = 2 * lasso_module.CHOLESKY_SOLVE_BLOCK + 100
+    g = torch.Generator().manual_seed(rows)
+    A = torch.randn(m, m + 50, generator=g, dtype=torch.float64)
+    L64 = torch.linalg.cholesky(A @ A.T + 10.0 * torch.eye(m, dtype=torch.float64))
+    c = torch.randn(rows, m, generator=g, dtype=torch.float64)
+    exact = torch.cholesky_solve(c.T, L64).T
+    blocked = lasso_module._CholeskyInverse(L64.float(), onednn=True)
+    plain = lasso_module._CholeskyInverse(L64.float())
+    got, ref = (c.float() @ blocked).double(), (c.float() @ plain).double()
+    scale = exact.norm()
+    assert (got - exact).norm() <= 1e-5 * scale and (ref - exact).norm() <= 1e-5 * scale
+    assert not torch.equal(got, ref)  # (the blocked form ran)
+    panels = blocked._panels
+    assert torch.equal((c.float() @ blocked).double(), got) and blocked._panels is panels
+    assert not lasso_module._CholeskyInverse(L64, onednn=True).onednn  # float64: LAPACK's solves
