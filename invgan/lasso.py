@@ -1419,7 +1419,8 @@ def _lasso_admm(y, physics, basis, alpha, tol, max_iter, rho, relax, clip, progr
     # B^T: with the float32 set-up (short runs, large m) a view, not a float64 copy in B^T's layout (at m = 10000 a
     # 1 GB transposed copy, 1.2 s): its products (the float64 certificates) take either layout, and the float32
     # iterations' B^T is the float32 B's view (``working``), whose oneDNN form is then B itself with no copy
-    Bt = B.T if setup32 else B.T.contiguous()
+    bt_view = setup32  # (kept as made: setup32 turns False where the run goes on with the float64 factors)
+    Bt = B.T if bt_view else B.T.contiguous()
     onednn = ADMM_F32 and onednn_products(dev)  # the float32 iterations' products by oneDNN (invgan.runtime)
 
     def exact_setup():  # M (or X, W), P = (B B^T)^-1 for the dual points, w_y; float64
@@ -1524,7 +1525,7 @@ def _lasso_admm(y, physics, basis, alpha, tol, max_iter, rho, relax, clip, progr
         # B^T cast once for all its uses, and B in float32 from B0 (a no-op where y is float32; the same bits as
         # B's cast, B = B0 in float64; at m = 10000 the casts were 1.9 s, B^T cast twice or three times)
         Bc = B0.float() if low else B
-        Btc = Bc.T if low and not Bt.is_contiguous() else cast(Bt)  # (the same values as B^T's cast)
+        Btc = Bc.T if low and bt_view else cast(Bt)  # (the same values as B^T's cast)
         chain = None  # the Woodbury w-step's products: X^T X q = (q X^T) X, or ((q B^T) M) B
         if X is not None:
             Xc = cast(X)
