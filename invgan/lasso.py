@@ -1456,9 +1456,8 @@ def _lasso_admm(y, physics, basis, alpha, tol, max_iter, rho, relax, clip, progr
         made = kept.get(("float32", rho, block, onednn)) if kept is not None else None
         if made is None:
             K = _gram_rows(B32, block=block, mirror=False, onednn=onednn)
-            factors = _shifted_factors(K, rho, 1e-6 * float(K.diagonal().mean()))
-            made = tuple(_CholeskyInverse(F, onednn) for F in factors)
-            del K, factors
+            ridge = 1e-6 * float(K.diagonal().mean())
+            made = tuple(_CholeskyInverse(F, onednn) for F in _shifted_factors(K, rho, ridge))
             if kept is not None:  # (with the solves' panels, once made)
                 kept[("float32", rho, block, onednn)] = made
         M_, P_ = made  # (w_y's solve by M too: cholesky_solve would copy L into its own layout first)

@@ -15,9 +15,10 @@ one-off costs (numba's compilation or cache load, skglm's JIT, thread pools) are
 either side: the rows are steady-state seconds per image. invgan's row is a first solve on this A: its
 set-up (B = A Psi, ADMM's factorisations) made in the call (the set-up that the warm-up kept is freed
 first); where ADMM ran, ``invgan-kept`` is a second batch on the same A, with the set-up kept from the
-first (``invgan.lasso._SetupCache``; the same bits, checked: ``same_bits_as_first_solve``). This machine's speed drifts by tens of
-percent within minutes, so ``--rounds N`` times invgan and each library (at the tolerance it needed)
-N times in alternating order and reports each one's median (``round_seconds``: all of them).
+first (``invgan.lasso._SetupCache``; the same bits, checked: ``same_bits_as_first_solve``). This
+machine's speed drifts by tens of percent within minutes, so ``--rounds N`` times invgan and each
+library (at the tolerance it needed) N times in alternating order and reports each one's median
+(``round_seconds``: all of them).
 
     python scripts/bench_lasso_libs.py --ms 500 --bases dct --images 4 --out lasso_libs.json
 
@@ -153,9 +154,8 @@ def main(argv=None):
                 for name in (ours_kept + libs)[::-1 if r % 2 else 1]:
                     if name == "invgan":
                         rounds[name].append(run_ours()[1])
-                    elif name == "invgan-kept":  # (after a solve that keeps it)
-                        run_ours()
-                        rounds[name].append(run_ours(kept=True)[1])
+                    elif name == "invgan-kept":  # (the set-up of this A kept by invgan's last solve, in this
+                        rounds[name].append(run_ours(kept=True)[1])  # round or the one before: no solve between)
                     else:
                         rounds[name].append(run_library(name, lib_tol[name])[0])
                 print({k: [round(v, 4) for v in vs] for k, vs in rounds.items()}, flush=True)
