@@ -1123,6 +1123,10 @@ ADMM_X_MAX_ALPHA = 1e-3  # the Woodbury w-step as two products with X = L^-1 B (
 # alpha, tens to hundreds of iterations) with B and M = (B B^T + rho I)^-1, whose extra (m, m) product per iteration
 # costs less than forming X there (wavelet m = 2500, 16 faces: 1.35x; DCT m = 5000, 64 faces: 0.91x with X)
 ADMM_SPACING = 20  # iterations between the dual points that the extrapolation combines
+ADMM_PROBES = 2  # a run's first this many checks certify only ADMM_PROBE_ROWS of its images (evenly spread), where
+ADMM_PROBE_ROWS = 8  # it has more: they give the rate of fall that places the next check, which then certifies all.
+# Few images finish there (m = 4000 to 7500, DCT, 64 faces: none at the first two checks, at iterations 20 and 22; m =
+# 10000: 1 of 64), and a full check at m = 10000 costs about as much as 4 iterations of the batch
 ADMM_F32 = True  # the iterations' products in float32 (the certificates stay float64): half the work and memory
 # traffic; the w-step is written so that float32 loses nothing to cancellation (``lasso_admm``)
 ADMM_NEWTON = True  # support Newton steps (``support_newton``) at some checks (alpha above ADMM_MAX_ALPHA only)
@@ -1484,17 +1488,22 @@ def _lasso_admm(y, physics, basis, alpha, tol, max_iter, rho, relax, clip, progr
     first_check = ADMM_FIRST_CHECK_SHORT if short or setup32 else ADMM_FIRST_CHECK  # (float32 factors: from m = 2500)
     next_check, last_it, next_newton = first_check, 0, newton_every * ADMM_CHECK
     last_gap = torch.full((nb,), math.inf, dtype=f64, device=dev)  # each image's gap at the last certificate
+    probes = ADMM_PROBES  # the probe checks left (ADMM_PROBE_ROWS of the running images; the rest run on uncertified)
+    probe_ids = torch.linspace(0, nb - 1, ADMM_PROBE_ROWS, device=dev).round().long().unique()
+    if len(probe_ids) >= nb:
+        probes = 0
     if state is not None:
         key = {"solver": "lasso-admm-3", "basis": getattr(basis, "name", type(basis).__name__), "alpha": alpha,
                "tol": tol, "max_iter": max_iter, "rho": rho, "relax": relax, "check": ADMM_CHECK,
                "first_check": first_check, "check_min": ADMM_CHECK_MIN,
-               "spacing": ADMM_SPACING, "f32": ADMM_F32, "stall": ADMM_STALL, "newton": newton_every,
+               "spacing": ADMM_SPACING, "probes": [ADMM_PROBES, ADMM_PROBE_ROWS], "f32": ADMM_F32, "stall": ADMM_STALL,
+               "newton": newton_every,
                "newton_gap": ADMM_NEWTON_GAP, "physics": type(physics).__name__, "m": m, "y": fingerprint(y),
                **({"setup32": 3} if setup32 else {}),  # (2: A A^T by oneDNN where the products are, factors in place;
                # 3: the factors' solves blocked, by oneDNN there)
                **({"sparse_bq": True} if sparse_bq else {}),
                **({"short": ADMM_SHORT_STEP} if short else {}),
-               **({"onednn": True} if onednn else {})}  # (its rounding: not MKL's bits)
+               **({"onednn": 2} if onednn else {})}  # (its rounding: not MKL's bits; 2: the dual points by it too)
         saved = state.load(key, dev)
     history = []  # the last dual points theta of the running rows
     lifted = False  # float64 iterations with the float32 factors (short runs' first stall)
@@ -1509,7 +1518,8 @@ def _lasso_admm(y, physics, basis, alpha, tol, max_iter, rho, relax, clip, progr
                                                                                 "ran", "it", "last_gap"))
         it, history, low = int(it), list(saved["history"].unbind(0)), bool(saved["low"])
         floor, floor_it = float(saved["floor"]), int(saved["floor_it"])
-        next_check, last_it, next_newton = (int(saved[k]) for k in ("next_check", "last_it", "next_newton"))
+        next_check, last_it, next_newton, probes = (int(saved[k]) for k in ("next_check", "last_it", "next_newton",
+                                                                              "probes"))
         lifted = bool(saved.get("lifted", False))
         if setup32 and not low:  # saved after the switch to float64: its factors
             if lifted:
@@ -1532,22 +1542,24 @@ def _lasso_admm(y, physics, basis, alpha, tol, max_iter, rho, relax, clip, progr
         elif M is not None:
             chain = (Btc, cast(M), Bc)
         Wc = cast(W) if W is not None else None
+        BtR = Btc  # B^T applied from the right to rows: the dual points' (rho u) B^T, sparse-bq's exact B u
         if low and onednn:
             chain = tuple(OneDNNRight(t) if torch.is_tensor(t) else t for t in chain) if chain else None
             Wc = OneDNNRight(Wc) if Wc is not None else None
+            BtR = OneDNNRight(Bc.T)  # by oneDNN too: its form of B^T is the float32 B itself (no copy)
         # above ADMM_X_MAX_ALPHA at small m (z mostly zero), the float32 iterations' B q = B z - B u: B z from z's
         # nonzeros, B u carried along in m-space (``sparse_bq``)
         sp = _kernels.SparseProduct(Btc) if low and sparse_bq else None
-        return {"Bt": Btc, "P": cast(P), "wyr": cast(relax * wy), "W": Wc,
+        return {"Bt": Btc, "BtR": BtR, "P": cast(P), "wyr": cast(relax * wy), "W": Wc,
                 "chain": chain, "sp": sp, "rwb": cast(relax * (wy @ Bt)) if sp is not None else None}
 
     ops = working(low)
 
     def dual_point(ua):  # B theta = rho u in the least-squares sense (float64)
-        return (((rho * ua) @ ops["Bt"]) @ ops["P"]).double()
+        return (((rho * ua) @ ops["BtR"]) @ ops["P"]).double()
 
     gap = _relative_gap(best_p, best_d)
-    rows = (gap > tol).nonzero().squeeze(1) if it else torch.arange(nb, device=dev)
+    rows = (~(gap <= tol)).nonzero().squeeze(1) if it else torch.arange(nb, device=dev)  # (nan: not yet certified)
     # the running rows' z, u and relax w_y
     za, ua, wyr = z[rows].to(ops["Bt"].dtype), u[rows].to(ops["Bt"].dtype), ops["wyr"][rows]
     sp = ops["sp"]
@@ -1556,7 +1568,7 @@ def _lasso_admm(y, physics, basis, alpha, tol, max_iter, rho, relax, clip, progr
         if saved and "Bu" in saved:  # as the run that saved had them (B u carried along since its last exact one)
             Bz, Bu = saved["Bz"].to(za.dtype), saved["Bu"].to(za.dtype)
         else:
-            Bz, Bu = sp.product(za), ua @ ops["Bt"]
+            Bz, Bu = sp.product(za), ua @ ops["BtR"]
     bar = tqdm(total=max_iter, initial=it, desc=f"lasso-{getattr(basis, 'name', 'basis')} admm", unit="it",
                disable=not progress, leave=False)
     thr = lam / rho
@@ -1589,7 +1601,7 @@ def _lasso_admm(y, physics, basis, alpha, tol, max_iter, rho, relax, clip, progr
         it += 1
         if it % ADMM_SPACING == 0:  # B theta = rho u in the least-squares sense
             if sp is not None:
-                Bu = ua @ ops["Bt"]  # B u made exactly
+                Bu = ua @ ops["BtR"]  # B u made exactly
                 history.append(((rho * Bu) @ ops["P"]).double())
             else:
                 history.append(dual_point(ua))
@@ -1598,21 +1610,29 @@ def _lasso_admm(y, physics, basis, alpha, tol, max_iter, rho, relax, clip, progr
             continue
         ran[rows] = it
         Yr, zd = Y[rows], za.double()
+        # a probe check (ADMM_PROBES): the certificates of ADMM_PROBE_ROWS of the running rows only (positions pr)
+        # (the same images at each probe, while they run; the last iteration's check is a full one)
+        pr = torch.isin(rows, probe_ids).nonzero().squeeze(1) if probes > 0 and it < max_iter else rows[:0]
+        probe = 0 < len(pr) < len(rows)
+        probes = max(probes - 1, 0)
+        sel = (lambda t: t[pr]) if probe else (lambda t: t)
+        cr = sel(rows)  # the rows certified at this check
         # the primal at z; the dual at theta (and at its extrapolation), float64. Not at z's scaled residual as
         # well (FISTA's dual point; one more product with B): on 64 val faces at m = 500 to 10000 (DCT) and 16 at
         # m = 1000 and 2500 (wavelet) the same iterations, certificates and objectives without it
-        primal, _ = _primal(Yr, zd, Bt, lam)
+        Yc, zc = sel(Yr), sel(zd)
+        primal, _ = _primal(Yc, zc, Bt, lam)
         dual = torch.full_like(primal, -math.inf)
-        thetas = history[-1:] if it % ADMM_SPACING == 0 else [dual_point(ua)]  # (short runs: their own)
-        thetas += [_extrapolate(history)] if len(history) == EXTRAPOLATION + 1 else []
+        thetas = [sel(history[-1])] if it % ADMM_SPACING == 0 else [dual_point(sel(ua))]  # (short runs: their own)
+        thetas += [_extrapolate([sel(h) for h in history])] if len(history) == EXTRAPOLATION + 1 else []
         for t in thetas:
-            dual = torch.maximum(dual, _dual_value(t, t @ B, Yr, lam))
-        better = primal < best_p[rows]
-        best_z[rows] = torch.where(better[:, None], zd, best_z[rows])
-        best_p[rows] = torch.minimum(primal, best_p[rows])
-        best_d[rows] = torch.maximum(dual, best_d[rows])
+            dual = torch.maximum(dual, _dual_value(t, t @ B, Yc, lam))
+        better = primal < best_p[cr]
+        best_z[cr] = torch.where(better[:, None], zc, best_z[cr])
+        best_p[cr] = torch.minimum(primal, best_p[cr])
+        best_d[cr] = torch.maximum(dual, best_d[cr])
         z[rows], u[rows] = zd, ua.double()
-        if newton_every and it >= next_newton:
+        if newton_every and it >= next_newton and not probe:
             next_newton = it + newton_every * ADMM_CHECK
             # support Newton steps (as FISTA's) for rows whose gap says their support is nearly found:
             # the exact solution on z's support and signs, kept where its objective is lower
@@ -1625,15 +1645,16 @@ def _lasso_admm(y, physics, basis, alpha, tol, max_iter, rho, relax, clip, progr
                 best_z[sub] = torch.where(ok[:, None], cand, best_z[sub])
                 best_p[sub] = torch.where(ok, p_n, best_p[sub])
                 best_d[sub] = torch.maximum(best_d[sub], d_n)  # a dual value is valid anywhere
-        gap = _relative_gap(best_p, best_d)
-        keep = (gap[rows] > tol).nonzero().squeeze(1)
+        gap = _relative_gap(best_p, best_d)  # (nan for rows not certified yet: they run on)
+        keep = (~(gap[rows] <= tol)).nonzero().squeeze(1)
         if len(keep) < len(rows):
             rows, za, ua, wyr = rows[keep], za[keep], ua[keep], wyr[keep]
             if sp is not None:
                 Bz, Bu, rwb = Bz[keep], Bu[keep], rwb[keep]
             history = [h[keep] for h in history]
         if len(rows):
-            top, switched = float(gap[rows].max()), False
+            known = rows[~torch.isnan(gap[rows])]  # (after a probe: the probe rows still running)
+            top, switched = (float(gap[known].max()) if len(known) else math.inf), False
             quick = short and low  # (the float32 iterations of a short run)
             if top < (0.5 if quick else 0.99) * floor:
                 floor, floor_it = top, it
@@ -1651,9 +1672,10 @@ def _lasso_admm(y, physics, basis, alpha, tol, max_iter, rho, relax, clip, progr
                 za, ua, wyr, sp = za.double(), ua.double(), ops["wyr"][rows], ops["sp"]  # (None: the dense products)
             # the next certificate: where the running images' median is predicted to reach tol
             step = ADMM_SHORT_STEP if short else first_check  # (short runs: also right after a switch)
-            if last_it and not (short and switched):
-                g_now = gap[rows].clamp_min(1e-300).log()
-                rate = (g_now - last_gap[rows].log()) / (it - last_it)  # per iteration
+            known = known[torch.isfinite(last_gap[known])]  # (rates from the rows certified at both checks)
+            if last_it and not (short and switched) and len(known):
+                g_now = gap[known].clamp_min(1e-300).log()
+                rate = (g_now - last_gap[known].log()) / (it - last_it)  # per iteration
                 need = torch.where(rate < 0, (math.log(tol) - g_now) / rate, math.inf)
                 step = min(max(float(need.median()), ADMM_SHORT_STEP if short else ADMM_CHECK_MIN),
                            ADMM_STALL_SHORT if short else ADMM_CHECK)
@@ -1669,7 +1691,7 @@ def _lasso_admm(y, physics, basis, alpha, tol, max_iter, rho, relax, clip, progr
                              "lifted": torch.tensor(lifted),
                              "floor": torch.tensor(floor, dtype=f64), "floor_it": torch.tensor(floor_it),
                              "next_check": torch.tensor(next_check), "last_it": torch.tensor(last_it),
-                             "next_newton": torch.tensor(next_newton),
+                             "next_newton": torch.tensor(next_newton), "probes": torch.tensor(probes),
                              "history": torch.stack(history) if history else z.new_zeros(0, len(rows), m),
                              **({"Bz": Bz, "Bu": Bu} if sp is not None else {})})
     bar.close()

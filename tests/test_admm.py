@@ -308,6 +308,53 @@ def test_admm_short_runs_check_at_any_iteration_and_stop_sooner(monkeypatch):
     assert ((short.objective.double() - spaced.objective.double()).abs() <= 1e-4 * spaced.objective.double()).all()
 
 
+def _certified_rows(monkeypatch):
+    """A list that gets the number of images certified at each of ADMM's checks, in order."""
+    rows, real = [], lasso_module._primal
+    monkeypatch.setattr(lasso_module, "_primal", lambda Y, *a: rows.append(len(Y)) or real(Y, *a))
+    return rows
+
+
+def test_admm_probe_checks_certify_a_few_images_then_all_and_resume(monkeypatch, tmp_path):
+    """ADMM_PROBES: a run's first checks certify only ADMM_PROBE_ROWS of its images (the same ones at each, spread
+    over the batch); their rate of fall places the first full check. Counts: fewer certificates in all than with
+    every check a full one, every image certified at the same tolerance and objective, at most a few iterations
+    later than without probes; a run killed at a probe resumes to the same end. A batch no larger than the probe
+    is checked in full."""
+    for name, value in (("ADMM_SETUP_F32_M", 0), ("ADMM_SHORT_M", 0), ("ADMM_PROBE_ROWS", 5)):
+        monkeypatch.setattr(lasso_module, name, value)
+    x, p, y = lasso_problem(300, seed=4, n_images=16)
+    kw = dict(tol=1e-4, max_iter=5000)
+    counted = _certified_rows(monkeypatch)
+    probed = lasso_admm(y, p, "dct", **kw)
+    with_probes = list(counted)
+    counted.clear()
+    monkeypatch.setattr(lasso_module, "ADMM_PROBES", 0)
+    full = lasso_admm(y, p, "dct", **kw)
+    assert with_probes[:2] == [5, 5] and with_probes[2] == 16  # two probes, then all the images still running
+    assert counted[:2] == [16, 16]
+    assert sum(with_probes) < sum(counted)
+    assert probed.gap.max() <= 1e-4 and full.gap.max() <= 1e-4
+    assert ((probed.objective.double() - full.objective.double()).abs() <= 1e-4 * full.objective.double()).all()
+    assert (probed.image_iterations <= full.image_iterations + 2 * lasso_module.ADMM_SHORT_STEP).all(), (
+        probed.image_iterations, full.image_iterations)
+    # killed right after the first probe's save, resumed: the same end
+    monkeypatch.setattr(lasso_module, "ADMM_PROBES", 2)
+    ref = lasso_admm(y, p, "dct", state=SolveState(tmp_path / "ref.pt", every=0), **kw)
+    assert torch.equal(ref.w, probed.w)  # (saving changes nothing)
+    real_save = die_at_save(monkeypatch, 1)
+    with pytest.raises(KeyboardInterrupt):
+        lasso_admm(y, p, "dct", state=SolveState(tmp_path / "a.pt", every=0), **kw)
+    monkeypatch.setattr(SolveState, "save", real_save)
+    lasso_module.clear_setup_cache()
+    res = lasso_admm(y, p, "dct", state=SolveState(tmp_path / "a.pt", every=0), **kw)
+    assert torch.equal(res.w, ref.w) and torch.equal(res.image_iterations, ref.image_iterations)
+    assert torch.equal(res.gap, ref.gap)
+    counted.clear()  # a batch of 3: no probes
+    small = lasso_admm(y[:3], p, "dct", **kw)
+    assert counted[0] == 3 and small.gap.max() <= 1e-4
+
+
 def test_admm_rho_grows_to_its_wide_multiple_of_lam_with_m_over_n():
     lam, (f0, f1) = 50.0, lasso_module.ADMM_RHO_WIDE
     c = [lasso_module.admm_rho(0.1, lam, f) / lam for f in (0.0, f0 / 2, f0, (f0 * f1) ** 0.5, f1, 2 * f1)]
@@ -483,12 +530,15 @@ def test_admm_onednn_products_follow_the_switch_and_certify_like_mkl(monkeypatch
     with and without B z from the nonzeros) by oneDNN (``invgan.runtime.OneDNNRight``): they run, every image certifies,
     each stops within three checks of the default path's iteration (rounding moves where a gap that falls
     in steps crosses tol near basis pursuit, as in the float32 test above: 3,220 against 3,060 here), and
-    the objectives agree to the tolerance. With INVGAN_ONEDNN=0 they do not run."""
-    calls = []
+    the objectives agree to the tolerance. The dual points' products with B^T (and sparse-bq's exact B u) go
+    there too, with B itself as oneDNN's form of B^T (where the iterations use neither B^T nor B: the n x n form,
+    and B z from the nonzeros). With INVGAN_ONEDNN=0 none of them run."""
+    calls, weights = [], []
     real = runtime_module.OneDNNRight.__rmatmul__
 
     def counting(self, c):
         calls.append(c.dtype)
+        weights.append(tuple(self.Wt.shape))
         return real(self, c)
 
     monkeypatch.setattr(runtime_module.OneDNNRight, "__rmatmul__", counting)
@@ -498,8 +548,11 @@ def test_admm_onednn_products_follow_the_switch_and_certify_like_mkl(monkeypatch
     for on in (False, True):
         monkeypatch.setenv(runtime_module.ONEDNN_ENV, "1" if on else "0")
         calls.clear()
+        weights.clear()
         runs[on] = lasso_admm(y, p, basis, alpha=alpha, tol=1e-4, max_iter=20000)
         assert (len(calls) > 0) == on and set(calls) <= {torch.float32}
+        if on and (basis == "wavelet" or sparse):
+            assert (m, SHAPE[0] * SHAPE[1] * SHAPE[2]) in weights  # (B, as (rho u) B^T's weight)
     a, b = runs[True], runs[False]
     assert a.gap.max() <= 1e-4 and b.gap.max() <= 1e-4
     assert ((a.image_iterations - b.image_iterations).abs() <= 3 * lasso_module.ADMM_CHECK).all(), \
