@@ -1686,7 +1686,8 @@ def _lasso_admm(y, physics, basis, alpha, tol, max_iter, rho, relax, clip, progr
         last_gap[rows] = gap[rows]
         last_it = it
         bar.update(it - bar.n)
-        bar.set_postfix(running=len(rows), gap=f"{float(gap.max()):.1e}", refresh=False)
+        shown = gap[~torch.isnan(gap)]  # (after a probe: the images certified so far)
+        bar.set_postfix(running=len(rows), gap=f"{float(shown.max()) if len(shown) else math.inf:.1e}", refresh=False)
         if state is not None and state.due() and len(rows):  # the run goes on as if it had not saved
             state.save(key, {"z": z, "u": u, "best_z": best_z, "best_p": best_p, "best_d": best_d, "ran": ran,
                              "it": torch.tensor(it), "low": torch.tensor(low), "last_gap": last_gap,
