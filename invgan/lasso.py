@@ -125,8 +125,10 @@ def _primal_dual(Y: torch.Tensor, w: torch.Tensor, B: torch.Tensor, Bt: torch.Te
 
 
 def _relative_gap(primal: torch.Tensor, dual: torch.Tensor) -> torch.Tensor:
-    """The certified relative duality gap (primal - dual) / primal, at least 0."""
-    return (primal - dual).clamp_min(0) / primal.clamp_min(1e-300)
+    """The certified relative duality gap (primal - dual) / primal, at least 0; inf for an image not
+    certified yet (primal inf, dual -inf: no point priced)."""
+    gap = (primal - dual).clamp_min(0) / primal.clamp_min(1e-300)
+    return torch.where(torch.isinf(primal), math.inf, gap)
 
 
 def _extrapolate(history: list[torch.Tensor]) -> torch.Tensor:
@@ -1490,8 +1492,6 @@ def _lasso_admm(y, physics, basis, alpha, tol, max_iter, rho, relax, clip, progr
     last_gap = torch.full((nb,), math.inf, dtype=f64, device=dev)  # each image's gap at the last certificate
     probes = ADMM_PROBES  # the probe checks left (ADMM_PROBE_ROWS of the running images; the rest run on uncertified)
     probe_ids = torch.linspace(0, nb - 1, ADMM_PROBE_ROWS, device=dev).round().long().unique()
-    if len(probe_ids) >= nb:
-        probes = 0
     if state is not None:
         key = {"solver": "lasso-admm-3", "basis": getattr(basis, "name", type(basis).__name__), "alpha": alpha,
                "tol": tol, "max_iter": max_iter, "rho": rho, "relax": relax, "check": ADMM_CHECK,
@@ -1559,7 +1559,7 @@ def _lasso_admm(y, physics, basis, alpha, tol, max_iter, rho, relax, clip, progr
         return (((rho * ua) @ ops["BtR"]) @ ops["P"]).double()
 
     gap = _relative_gap(best_p, best_d)
-    rows = (~(gap <= tol)).nonzero().squeeze(1) if it else torch.arange(nb, device=dev)  # (nan: not yet certified)
+    rows = (gap > tol).nonzero().squeeze(1) if it else torch.arange(nb, device=dev)
     # the running rows' z, u and relax w_y
     za, ua, wyr = z[rows].to(ops["Bt"].dtype), u[rows].to(ops["Bt"].dtype), ops["wyr"][rows]
     sp = ops["sp"]
@@ -1645,15 +1645,15 @@ def _lasso_admm(y, physics, basis, alpha, tol, max_iter, rho, relax, clip, progr
                 best_z[sub] = torch.where(ok[:, None], cand, best_z[sub])
                 best_p[sub] = torch.where(ok, p_n, best_p[sub])
                 best_d[sub] = torch.maximum(best_d[sub], d_n)  # a dual value is valid anywhere
-        gap = _relative_gap(best_p, best_d)  # (nan for rows not certified yet: they run on)
-        keep = (~(gap[rows] <= tol)).nonzero().squeeze(1)
+        gap = _relative_gap(best_p, best_d)  # (inf for rows not certified yet: they run on)
+        keep = (gap[rows] > tol).nonzero().squeeze(1)
         if len(keep) < len(rows):
             rows, za, ua, wyr = rows[keep], za[keep], ua[keep], wyr[keep]
             if sp is not None:
                 Bz, Bu, rwb = Bz[keep], Bu[keep], rwb[keep]
             history = [h[keep] for h in history]
         if len(rows):
-            known = rows[~torch.isnan(gap[rows])]  # (after a probe: the probe rows still running)
+            known = rows[torch.isfinite(gap[rows])]  # (after a probe: the probe rows still running)
             top, switched = (float(gap[known].max()) if len(known) else math.inf), False
             quick = short and low  # (the float32 iterations of a short run)
             if probe:  # (the stall test on full checks only: a probe's largest gap is a few images')
@@ -1686,7 +1686,7 @@ def _lasso_admm(y, physics, basis, alpha, tol, max_iter, rho, relax, clip, progr
         last_gap[rows] = gap[rows]
         last_it = it
         bar.update(it - bar.n)
-        shown = gap[~torch.isnan(gap)]  # (after a probe: the images certified so far)
+        shown = gap[torch.isfinite(gap)]  # (after a probe: the images certified so far)
         bar.set_postfix(running=len(rows), gap=f"{float(shown.max()) if len(shown) else math.inf:.1e}", refresh=False)
         if state is not None and state.due() and len(rows):  # the run goes on as if it had not saved
             state.save(key, {"z": z, "u": u, "best_z": best_z, "best_p": best_p, "best_d": best_d, "ran": ran,
