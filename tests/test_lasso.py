@@ -247,3 +247,18 @@ def test_every_entry_point_names_an_unknown_solver_the_same_way():
             call()
     with pytest.raises(InvganError, match=r"^unknown lasso_solver 'lars': use auto, fista, homotopy, admm$"):
         CSConfig(lasso_solver="lars").validate()
+
+
+@pytest.mark.parametrize("name", ["dct", "wavelet"])
+def test_dense_matrix_by_row_chunks_is_the_whole_transform_bit_for_bit(name, monkeypatch):
+    import invgan.lasso as lasso_module
+
+    p = GaussianCS(23, SHAPE, seed=3)  # 23 rows: chunks of 5 leave a last chunk of 3
+    basis = make_basis(name, SHAPE)
+    whole = basis.analysis(p.matrix.reshape(23, *SHAPE)).reshape(23, -1)
+    monkeypatch.setattr(lasso_module, "DENSE_CHUNK_ROWS", 5)
+    B = dense_matrix(p, basis, SHAPE)
+    assert B.shape == (23, 3 * 16 * 16) and B.dtype == p.matrix.dtype and B.is_contiguous()
+    assert torch.equal(B, whole)
+    p.matrix = p.matrix.double()  # the basis's dtype carries through
+    assert dense_matrix(p, basis, SHAPE).dtype == torch.float64
