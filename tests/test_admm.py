@@ -457,9 +457,13 @@ def test_cholesky_in_place_is_torchs_factor_and_gram_rows_by_onednn_is_b_bt(dtyp
         lasso_module._cholesky_lower_(bad)
     if dtype == torch.float32 and torch.backends.mkldnn.is_available():
         mkl = lasso_module._gram_rows(B, block=64, mirror=False)
-        dnn = lasso_module._gram_rows(B, block=64, mirror=False, onednn=True)
         low = torch.ones_like(mkl, dtype=torch.bool).tril()
-        assert torch.allclose(dnn[low], mkl[low], rtol=0, atol=1e-5 * float(mkl[low].abs().max()))
+        for parts in (None, 1, 3, 7):  # the diagonal blocks in row slices (300 rows: a last block of 44)
+            dnn = lasso_module._gram_rows(B, block=64, mirror=False, onednn=True, parts=parts)
+            assert torch.allclose(dnn[low], mkl[low], rtol=0, atol=1e-5 * float(mkl[low].abs().max()))
+        full = lasso_module._gram_rows(B, block=64, onednn=True)
+        assert torch.equal(full, full.T)
+        assert torch.allclose(full, B @ B.T, rtol=0, atol=1e-5 * float(mkl[low].abs().max()))
 
 
 def test_admm_b_z_from_the_nonzeros_runs_the_same_iterations_and_resumes_exactly(monkeypatch, tmp_path):
