@@ -18,7 +18,8 @@ first); where ADMM ran, ``invgan-kept`` is a second batch on the same A, with th
 first (``invgan.lasso._SetupCache``; the same bits, checked: ``same_bits_as_first_solve``). This
 machine's speed drifts by tens of percent within minutes, so ``--rounds N`` times invgan and each
 library (at the tolerance it needed) N times in alternating order and reports each one's median
-(``round_seconds``: all of them).
+(``round_seconds``: all of them; ``page_faults``: invgan's minor page faults in each of those calls, as
+fresh memory costs this VM about 12 microseconds a page).
 
     python scripts/bench_lasso_libs.py --ms 500 --bases dct --images 4 --out lasso_libs.json
 
@@ -30,6 +31,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import resource
 import time
 from pathlib import Path
 
@@ -84,12 +86,17 @@ def main(argv=None):
             if not args.no_warmup:
                 method(y[:2], p)
 
+            faults = {}  # invgan's minor page faults per call (fresh memory: what makes a slow round here)
+
             def run_ours(kept=False):  # the reconstruction, seconds per image; as a first solve on this A (its
                 if not kept:  # set-up made in the call), or with the set-up that the solve before it kept
                     clear_setup_cache()
-                t = time.time()
+                f, t = resource.getrusage(resource.RUSAGE_SELF).ru_minflt, time.time()
                 rec = method(y[:args.batch], p)
-                return rec, (time.time() - t) / args.batch
+                dt = (time.time() - t) / args.batch
+                faults.setdefault("invgan-kept" if kept else "invgan", []).append(
+                    resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f)
+                return rec, dt
 
             rec, t_ours = run_ours()
             ours = rec.raw
@@ -168,6 +175,8 @@ def main(argv=None):
                        "rel_excess_max": float(np.max((objs[name] - best) / best))}
                 if args.rounds > 1 and name in rounds:
                     row["round_seconds"] = rounds[name]
+                if name in faults:  # (the first call, then one per later round)
+                    row["page_faults"] = faults[name]
                 if name in lib_tol:
                     row.update(lib_tol=lib_tol[name], tries=[
                         {"tol": t, "seconds_per_image": sec, "rel_excess_max": float(np.max((o - best) / best))}
