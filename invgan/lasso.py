@@ -185,7 +185,8 @@ def dense_matrix(physics: Physics, basis, img_shape) -> torch.Tensor | None:
     Row i is Psi^T a_i: one fast transform of A's rows, ``DENSE_CHUNK_ROWS`` rows at a time written
     into B (the transforms' temporaries stay in cache instead of being A's size: the same bits, at
     m = 10000 0.27 to 0.30 s against 0.43 to 2.1 s for the DCT, 0.26 to 0.34 against 0.64 to 0.82 for
-    the wavelet, with 0.5 to 1.5 GB less fresh memory)."""
+    the wavelet; a whole first solve faults in as many pages either way, as the later set-up reuses
+    the freed temporaries)."""
     M = _explicit_matrix(physics, img_shape)
     if M is None:
         return None
