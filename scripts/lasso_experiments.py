@@ -72,6 +72,18 @@ solvers use). Reference: invgan's exact homotopy path.
         D_t the m-space drift of e). Per window the share of coefficients a face must watch (the support
         and those near the threshold), and a fused numba kernel (the watched coefficients' products, the
         split and B z in one pass over B^T's rows) timed against the dense product with SparseProduct.split
+    python scripts/lasso_experiments.py adaptive-rho -m 500 --basis dct --images 16 --modes fixed:1.7 fixed:1 spectral:1 balance:1.7
+        ADMM (float64, the Woodbury w-step through B B^T's eigendecomposition, so that every face may have
+        its own rho at no extra cost) with a fixed rho = 2 lam, with the spectral adaptive rho of Xu,
+        Figueiredo & Goldstein (2017; every 2 iterations, correlation threshold 0.2) or with residual
+        balancing (Boyd et al. 2011, 3.4.1; mu 10, tau 2, every 10): mean and largest iterations to a
+        certified 1e-4 (dual at the residual and at the preimage of rho u, every 10 iterations)
+    python scripts/lasso_experiments.py dual-lag -m 500 --basis dct --images 16 --span 8
+        ADMM as adaptive-rho's fixed rho, against the exact optimum P* (the homotopy): after k iterations the
+        primal excess (P(z) - P*) / P* and the dual lag (P* - D) / P* of the best of its dual points (the
+        residual, the preimage of rho u, their extrapolation); with --span N, for the first N faces also the
+        best dual point in the span of those candidates and the last six of each kind (cvxpy): what any
+        combination of ADMM's own dual points could certify
 
 These are experiments, not library code: they print, they are not tested.
 """
@@ -86,7 +98,7 @@ import torch
 
 from invgan.bases import make_basis
 from invgan.data import load_images
-from invgan.lasso import (ADMM_RELAX, PAPER_ALPHA, _Gram, _dual_value, _LazyInverse, _line_search, _move_support, _newton_rows,
+from invgan.lasso import (ADMM_RELAX, ADMM_SPACING, EXTRAPOLATION, PAPER_ALPHA, _extrapolate, _Gram, _dual_value, _LazyInverse, _line_search, _move_support, _newton_rows,
                           _primal_dual, _rank_one_update, _relative_gap, _soft_split, _support_solution, admm_rho,
                           dense_matrix, lasso_homotopy, operator_norm_sq)
 from invgan.metrics import mse_per_image
@@ -951,12 +963,125 @@ def cmd_lazy_window(a):
           f"kernel {ms(fused):.2f} ms; dense product and SparseProduct.split {ms(dense):.2f} ms", flush=True)
 
 
+def _admm_eig(B, Bt, Y, lam, rho, relax):
+    """ADMM's state and step in float64 with the Woodbury w-step through K = B B^T = Q diag(ev) Q^T: w = q + s B,
+    s = (K + rho I)^-1 (y - B q), q = z - u, for a per-face rho (b,); and K^-1 for the preimage dual point."""
+    ev, Q = torch.linalg.eigh(B @ Bt)
+
+    def solve(r, shift):  # (K + shift I)^-1 r per row, shift (b,) or 0
+        return ((r @ Q) / (ev[None] + (shift[:, None] if torch.is_tensor(shift) else shift))) @ Q.T
+
+    def step(z, ld, tau):  # ld: the unscaled dual (u = -ld / tau); returns w, lambda-hat, z', ld'
+        q = z + ld / tau[:, None]
+        w = q + solve(Y - q @ Bt, tau) @ B
+        lhat = ld + tau[:, None] * (z - w)
+        wh = relax * w + (1 - relax) * z
+        v = wh - ld / tau[:, None]
+        zn = torch.sign(v) * (v.abs() - (lam / tau)[:, None]).clamp_min(0)
+        return w, lhat, zn, ld + tau[:, None] * (zn - wh)
+
+    def duals(z, ld):  # the residual's and the preimage's dual values (scaled into the feasible set)
+        primal, dres = _primal_dual(Y, z, B, Bt, lam)
+        th = solve((-ld) @ Bt, 0.0)
+        return primal, dres, th, _dual_value(th, th @ B, Y, lam)
+
+    return step, duals, solve
+
+
+def cmd_adaptive_rho(a):
+    _, _, B, Bt, Y, lam = problem(a.m, a.basis, a.images)
+    b, n = Y.shape[0], B.shape[1]
+    for spec in a.modes:
+        mode, relax = spec.split(":")
+        step, duals, _ = _admm_eig(B, Bt, Y, lam, a.c * lam, float(relax))
+        tau = torch.full((b,), a.c * lam, dtype=torch.float64)
+        z, ld = torch.zeros(b, n, dtype=torch.float64), torch.zeros(b, n, dtype=torch.float64)
+        done, best_d, k0, t0 = torch.full((b,), -1), torch.full((b,), -INF, dtype=torch.float64), None, time.time()
+        for it in range(1, a.iters + 1):
+            zold = z
+            w, lhat, z, ld = step(z, ld, tau)
+            if mode == "spectral":  # Xu et al. 2017, A = I, B = -I: H's curvature from (w, lambda-hat), G's from (-z, ld)
+                if k0 is not None and it % 2 == 0:
+                    def estimate(dl, dh):
+                        ll, hl, hh = (dl * dl).sum(1), (dh * dl).sum(1), (dh * dh).sum(1)
+                        sd, mg = ll / hl, hl / hh
+                        cor = hl / (hh.sqrt() * ll.sqrt()).clamp_min(1e-300)
+                        return torch.where(2 * mg > sd, mg, sd - mg / 2), cor
+                    al, ac = estimate(lhat - k0[0], w - k0[1])
+                    be, bc = estimate(ld - k0[2], k0[3] - z)
+                    oka, okb = (ac > 0.2) & (al > 0), (bc > 0.2) & (be > 0)
+                    new = torch.where(oka & okb, (al * be).clamp_min(0).sqrt(), torch.where(oka, al, torch.where(okb, be, tau)))
+                    tau = torch.where(torch.isfinite(new) & (new > 0), new, tau)
+                if k0 is None or it % 2 == 0:
+                    k0 = (lhat, w, ld, z)
+            elif mode == "balance" and it % 10 == 0:
+                rp, sd = (w - z).norm(dim=1), (tau[:, None] * (z - zold)).norm(dim=1)
+                tau = torch.where(rp > 10 * sd, tau * 2, torch.where(sd > 10 * rp, tau / 2, tau))
+            if it % 10 == 0:
+                primal, dres, _, dpre = duals(z, ld)
+                best_d = torch.maximum(best_d, torch.maximum(dres, dpre))
+                done = torch.where((done < 0) & (_relative_gap(primal, best_d) <= 1e-4), it, done)
+                if bool((done >= 0).all()):
+                    break
+        d = done.double()
+        print(f"  {mode}, relax {relax}: iterations to 1e-4 mean {d.mean():.0f}, largest {int(d.max())} (-1: not in "
+              f"{a.iters}); rho / lam at the end, median {float(tau.median()) / lam:.3g}; {time.time() - t0:.1f} s",
+              flush=True)
+
+
+def cmd_dual_lag(a):
+    p, y, B, Bt, Y, lam = problem(a.m, a.basis, a.images)
+    exact = lasso_homotopy(y, p, a.basis).w.reshape(a.images, -1).double()
+    pstar = _primal_dual(Y, exact, B, Bt, lam)[0]
+    rho = admm_rho(PAPER_ALPHA[a.basis], lam)
+    step, duals, _ = _admm_eig(B, Bt, Y, lam, rho, ADMM_RELAX)
+    tau = torch.full((a.images,), rho, dtype=torch.float64)
+    z, ld = torch.zeros_like(exact), torch.zeros_like(exact)
+    pre, res = [], []
+    for it in range(1, max(a.at) + 1):
+        z, ld = step(z, ld, tau)[2:]
+        if it % ADMM_SPACING == 0:
+            primal, dres, th, dpre = duals(z, ld)
+            pre, res = (pre + [th])[-(EXTRAPOLATION + 1):], (res + [Y - z @ Bt])[-(EXTRAPOLATION + 1):]
+        if it not in a.at:
+            continue
+        primal, dres, th, dpre = duals(z, ld)
+        d = torch.maximum(dres, dpre)
+        for hist in (pre, res):
+            if len(hist) == EXTRAPOLATION + 1:
+                e = _extrapolate(hist)
+                d = torch.maximum(d, _dual_value(e, e @ B, Y, lam))
+        lag = (pstar - d) / pstar
+        line = (f"  after {it}: primal excess median {float(((primal - pstar) / pstar).median()):.1e}, dual lag median "
+                f"{float(lag.median()):.1e}, largest {float(lag.max()):.1e}; support differs in "
+                f"{float(((z != 0) ^ (exact != 0)).sum(1).double().median()):.0f} coefficients (median)")
+        if a.span:
+            import cvxpy as cp
+            import numpy as np
+
+            best = []
+            for i in range(min(a.span, a.images)):
+                cands = torch.stack([Y[i] - z[i] @ Bt, th[i]] + [h[i] for h in pre + res])
+                c = cp.Variable(len(cands))
+                t = cands.numpy().T @ c
+                prob = cp.Problem(cp.Maximize(Y[i].numpy() @ t - 0.5 * cp.sum_squares(t)),
+                                  [cp.abs((cands @ B).numpy().T @ c) <= lam])
+                try:
+                    prob.solve(solver="CLARABEL")
+                    best.append((float(pstar[i]) - prob.value) / float(pstar[i]))
+                except cp.error.SolverError:
+                    pass
+            if best:
+                line += f"; the span's best dual lag median {float(np.median(best)):.1e} ({len(best)} faces)"
+        print(line, flush=True)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
     for name in ("support", "warm", "admm", "screen", "homotopy", "dual", "pdas", "ssnal", "anderson", "newton",
                  "rho-oracle", "continuation", "sparse-product", "event-search", "lipschitz", "working-set",
-                 "newton-trigger", "projected-dual", "lazy-window"):
+                 "newton-trigger", "projected-dual", "lazy-window", "adaptive-rho", "dual-lag"):
         s = sub.add_parser(name)
         s.add_argument("-m", type=int, default=500)
         s.add_argument("--basis", default="dct")
@@ -1003,13 +1128,22 @@ def main(argv=None):
         if name == "lazy-window":
             s.add_argument("--at", type=int, nargs="+", default=[100, 200, 300, 400, 500], help="window starts")
             s.add_argument("--windows", type=int, nargs="+", default=[5, 10, 20, 40], help="window lengths")
+        if name == "adaptive-rho":
+            s.add_argument("--modes", nargs="+", default=["fixed:1.7", "fixed:1", "spectral:1", "balance:1.7"],
+                           help="rule:relax, rule fixed, spectral or balance")
+            s.add_argument("--c", type=float, default=2.0, help="the starting (and fixed) rho / lam")
+            s.add_argument("--iters", type=int, default=3000)
+        if name == "dual-lag":
+            s.add_argument("--at", type=int, nargs="+", default=[100, 200, 300, 400, 500, 600, 700])
+            s.add_argument("--span", type=int, default=0, help="faces for the span's best dual point (cvxpy)")
     a = ap.parse_args(argv)
     {"support": cmd_support, "warm": cmd_warm, "admm": cmd_admm, "screen": cmd_screen,
      "homotopy": cmd_homotopy, "dual": cmd_dual, "pdas": cmd_pdas, "ssnal": cmd_ssnal, "anderson": cmd_anderson,
      "newton": cmd_newton, "rho-oracle": cmd_rho_oracle, "continuation": cmd_continuation,
      "sparse-product": cmd_sparse_product, "event-search": cmd_event_search,
      "lipschitz": cmd_lipschitz, "working-set": cmd_working_set, "newton-trigger": cmd_newton_trigger,
-     "projected-dual": cmd_projected_dual, "lazy-window": cmd_lazy_window}[a.cmd](a)
+     "projected-dual": cmd_projected_dual, "lazy-window": cmd_lazy_window, "adaptive-rho": cmd_adaptive_rho,
+     "dual-lag": cmd_dual_lag}[a.cmd](a)
 
 
 if __name__ == "__main__":
