@@ -8,7 +8,8 @@ solvers use). Reference: invgan's exact homotopy path.
         how far FISTA's support is from the exact one after k iterations (what a warm start gets)
     python scripts/lasso_experiments.py warm -m 500 --basis dct --images 16 --fista 200
         the eps-homotopy from a FISTA point (the point made exact for a perturbed problem,
-        then the perturbation removed along a piecewise-linear path): steps and certificate
+        then the perturbation removed along a piecewise-linear path): steps and certificate;
+        with --admm K from ADMM's point after K iterations instead
     python scripts/lasso_experiments.py admm -m 2500 --basis wavelet --images 4 --iters 5000 --exact
         ADMM with one cached factorisation of B B^T + rho I (= A A^T + rho I), over-relaxed (or
         --fast): certified gap with three dual points against iterations, and the distance to the
@@ -240,7 +241,15 @@ def cmd_warm(a):
     G = _Gram(B, Bt)
     t_gram = time.time() - t
     t = time.time()
-    w0 = fista(p, B, Bt, Y, lam, a.fista)
+    if a.admm:  # from ADMM's point (as adaptive-rho's fixed rho = 2 lam, relax 1.7, float64) after a.admm iterations
+        step, _, _ = _admm_eig(B, Bt, Y, lam, 2 * lam, ADMM_RELAX)
+        tau = torch.full((a.images,), 2 * lam, dtype=torch.float64)
+        w0, ld = torch.zeros(a.images, B.shape[1], dtype=torch.float64), torch.zeros(a.images, B.shape[1],
+                                                                                    dtype=torch.float64)
+        for _ in range(a.admm):
+            w0, ld = step(w0, ld, tau)[2:]
+    else:
+        w0 = fista(p, B, Bt, Y, lam, a.fista)
     t_fista = time.time() - t
     t = time.time()
     w, steps = warm_path(B, Bt, G, Y, lam, w0, a.max_steps)
@@ -250,8 +259,10 @@ def cmd_warm(a):
     h = lasso_homotopy(y, p, a.basis)
     t_h = time.time() - t
     ph = certificate(Y, B, Bt, lam, h.w.reshape(a.images, -1).double())[1]
-    print(f"m={a.m} {a.basis}, {a.images} faces: Gram {t_gram:.1f} s, FISTA {a.fista} its {t_fista:.1f} s, "
-          f"eps-path {t_path:.1f} s, steps max {int(steps.max())} (cap {a.max_steps}), largest gap {gap.max():.1e}, "
+    start = f"ADMM {a.admm} its" if a.admm else f"FISTA {a.fista} its"
+    print(f"m={a.m} {a.basis}, {a.images} faces: Gram {t_gram:.1f} s, {start} {t_fista:.1f} s, "
+          f"eps-path {t_path:.1f} s, steps max {int(steps.max())} mean {steps.double().mean():.1f} (cap {a.max_steps}), "
+          f"largest gap {gap.max():.1e}, median {gap.median():.1e}, "
           f"objective vs homotopy {((primal - ph) / ph).max():+.1e}; homotopy {t_h:.1f} s, "
           f"{int(h.iterations)} steps")
 
@@ -1100,6 +1111,7 @@ def main(argv=None):
         s.add_argument("--images", type=int, default=16)
         if name == "warm":
             s.add_argument("--fista", type=int, default=200)
+            s.add_argument("--admm", type=int, default=0, help="start from ADMM's point after this many iterations")
             s.add_argument("--max-steps", type=int, default=400)
         if name == "pdas":
             s.add_argument("--fista", type=int, default=2000)
