@@ -73,7 +73,8 @@ solvers use). Reference: invgan's exact homotopy path.
         D_t the m-space drift of e). Per window the share of coefficients a face must watch (the support
         and those near the threshold), and a fused numba kernel (the watched coefficients' products, the
         split and B z in one pass over B^T's rows) timed against the dense product with SparseProduct.split
-    python scripts/lasso_experiments.py adaptive-rho -m 500 --basis dct --images 16 --modes fixed:1.7 fixed:1 spectral:1 balance:1.7
+    python scripts/lasso_experiments.py adaptive-rho -m 500 --basis dct --images 16 \
+            --modes fixed:1.7 fixed:1 spectral:1 balance:1.7
         ADMM (float64, the Woodbury w-step through B B^T's eigendecomposition, so that every face may have
         its own rho at no extra cost) with a fixed rho = 2 lam, with the spectral adaptive rho of Xu,
         Figueiredo & Goldstein (2017; every 2 iterations, correlation threshold 0.2) or with residual
@@ -100,9 +101,10 @@ import torch
 
 from invgan.bases import make_basis
 from invgan.data import load_images
-from invgan.lasso import (ADMM_RELAX, ADMM_SPACING, EXTRAPOLATION, PAPER_ALPHA, _extrapolate, _Gram, _dual_value, _LazyInverse, _line_search, _move_support, _newton_rows,
-                          _primal_dual, _rank_one_update, _relative_gap, _soft_split, _support_solution, admm_rho,
-                          dense_matrix, lasso_homotopy, operator_norm_sq)
+from invgan.lasso import (ADMM_RELAX, ADMM_SPACING, EXTRAPOLATION, PAPER_ALPHA, _dual_value, _extrapolate, _Gram,
+                          _LazyInverse, _line_search, _move_support, _newton_rows, _primal_dual, _rank_one_update,
+                          _relative_gap, _soft_split, _support_solution, admm_rho, dense_matrix, lasso_homotopy,
+                          operator_norm_sq)
 from invgan.metrics import mse_per_image
 from invgan.physics import GaussianCS
 
@@ -261,7 +263,8 @@ def cmd_warm(a):
     ph = certificate(Y, B, Bt, lam, h.w.reshape(a.images, -1).double())[1]
     start = f"ADMM {a.admm} its" if a.admm else f"FISTA {a.fista} its"
     print(f"m={a.m} {a.basis}, {a.images} faces: Gram {t_gram:.1f} s, {start} {t_fista:.1f} s, "
-          f"eps-path {t_path:.1f} s, steps max {int(steps.max())} mean {steps.double().mean():.1f} (cap {a.max_steps}), "
+          f"eps-path {t_path:.1f} s, steps max {int(steps.max())} mean {steps.double().mean():.1f} "
+          f"(cap {a.max_steps}), "
           f"largest gap {gap.max():.1e}, median {gap.median():.1e}, "
           f"objective vs homotopy {((primal - ph) / ph).max():+.1e}; homotopy {t_h:.1f} s, "
           f"{int(h.iterations)} steps")
@@ -1012,7 +1015,8 @@ def cmd_adaptive_rho(a):
         for it in range(1, a.iters + 1):
             zold = z
             w, lhat, z, ld = step(z, ld, tau)
-            if mode == "spectral":  # Xu et al. 2017, A = I, B = -I: H's curvature from (w, lambda-hat), G's from (-z, ld)
+            if mode == "spectral":  # Xu et al. 2017 with A = I, B = -I: H's curvature from (w, lambda-hat),
+                # G's from (-z, ld)
                 if k0 is not None and it % 2 == 0:
                     def estimate(dl, dh):
                         ll, hl, hh = (dl * dl).sum(1), (dh * dl).sum(1), (dh * dh).sum(1)
@@ -1022,7 +1026,8 @@ def cmd_adaptive_rho(a):
                     al, ac = estimate(lhat - k0[0], w - k0[1])
                     be, bc = estimate(ld - k0[2], k0[3] - z)
                     oka, okb = (ac > 0.2) & (al > 0), (bc > 0.2) & (be > 0)
-                    new = torch.where(oka & okb, (al * be).clamp_min(0).sqrt(), torch.where(oka, al, torch.where(okb, be, tau)))
+                    new = torch.where(oka & okb, (al * be).clamp_min(0).sqrt(),
+                                      torch.where(oka, al, torch.where(okb, be, tau)))
                     tau = torch.where(torch.isfinite(new) & (new > 0), new, tau)
                 if k0 is None or it % 2 == 0:
                     k0 = (lhat, w, ld, z)
