@@ -73,8 +73,7 @@ solvers use). Reference: invgan's exact homotopy path.
         D_t the m-space drift of e). Per window the share of coefficients a face must watch (the support
         and those near the threshold), and a fused numba kernel (the watched coefficients' products, the
         split and B z in one pass over B^T's rows) timed against the dense product with SparseProduct.split
-    python scripts/lasso_experiments.py adaptive-rho -m 500 --basis dct --images 16 \
-            --modes fixed:1.7 fixed:1 spectral:1 balance:1.7
+    python scripts/lasso_experiments.py adaptive-rho -m 500 --images 16 --modes fixed:1.7 fixed:1 spectral:1 balance:1.7
         ADMM (float64, the Woodbury w-step through B B^T's eigendecomposition, so that every face may have
         its own rho at no extra cost) with a fixed rho = 2 lam, with the spectral adaptive rho of Xu,
         Figueiredo & Goldstein (2017; every 2 iterations, correlation threshold 0.2) or with residual
