@@ -193,7 +193,10 @@ def warm_path(B, Bt, G, Y, lam, w0, max_steps):
         g_in, j_in = gin.min(1)
         g_in = torch.where(used.all(1) & (Kc == m), INF, g_in.clamp_min(0))
         wJ = w.gather(1, idx)
-        g_out, p_out = torch.where(used & (wJ * d < 0), -wJ / d, INF).min(1)
+        # a coefficient leaves where it reaches 0, and at once where it is 0 with a direction against its sign (an
+        # entered or started coefficient the path would otherwise carry with the wrong sign)
+        g_out, p_out = torch.where(used & ((wJ * d < 0) | ((wJ == 0) & (sgn * d < 0))), (-wJ / d).nan_to_num(0.0),
+                                   INF).min(1)
         gam = torch.minimum(torch.minimum(g_in, g_out), 1 - eps)
         end = (1 - eps <= gam) | torch.tensor(it == max_steps)
         leave, p_in = ~end & (g_out <= g_in), (~used).to(torch.int8).argmax(1)
