@@ -245,13 +245,8 @@ def cmd_warm(a):
     G = _Gram(B, Bt)
     t_gram = time.time() - t
     t = time.time()
-    if a.admm:  # from ADMM's point (as adaptive-rho's fixed rho = 2 lam, relax 1.7, float64) after a.admm iterations
-        step, _, _ = _admm_eig(B, Bt, Y, lam, 2 * lam, ADMM_RELAX)
-        tau = torch.full((a.images,), 2 * lam, dtype=torch.float64)
-        w0, ld = torch.zeros(a.images, B.shape[1], dtype=torch.float64), torch.zeros(a.images, B.shape[1],
-                                                                                    dtype=torch.float64)
-        for _ in range(a.admm):
-            w0, ld = step(w0, ld, tau)[2:]
+    if a.admm:  # from ADMM's point after a.admm iterations, as lasso_admm iterates (``admm_points``)
+        w0 = next(admm_points(B, Bt, Y, lam, a.basis, [a.admm]))[2].double()
     else:
         w0 = fista(p, B, Bt, Y, lam, a.fista)
     t_fista = time.time() - t
@@ -982,7 +977,8 @@ def cmd_lazy_window(a):
 
 def _admm_eig(B, Bt, Y, lam, rho, relax):
     """ADMM's state and step in float64 with the Woodbury w-step through K = B B^T = Q diag(ev) Q^T: w = q + s B,
-    s = (K + rho I)^-1 (y - B q), q = z - u, for a per-face rho (b,); and K^-1 for the preimage dual point."""
+    s = (K + rho I)^-1 (y - B q), q = z - u, for a per-face rho (b,); and K^-1 for the preimage dual point.
+    Returns (step, duals)."""
     ev, Q = torch.linalg.eigh(B @ Bt)
 
     def solve(r, shift):  # (K + shift I)^-1 r per row, shift (b,) or 0
@@ -1002,7 +998,7 @@ def _admm_eig(B, Bt, Y, lam, rho, relax):
         th = solve((-ld) @ Bt, 0.0)
         return primal, dres, th, _dual_value(th, th @ B, Y, lam)
 
-    return step, duals, solve
+    return step, duals
 
 
 def cmd_adaptive_rho(a):
@@ -1010,7 +1006,7 @@ def cmd_adaptive_rho(a):
     b, n = Y.shape[0], B.shape[1]
     for spec in a.modes:
         mode, relax = spec.split(":")
-        step, duals, _ = _admm_eig(B, Bt, Y, lam, a.c * lam, float(relax))
+        step, duals = _admm_eig(B, Bt, Y, lam, a.c * lam, float(relax))
         tau = torch.full((b,), a.c * lam, dtype=torch.float64)
         z, ld = torch.zeros(b, n, dtype=torch.float64), torch.zeros(b, n, dtype=torch.float64)
         done, best_d, k0, t0 = torch.full((b,), -1), torch.full((b,), -INF, dtype=torch.float64), None, time.time()
@@ -1053,18 +1049,20 @@ def cmd_dual_lag(a):
     exact = lasso_homotopy(y, p, a.basis).w.reshape(a.images, -1).double()
     pstar = _primal_dual(Y, exact, B, Bt, lam)[0]
     rho = admm_rho(PAPER_ALPHA[a.basis], lam)
-    step, duals, _ = _admm_eig(B, Bt, Y, lam, rho, ADMM_RELAX)
+    step, duals = _admm_eig(B, Bt, Y, lam, rho, ADMM_RELAX)
     tau = torch.full((a.images,), rho, dtype=torch.float64)
     z, ld = torch.zeros_like(exact), torch.zeros_like(exact)
     pre, res = [], []
+    G = _Gram(B, Bt) if a.one_solve else None  # (the exact solves on z's supports: ``_support_solution``)
     for it in range(1, max(a.at) + 1):
         z, ld = step(z, ld, tau)[2:]
+        if it % ADMM_SPACING and it not in a.at:
+            continue
+        primal, dres, th, dpre = duals(z, ld)  # (once per iteration that needs them)
         if it % ADMM_SPACING == 0:
-            primal, dres, th, dpre = duals(z, ld)
             pre, res = (pre + [th])[-(EXTRAPOLATION + 1):], (res + [Y - z @ Bt])[-(EXTRAPOLATION + 1):]
         if it not in a.at:
             continue
-        primal, dres, th, dpre = duals(z, ld)
         d = torch.maximum(dres, dpre)
         for hist in (pre, res):
             if len(hist) == EXTRAPOLATION + 1:
@@ -1074,13 +1072,13 @@ def cmd_dual_lag(a):
         line = (f"  after {it}: primal excess median {float(((primal - pstar) / pstar).median()):.1e}, dual lag median "
                 f"{float(lag.median()):.1e}, largest {float(lag.max()):.1e}; support differs in "
                 f"{float(((z != 0) ^ (exact != 0)).sum(1).double().median()):.0f} coefficients (median)")
-        if a.one_solve:  # the exact Lasso on J = supp(z) with z's signs, one Cholesky per face, no line search
-            w = torch.zeros_like(z)
-            for i in range(a.images):
-                J = (z[i] != 0).nonzero().squeeze(1)
-                L, info = torch.linalg.cholesky_ex(Bt[J] @ Bt[J].T)
-                w[i, J] = (torch.cholesky_solve((Bt[J] @ Y[i] - lam * torch.sign(z[i, J]))[:, None], L).squeeze(1)
-                           if not info else z[i, J])
+        if a.one_solve:  # the exact Lasso on J = supp(z) with z's signs (one factorisation per face, no line search)
+            act = z != 0
+            idx = torch.argsort(act.to(torch.int8), dim=1, descending=True, stable=True)[:, :int(act.sum(1).max())]
+            used = act.gather(1, idx)
+            sgn = torch.sign(z.gather(1, idx)) * used
+            w = _support_solution(G, Y @ B, idx, used, sgn, torch.full((a.images,), lam, dtype=torch.float64),
+                                  inverse=False)[1]
             pw, dw = _primal_dual(Y, w, B, Bt, lam)
             kept = ((torch.sign(w) == torch.sign(z)) | (z == 0)).all(1)
             line += (f"; one exact solve on supp(z): certified 1e-4 on {int((_relative_gap(pw, dw) <= 1e-4).sum())} of "
