@@ -1157,6 +1157,10 @@ ADMM_SHORT_STEP = 2  # one where the median is predicted to reach tol, at least 
 # ADMM_SPACING would certify at 40)
 ADMM_SETUP_F32_M = 2500  # from this m, above ADMM_X_MAX_ALPHA, ADMM's m x m factorisations are made in float32 (A A^T,
 # its Cholesky factors and inverses: at m = 10000 about 40 s of float64 against FISTA's whole 64-face run)
+ADMM_RESIDUAL_DUAL = True  # with the float32 set-up (ADMM_SETUP_F32_M) the dual points are the residuals at ADMM's w,
+# y - B w = rho (B B^T + rho I)^-1 (y - B q), from the w-step's own product M B q (no second factorisation, B B^T +
+# ridge I, and no product or solves per dual point); else the least-squares preimages of rho u (P = (B B^T)^-1)
+ADMM_RES_SPACING = 1
 CHOLESKY_SOLVE_BLOCK = 512  # columns per block of the float32 solves with a Cholesky factor by oneDNN
 # (``_CholeskyInverse``; at m = 10000, 64 rows: 46, 48, 53 ms with 512, 1024, 2048)
 ADMM_GRAM_BLOCK_ONEDNN = 1280  # rows per block of the float32 set-up's A A^T by oneDNN (``_gram_rows``; at m = 10000:
@@ -1477,7 +1481,7 @@ def _lasso_admm(y, physics, basis, alpha, tol, max_iter, rho, relax, clip, progr
         del Lp  # triangular solves instead, near basis pursuit they certified hundreds of iterations later)
         # (B^T B + rho I)^-1 B^T y = B^T (B B^T + rho I)^-1 y, the w-step's fixed part (the solves on L as it is
         # stored: cholesky_solve would copy it into its own layout first)
-        return W_, X_, M_, P_, (Y @ _CholeskyInverse(L)) @ B
+        return W_, X_, M_, P_, (Y @ _CholeskyInverse(L)) @ B, None
 
     def float32_setup():  # M, P and w_y from float32 factorisations (relative errors about 1e-6: the iterations'
         B32 = B0.float()  # fixed point moves by as little; the certificates stay exact, float64). M and P are
@@ -1487,17 +1491,26 @@ def _lasso_admm(y, physics, basis, alpha, tol, max_iter, rho, relax, clip, progr
         # (the products by oneDNN where the iterations' are; both factors made in place: ``_cholesky_lower_``)
         # (kept for the next solve of this problem, ``_SetupCache``: the same factors, made from B alone)
         block = ADMM_GRAM_BLOCK_ONEDNN if onednn else 2048
-        made = kept.get(("float32", rho, block, onednn)) if kept is not None else None
+        made_key = ("float32", rho, block, onednn, resid)
+        made = kept.get(made_key) if kept is not None else None
         if made is None:
             K = _gram_rows(B32, block=block, mirror=False, onednn=onednn)
-            ridge = 1e-6 * float(K.diagonal().mean())
-            made = tuple(_CholeskyInverse(F, onednn) for F in _shifted_factors(K, rho, ridge))
+            if resid:  # B B^T + rho I's factor only, in K's own memory
+                K.diagonal().add_(rho)
+                made = (_CholeskyInverse(_cholesky_lower_(K), onednn), None)
+            else:
+                ridge = 1e-6 * float(K.diagonal().mean())
+                made = tuple(_CholeskyInverse(F, onednn) for F in _shifted_factors(K, rho, ridge))
             if kept is not None:  # (with the solves' panels, once made)
-                kept[("float32", rho, block, onednn)] = made
+                kept[made_key] = made
         M_, P_ = made  # (w_y's solve by M too: cholesky_solve would copy L into its own layout first)
-        return None, None, M_, P_, ((Y.to(B32.dtype) @ M_) @ B32).double()
+        ym_ = Y.to(B32.dtype) @ M_  # (B B^T + rho I)^-1 y, rows (for the residual dual points)
+        return None, None, M_, P_, (ym_ @ B32).double(), ym_.double()
 
-    W, X, M, P, wy = float32_setup() if setup32 else exact_setup()
+    # the residual dual points (ADMM_RESIDUAL_DUAL) with the float32 set-up: while P is None (the float64 factors of a
+    # second stall bring P back, and the preimages with it)
+    resid = ADMM_RESIDUAL_DUAL and setup32
+    W, X, M, P, wy, ym = float32_setup() if setup32 else exact_setup()
     # B q = B z - B u in the float32 iterations (``working``): on the Woodbury step with M formed (not X, not the
     # n x n form, not the float32 factors applied by triangular solves)
     sparse_bq = ADMM_F32 and alpha > ADMM_X_MAX_ALPHA and m <= ADMM_SPARSE_MAX_M and torch.is_tensor(M)
@@ -1527,7 +1540,8 @@ def _lasso_admm(y, physics, basis, alpha, tol, max_iter, rho, relax, clip, progr
                "spacing": ADMM_SPACING, "probes": [ADMM_PROBES, ADMM_PROBE_ROWS], "f32": ADMM_F32, "stall": ADMM_STALL,
                "newton": newton_every,
                "newton_gap": ADMM_NEWTON_GAP, "physics": type(physics).__name__, "m": m, "y": fingerprint(y),
-               **({"setup32": 3} if setup32 else {}),  # (2: A A^T by oneDNN where the products are, factors in place;
+               **({"setup32": 3} if setup32 else {}),
+               **({"resid": 1} if resid else {}),  # (2: A A^T by oneDNN where the products are, factors in place;
                # 3: the factors' solves blocked, by oneDNN there)
                **({"sparse_bq": True} if sparse_bq else {}),
                **({"short": ADMM_SHORT_STEP} if short else {}),
@@ -1536,9 +1550,10 @@ def _lasso_admm(y, physics, basis, alpha, tol, max_iter, rho, relax, clip, progr
     history = []  # the last dual points theta of the running rows
     lifted = False  # float64 iterations with the float32 factors (short runs' first stall)
 
-    def lift():  # the float32 factors in float64, and w_y from them in float64
-        L, Lp = M.L.double(), P.L.double()
-        return _CholeskyInverse(L), _CholeskyInverse(Lp), torch.cholesky_solve(Y.T, L).T @ B
+    def lift():  # the float32 factors in float64, and w_y (and M y) from them in float64
+        L = M.L.double()
+        ym_ = torch.cholesky_solve(Y.T, L).T
+        return _CholeskyInverse(L), (_CholeskyInverse(P.L.double()) if P is not None else None), ym_ @ B, ym_
 
     floor, floor_it = math.inf, 0  # the lowest largest gap so far, and the iteration it was reached at
     if saved:  # saved at a check, after the finished rows left
@@ -1551,9 +1566,9 @@ def _lasso_admm(y, physics, basis, alpha, tol, max_iter, rho, relax, clip, progr
         lifted = bool(saved.get("lifted", False))
         if setup32 and not low:  # saved after the switch to float64: its factors
             if lifted:
-                M, P, wy = lift()
+                M, P, wy, ym = lift()
             else:
-                W, X, M, P, wy = exact_setup()
+                W, X, M, P, wy, ym = exact_setup()
                 setup32 = False
 
     def working(low):  # the iterations' operands: float32 copies, or the float64 ones
@@ -1579,12 +1594,16 @@ def _lasso_admm(y, physics, basis, alpha, tol, max_iter, rho, relax, clip, progr
         # nonzeros, B u carried along in m-space (``sparse_bq``)
         sp = _kernels.SparseProduct(Btc) if low and sparse_bq else None
         return {"Bt": Btc, "BtR": BtR, "P": cast(P), "wyr": cast(relax * wy), "W": Wc,
+                "rym": cast(rho * ym) if ym is not None and P is None else None,
                 "chain": chain, "sp": sp, "rwb": cast(relax * (wy @ Bt)) if sp is not None else None}
 
     ops = working(low)
 
     def dual_point(ua):  # B theta = rho u in the least-squares sense (float64)
         return (((rho * ua) @ ops["BtR"]) @ ops["P"]).double()
+
+    def residual_point(c):  # y - B w = rho (M y - M B q), c = M B q of the last w-step (rows; float64)
+        return ops["rym"][rows].double().sub_(c.double(), alpha=rho)
 
     gap = _relative_gap(best_p, best_d)
     rows = (gap > tol).nonzero().squeeze(1) if it else torch.arange(nb, device=dev)
@@ -1627,7 +1646,11 @@ def _lasso_admm(y, physics, basis, alpha, tol, max_iter, rho, relax, clip, progr
                 v = _addmm_(torch.add(za, ua, alpha=1 - relax).add_(wyr), c, ops["chain"][-1], -relax)
             za, ua = _soft_split(v, thr)
         it += 1
-        if it % ADMM_SPACING == 0:  # B theta = rho u in the least-squares sense
+        at_res = ops["rym"] is not None  # (the residual dual points: c is M B q, in both w-step forms here)
+        if at_res and it % ADMM_RES_SPACING == 0:
+            history.append(residual_point(c))
+            del history[:-(EXTRAPOLATION + 1)]
+        elif not at_res and it % ADMM_SPACING == 0:  # B theta = rho u in the least-squares sense
             if sp is not None:
                 Bu = ua @ ops["BtR"]  # B u made exactly
                 history.append(((rho * Bu) @ ops["P"]).double())
@@ -1651,7 +1674,9 @@ def _lasso_admm(y, physics, basis, alpha, tol, max_iter, rho, relax, clip, progr
         Yc, zc = sel(Yr), sel(zd)
         primal, _ = _primal(Yc, zc, Bt, lam)
         dual = torch.full_like(primal, -math.inf)
-        thetas = [sel(history[-1])] if it % ADMM_SPACING == 0 else [dual_point(sel(ua))]  # (short runs: their own)
+        spaced = it % (ADMM_RES_SPACING if at_res else ADMM_SPACING) == 0
+        thetas = ([sel(history[-1])] if spaced  # (short runs: their own)
+                  else [sel(residual_point(c))] if at_res else [dual_point(sel(ua))])
         thetas += [_extrapolate([sel(h) for h in history])] if len(history) == EXTRAPOLATION + 1 else []
         for t in thetas:
             dual = torch.maximum(dual, _dual_value(t, t @ B, Yc, lam))
@@ -1692,11 +1717,11 @@ def _lasso_admm(y, physics, basis, alpha, tol, max_iter, rho, relax, clip, progr
                 floor, floor_it, switched = top, it, True  # float32's rounding floor: the rest in float64, from here
                 if quick and setup32:  # first with the float32 factors lifted to float64
                     low, lifted = False, True
-                    M, P, wy = lift()
+                    M, P, wy, ym = lift()
                 else:
                     low, lifted = False, False
                     if setup32:  # with the float64 factorisations
-                        W, X, M, P, wy = exact_setup()
+                        W, X, M, P, wy, ym = exact_setup()
                         setup32 = False
                 ops = working(low)
                 za, ua, wyr, sp = za.double(), ua.double(), ops["wyr"][rows], ops["sp"]  # (None: the dense products)

@@ -193,6 +193,9 @@ def _count_factors(monkeypatch, entry):
     return factors
 
 
+N32 = 1 if lasso_module.ADMM_RESIDUAL_DUAL else 2  # the float32 set-up's factorisations (ADMM_RESIDUAL_DUAL: one)
+
+
 def _killed_then_resumed(monkeypatch, tmp_path, y, p, kw, die_after, seen, factors):
     """``lasso_admm`` killed right after its ``die_after``-th save, then resumed from it: the resumed run's
     result, with ``seen`` and ``factors`` holding the resumed run's z-step dtypes and factorisations only."""
@@ -225,8 +228,9 @@ def test_admm_goes_on_in_float64_when_float32_stalls_and_resumes_across_the_swit
     monkeypatch.setattr(SolveState, "save", lambda self, key, st: saves_at.append(len(seen)) or real(self, key, st))
     ref = lasso_admm(y, p, "dct", state=SolveState(tmp_path / "ref.pt", every=0), **kw)
     assert grams == ([torch.float32, torch.float64] if setup32 else [torch.float64])  # (float64: the exact set-up's)
-    # float32 factors first, float64 ones made at the switch (with them only: float64 from the start)
-    assert factors == ([torch.float32] * 2 + [torch.float64] * 2 if setup32 else [torch.float64] * 2)
+    # float32 factors first (one: the residual dual points need no second), float64 ones made at the switch
+    # (with them only: float64 from the start)
+    assert factors == ([torch.float32] * N32 + [torch.float64] * 2 if setup32 else [torch.float64] * 2)
     monkeypatch.setattr(SolveState, "save", real)
     switch = seen.index(torch.float64)
     assert switch in saves_at and switch >= 2 * lasso_module.ADMM_CHECK  # at a check, after ADMM_STALL x 100
@@ -259,14 +263,14 @@ def test_admm_short_run_stalls_go_on_with_the_float32_factors_lifted_then_float6
     assert ref.gap.max() <= 1e-3
     lifted = seen.index(torch.float64)  # the first float64 z-step
     assert lifted in saves_at and lifted <= 4 * lasso_module.ADMM_STALL_SHORT and set(seen[lifted:]) == {torch.float64}
-    assert [d for d, _ in factors] == [torch.float32] * 2 + [torch.float64] * 2
-    made64 = factors[2][1]  # the float64 factors: at the second stall, 2 x ADMM_CHECK iterations on at least
+    assert [d for d, _ in factors] == [torch.float32] * N32 + [torch.float64] * 2
+    made64 = factors[N32][1]  # the float64 factors: at the second stall, 2 x ADMM_CHECK iterations on at least
     assert made64 in saves_at and made64 >= lifted + 2 * lasso_module.ADMM_CHECK
     kill = next(i for i, at in enumerate(saves_at) if at > lifted) + 1  # the second save after the lift
     assert saves_at[kill] < made64
     res = _killed_then_resumed(monkeypatch, tmp_path, y, p, kw, kill + 1, seen, factors)
     assert set(seen) == {torch.float64}  # resumed in float64 ...
-    assert [d for d, _ in factors] == [torch.float32] * 2 + [torch.float64] * 2  # ... lifted until its second stall
+    assert [d for d, _ in factors] == [torch.float32] * N32 + [torch.float64] * 2  # ... lifted until its second stall
     assert torch.equal(res.w, ref.w) and torch.equal(res.image_iterations, ref.image_iterations)
     assert torch.equal(res.gap, ref.gap)
 
@@ -292,9 +296,11 @@ def test_admm_short_runs_check_at_any_iteration_and_stop_sooner(monkeypatch):
     iteration, with a dual point of its own, ADMM_SHORT_STEP apart at least. Counts: against the checks on
     the dual points every ADMM_SPACING, every image stops at most ADMM_SHORT_STEP iterations later (one check
     where the spaced schedule happened to certify it), at least 15% fewer in all, at the same tolerance and
-    objective, and some stop between two of those points."""
+    objective, and some stop between two of those points. (With the least-squares preimages as the dual points,
+    ADMM_RESIDUAL_DUAL off: the residual ones lag them, in this small problem by about the spacing.)"""
     x, p, y = lasso_problem(300, seed=4, n_images=6)
     monkeypatch.setattr(lasso_module, "ADMM_SETUP_F32_M", 0)
+    monkeypatch.setattr(lasso_module, "ADMM_RESIDUAL_DUAL", False)
     monkeypatch.setattr(lasso_module, "ADMM_SHORT_M", 0)
     short = lasso_admm(y, p, "dct", tol=1e-4, max_iter=5000)
     monkeypatch.setattr(lasso_module, "ADMM_SHORT_M", 10**9)
@@ -320,8 +326,9 @@ def test_admm_probe_checks_certify_a_few_images_then_all_and_resume(monkeypatch,
     over the batch); their rate of fall places the first full check. Counts: fewer certificates in all than with
     every check a full one, every image certified at the same tolerance and objective, at most a few iterations
     later than without probes; a run killed at a probe resumes to the same end. A batch no larger than the probe
-    is checked in full."""
-    for name, value in (("ADMM_SETUP_F32_M", 0), ("ADMM_SHORT_M", 0), ("ADMM_PROBE_ROWS", 5)):
+    is checked in full. (With the least-squares preimages as the dual points, ADMM_RESIDUAL_DUAL off.)"""
+    for name, value in (("ADMM_SETUP_F32_M", 0), ("ADMM_SHORT_M", 0), ("ADMM_PROBE_ROWS", 5),
+                        ("ADMM_RESIDUAL_DUAL", False)):
         monkeypatch.setattr(lasso_module, name, value)
     x, p, y = lasso_problem(300, seed=4, n_images=16)
     kw = dict(tol=1e-4, max_iter=5000)
@@ -578,20 +585,20 @@ def test_admm_keeps_its_float32_setup_for_the_next_solve_of_the_same_problem_onl
     x, p, y = lasso_problem(150, seed=3, n_images=2)
     kw = dict(alpha=0.1, tol=1e-4, max_iter=3000)
     first = lasso_admm(y, p, "dct", **kw)
-    assert factors == [torch.float32] * 2 and made == ["dct"]
+    assert factors == [torch.float32] * N32 and made == ["dct"]
     again = lasso_admm(y, p, "dct", **kw)
-    assert factors == [torch.float32] * 2 and made == ["dct"]
+    assert factors == [torch.float32] * N32 and made == ["dct"]
     assert torch.equal(again.w, first.w) and torch.equal(again.gap, first.gap)
     lasso_admm(y, p, "dct", rho=0.5, **kw)  # another rho: new factors, the same A Psi
-    assert factors == [torch.float32] * 4 and made == ["dct"]
+    assert factors == [torch.float32] * 2 * N32 and made == ["dct"]
     lasso_admm(y, p, "wavelet", **kw)  # another basis
-    assert factors == [torch.float32] * 6 and made == ["dct", "wavelet"]
+    assert factors == [torch.float32] * 3 * N32 and made == ["dct", "wavelet"]
     lasso_module.clear_setup_cache()
     assert torch.equal(lasso_admm(y, p, "dct", **kw).w, first.w)
-    assert factors == [torch.float32] * 8 and made == ["dct", "wavelet", "dct"]
+    assert factors == [torch.float32] * 4 * N32 and made == ["dct", "wavelet", "dct"]
     p.matrix.mul_(2.0)  # changed in place: made again, and solved as the changed problem
     changed = lasso_admm(y, p, "dct", **kw)
-    assert factors == [torch.float32] * 10 and not torch.equal(changed.w, first.w)
+    assert factors == [torch.float32] * 5 * N32 and not torch.equal(changed.w, first.w)
     assert lasso_module._SetupCache.slot
     del p, changed
     gc.collect()
@@ -620,3 +627,36 @@ def test_cholesky_inverse_blocked_by_onednn_solves_like_lapack(rows):
     panels = blocked._panels
     assert torch.equal((c.float() @ blocked).double(), got) and blocked._panels is panels
     assert not lasso_module._CholeskyInverse(L64, onednn=True).onednn  # float64: LAPACK's solves
+
+
+@pytest.mark.parametrize("short", [False, True])
+def test_admm_residual_dual_points_need_one_factorisation_and_certify_validly(monkeypatch, short):
+    """ADMM_RESIDUAL_DUAL: with the float32 set-up the dual points are the residuals at ADMM's w, from the
+    w-step's own product (no factorisation of B B^T + ridge I, no product or solves per point). Counts:
+    one factorisation instead of two; every image certified at tol; each certificate valid against the
+    exact optimum (the homotopy's: the true relative excess at most the certified gap); the objectives
+    within tol of the run with the least-squares preimages, in at most a check's worth of iterations more
+    (the residuals lag the preimages). Where runs are short (ADMM_SHORT_M) and with the ADMM_SPACING
+    schedule."""
+    monkeypatch.setattr(lasso_module, "ADMM_SETUP_F32_M", 0)
+    if short:
+        monkeypatch.setattr(lasso_module, "ADMM_SHORT_M", 0)
+    x, p, y = lasso_problem(300, seed=4, n_images=6)
+    exact = lasso_homotopy(y, p, "dct").objective.double()
+    runs, counts = {}, {}
+    for resid in (True, False):
+        monkeypatch.setattr(lasso_module, "ADMM_RESIDUAL_DUAL", resid)
+        lasso_module.clear_setup_cache()
+        with monkeypatch.context() as mp:
+            factors = _count_factors(mp, lambda A: A.dtype)
+            runs[resid] = lasso_admm(y, p, "dct", tol=1e-4, max_iter=5000)
+        counts[resid] = list(factors)
+    assert counts[True] == [torch.float32] and counts[False] == [torch.float32] * 2
+    a, b = runs[True], runs[False]
+    assert a.gap.max() <= 1e-4 and b.gap.max() <= 1e-4
+    for r in (a, b):
+        excess = (r.objective.double() - exact) / r.objective.double()
+        assert (excess <= r.gap.double() + 1e-6).all(), (excess, r.gap)  # (+ the objective's float32 rounding)
+    assert ((a.objective.double() - b.objective.double()).abs() <= 1e-4 * b.objective.double()).all()
+    slack = 4 * lasso_module.ADMM_SHORT_STEP if short else 2 * lasso_module.ADMM_SPACING
+    assert (a.image_iterations <= b.image_iterations + slack).all(), (a.image_iterations, b.image_iterations)
