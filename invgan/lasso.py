@@ -1122,6 +1122,12 @@ ADMM_RHO_WIDE = (0.25, 0.4)  # the second of these, log-linearly in m / n from A
 # about 6 x lam (m = 5000) to 12 x lam (7500, 10000) some faces stall at float32's rounding floor, and at m = 2500
 # 3 x lam put that floor above tol 1e-5 for 3 of 64 faces: 0.83x at 1e-5 against 2 x lam, so 2 x lam stays there,
 # to m = 3072 at 64x64 RGB)
+ADMM_RHO_WIDER = (0.6, 6.0)  # ... and from this m / n this x lam (log-linearly from ADMM_RHO_LAM_WIDE at
+# ADMM_RHO_WIDE[1]). 64 val faces, mean (largest) iterations at 4 against 6 x lam: m = 10000 tol 1e-4 24.0 (26)
+# against 23.6 (24), tol 1e-5 31.5 (34) against 27.1 (31); m = 7500 tol 1e-4 28.7 (32) against 25.7 (29), tol 1e-5
+# 37.4 (70) against 32.4 (37); with the residual dual points (tol 1e-4) m = 10000 27.8 (31) against 23.8 (26), 8 x
+# lam 23.6 (24), 10 x lam 23.9 (33), m = 7500 32.2 (34) against 26.5 (29). At m = 5000 (m / n 0.41, 4.1 x lam
+# here) 6 x lam gave a tail: 38.7 mean but 66 largest against 41.8 and 47
 ADMM_RELAX = 1.7  # over-relaxation (Eckstein & Bertsekas; 1.5 to 1.8 is the usual range)
 ADMM_CHECK = 100  # most iterations between certificates (and stopping tests)
 ADMM_FIRST_CHECK = 60  # the first certificate after this many iterations, the second as many later; then the next
@@ -1157,9 +1163,15 @@ ADMM_SHORT_STEP = 2  # one where the median is predicted to reach tol, at least 
 # ADMM_SPACING would certify at 40)
 ADMM_SETUP_F32_M = 2500  # from this m, above ADMM_X_MAX_ALPHA, ADMM's m x m factorisations are made in float32 (A A^T,
 # its Cholesky factors and inverses: at m = 10000 about 40 s of float64 against FISTA's whole 64-face run)
-ADMM_RESIDUAL_DUAL = True  # with the float32 set-up (ADMM_SETUP_F32_M) the dual points are the residuals at ADMM's w,
-# y - B w = rho (B B^T + rho I)^-1 (y - B q), from the w-step's own product M B q (no second factorisation, B B^T +
-# ridge I, and no product or solves per dual point); else the least-squares preimages of rho u (P = (B B^T)^-1)
+ADMM_RESIDUAL_DUAL = True  # with the float32 set-up (ADMM_SETUP_F32_M) and tol >= ADMM_RESIDUAL_DUAL_TOL the dual
+# points are the residuals at ADMM's w, y - B w = rho (B B^T + rho I)^-1 (y - B q), from the w-step's own product
+# M B q (no second factorisation, B B^T + ridge I, and no product or solves per dual point); else the least-squares
+# preimages of rho u (P = (B B^T)^-1). The residuals lag the preimages (on 8 val faces at m = 10000, float64, their
+# gap about 4x the preimages' at every iteration; extrapolating consecutive ones did worse) and, made from
+# float32's M B q (a difference of two near vectors), they floor near a relative gap of 1e-5: at tol 1e-5, 64 val
+# faces, m = 10000 they took 41.0 mean iterations (107 largest) against the preimages' 31.5 (34), 19.5 against 15.2 s
+ADMM_RESIDUAL_DUAL_TOL = 1e-4  # (at tol 1e-4, m = 10000, 6 x lam: 23.8 mean iterations against 23.6, one
+# factorisation fewer; m = 2500: the same iterations and bits)
 ADMM_RES_SPACING = 1
 CHOLESKY_SOLVE_BLOCK = 512  # columns per block of the float32 solves with a Cholesky factor by oneDNN
 # (``_CholeskyInverse``; at m = 10000, 64 rows: 46, 48, 53 ms with 512, 1024, 2048)
@@ -1345,9 +1357,12 @@ def admm_rho(alpha: float, lam: float, fraction: float = 0.0) -> float:
     log-linear in m / n between."""
     if alpha <= ADMM_MAX_ALPHA:
         return ADMM_RHO
-    lo, hi = ADMM_RHO_WIDE
-    t = min(max(math.log(max(fraction, lo) / lo) / math.log(hi / lo), 0.0), 1.0)
-    return (ADMM_RHO_LAM + t * (ADMM_RHO_LAM_WIDE - ADMM_RHO_LAM)) * lam
+    knots = ((ADMM_RHO_WIDE[0], ADMM_RHO_LAM), (ADMM_RHO_WIDE[1], ADMM_RHO_LAM_WIDE), ADMM_RHO_WIDER)
+    c = knots[0][1]
+    for (lo, c_lo), (hi, c_hi) in zip(knots, knots[1:]):  # log-linear in m / n between two knots
+        if fraction > lo:
+            c = c_lo + min(math.log(fraction / lo) / math.log(hi / lo), 1.0) * (c_hi - c_lo)
+    return c * lam
 
 
 def admm_gram_form(m: int, n: int) -> bool:
@@ -1389,7 +1404,9 @@ def lasso_admm(y: torch.Tensor, physics: Physics, basis="dct", alpha: float | No
     reach ``tol``, 20 to ``ADMM_CHECK`` iterations on; where runs are short, ``ADMM_SHORT_M``, from
     ``ADMM_FIRST_CHECK_SHORT`` on at any iteration, ``ADMM_SHORT_STEP`` apart at least, each with a dual point
     of its own) the better of them, scaled into the dual
-    feasible set, bounds the optimum from below; an image stops when its relative duality gap
+    feasible set, bounds the optimum from below. With the float32 set-up at tol >= ``ADMM_RESIDUAL_DUAL_TOL``
+    (``ADMM_RESIDUAL_DUAL``) the dual points are the residuals at ADMM's w instead, y - B w = rho (B B^T +
+    rho I)^-1 (y - B q), from the w-step's own product: no second factorisation; an image stops when its relative duality gap
     (float64) at z is at most ``tol``, or after ``max_iter`` iterations. The certificates, and the
     dual points' extrapolation, are float64.
 
@@ -1509,7 +1526,7 @@ def _lasso_admm(y, physics, basis, alpha, tol, max_iter, rho, relax, clip, progr
 
     # the residual dual points (ADMM_RESIDUAL_DUAL) with the float32 set-up: while P is None (the float64 factors of a
     # second stall bring P back, and the preimages with it)
-    resid = ADMM_RESIDUAL_DUAL and setup32
+    resid = ADMM_RESIDUAL_DUAL and setup32 and tol >= ADMM_RESIDUAL_DUAL_TOL
     W, X, M, P, wy, ym = float32_setup() if setup32 else exact_setup()
     # B q = B z - B u in the float32 iterations (``working``): on the Woodbury step with M formed (not X, not the
     # n x n form, not the float32 factors applied by triangular solves)

@@ -363,11 +363,14 @@ def test_admm_probe_checks_certify_a_few_images_then_all_and_resume(monkeypatch,
 
 
 def test_admm_rho_grows_to_its_wide_multiple_of_lam_with_m_over_n():
-    lam, (f0, f1) = 50.0, lasso_module.ADMM_RHO_WIDE
-    c = [lasso_module.admm_rho(0.1, lam, f) / lam for f in (0.0, f0 / 2, f0, (f0 * f1) ** 0.5, f1, 2 * f1)]
+    lam, (f0, f1), (f2, top) = 50.0, lasso_module.ADMM_RHO_WIDE, lasso_module.ADMM_RHO_WIDER
+    c = [lasso_module.admm_rho(0.1, lam, f) / lam for f in (0.0, f0 / 2, f0, (f0 * f1) ** 0.5, f1,
+                                                              (f1 * f2) ** 0.5, f2, 2 * f2)]
     lo, hi = lasso_module.ADMM_RHO_LAM, lasso_module.ADMM_RHO_LAM_WIDE
-    assert c[0] == c[1] == c[2] == lo and c[4] == c[5] == hi and lo < c[3] < hi
-    assert abs(c[3] - (lo + hi) / 2) < 1e-12  # log-linear: the geometric mean is halfway
+    assert c[0] == c[1] == c[2] == lo and abs(c[4] - hi) < 1e-12 and lo < c[3] < hi < c[5] < top
+    assert c[6] == c[7] == top
+    assert abs(c[3] - (lo + hi) / 2) < 1e-12 and abs(c[5] - (hi + top) / 2) < 1e-12  # log-linear: the geometric
+    # mean is halfway
     assert lasso_module.admm_rho(1e-5, 1e-3, 0.8) == lasso_module.ADMM_RHO
 
 
@@ -650,7 +653,7 @@ def test_admm_residual_dual_points_need_one_factorisation_and_certify_validly(mo
         with monkeypatch.context() as mp:
             factors = _count_factors(mp, lambda A: A.dtype)
             runs[resid] = lasso_admm(y, p, "dct", tol=1e-4, max_iter=5000)
-        counts[resid] = list(factors)
+            counts[resid] = list(factors)
     assert counts[True] == [torch.float32] and counts[False] == [torch.float32] * 2
     a, b = runs[True], runs[False]
     assert a.gap.max() <= 1e-4 and b.gap.max() <= 1e-4
@@ -660,3 +663,9 @@ def test_admm_residual_dual_points_need_one_factorisation_and_certify_validly(mo
     assert ((a.objective.double() - b.objective.double()).abs() <= 1e-4 * b.objective.double()).all()
     slack = 4 * lasso_module.ADMM_SHORT_STEP if short else 2 * lasso_module.ADMM_SPACING
     assert (a.image_iterations <= b.image_iterations + slack).all(), (a.image_iterations, b.image_iterations)
+    monkeypatch.setattr(lasso_module, "ADMM_RESIDUAL_DUAL", True)
+    lasso_module.clear_setup_cache()
+    with monkeypatch.context() as mp:  # below ADMM_RESIDUAL_DUAL_TOL: the preimages (the residuals' float32 floor)
+        factors = _count_factors(mp, lambda A: A.dtype)
+        fine = lasso_admm(y, p, "dct", tol=lasso_module.ADMM_RESIDUAL_DUAL_TOL / 10, max_iter=5000)
+    assert factors == [torch.float32] * 2 and fine.gap.max() <= lasso_module.ADMM_RESIDUAL_DUAL_TOL / 10
