@@ -1508,11 +1508,14 @@ def _lasso_admm(y, physics, basis, alpha, tol, max_iter, rho, relax, clip, progr
         # (the products by oneDNN where the iterations' are; both factors made in place: ``_cholesky_lower_``)
         # (kept for the next solve of this problem, ``_SetupCache``: the same factors, made from B alone)
         block = ADMM_GRAM_BLOCK_ONEDNN if onednn else 2048
-        made_key = ("float32", rho, block, onednn, resid)
+        made_key = ("float32", rho, block, onednn)  # (M's factor, and P's where a solve needed it)
         made = kept.get(made_key) if kept is not None else None
-        if made is None:
+        if made is None or (not resid and made[1] is None):
             K = _gram_rows(B32, block=block, mirror=False, onednn=onednn)
-            if resid:  # B B^T + rho I's factor only, in K's own memory
+            if made is not None:  # M's factor kept (by a solve with the residual dual points): P's, in K's memory
+                K.diagonal().add_(1e-6 * float(K.diagonal().mean()))
+                made = (made[0], _CholeskyInverse(_cholesky_lower_(K), onednn))
+            elif resid:  # B B^T + rho I's factor only, in K's own memory (the same bits as in a copy)
                 K.diagonal().add_(rho)
                 made = (_CholeskyInverse(_cholesky_lower_(K), onednn), None)
             else:
@@ -1520,6 +1523,7 @@ def _lasso_admm(y, physics, basis, alpha, tol, max_iter, rho, relax, clip, progr
                 made = tuple(_CholeskyInverse(F, onednn) for F in _shifted_factors(K, rho, ridge))
             if kept is not None:  # (with the solves' panels, once made)
                 kept[made_key] = made
+        made = (made[0], None) if resid else made  # (a kept P unused: the same dual points as a first solve)
         M_, P_ = made  # (w_y's solve by M too: cholesky_solve would copy L into its own layout first)
         ym_ = Y.to(B32.dtype) @ M_  # (B B^T + rho I)^-1 y, rows (for the residual dual points)
         return None, None, M_, P_, (ym_ @ B32).double(), ym_.double()

@@ -592,6 +592,18 @@ def test_admm_keeps_its_float32_setup_for_the_next_solve_of_the_same_problem_onl
     again = lasso_admm(y, p, "dct", **kw)
     assert factors == [torch.float32] * N32 and made == ["dct"]
     assert torch.equal(again.w, first.w) and torch.equal(again.gap, first.gap)
+    fine = dict(kw, tol=lasso_module.ADMM_RESIDUAL_DUAL_TOL / 10)  # (the preimages' P as well, below this tol)
+    if lasso_module.ADMM_RESIDUAL_DUAL:  # M kept: only P made, once, and kept beside it; the same bits as made anew
+        kept_fine = lasso_admm(y, p, "dct", **fine)
+        assert factors == [torch.float32] * 2 and made == ["dct"]
+        assert torch.equal(lasso_admm(y, p, "dct", **kw).w, first.w)  # (P kept but unused there)
+        assert torch.equal(lasso_admm(y, p, "dct", **fine).w, kept_fine.w) and factors == [torch.float32] * 2
+        lasso_module.clear_setup_cache()
+        assert torch.equal(lasso_admm(y, p, "dct", **fine).w, kept_fine.w)
+        lasso_module.clear_setup_cache()
+        assert torch.equal(lasso_admm(y, p, "dct", **kw).w, first.w)
+        del factors[:], made[1:]
+        factors.append(torch.float32)
     lasso_admm(y, p, "dct", rho=0.5, **kw)  # another rho: new factors, the same A Psi
     assert factors == [torch.float32] * 2 * N32 and made == ["dct"]
     lasso_admm(y, p, "wavelet", **kw)  # another basis
