@@ -1172,7 +1172,10 @@ ADMM_RESIDUAL_DUAL = True  # with the float32 set-up (ADMM_SETUP_F32_M) and tol 
 # faces, m = 10000 they took 41.0 mean iterations (107 largest) against the preimages' 31.5 (34), 19.5 against 15.2 s
 ADMM_RESIDUAL_DUAL_TOL = 1e-4  # (at tol 1e-4, m = 10000, 6 x lam: 23.8 mean iterations against 23.6, one
 # factorisation fewer; m = 2500: the same iterations and bits)
-ADMM_RES_SPACING = 1
+ADMM_RESIDUAL_EXTRAPOLATE = True  # ... and, where runs are not short (ADMM_SHORT_M), the extrapolation of the last six
+# consecutive ones as a second dual point (64 val faces, tol 1e-4: at m = 2500 140.0 mean iterations, 140 largest,
+# against 141.6 and 160 without; where runs are short it cost a float64 product per check for 0 to 2 iterations:
+# at m = 10000 the same 23.8, at 5000 41.5 against 43.8 with 8 checks against 6, 5.60 against 5.07 s)
 CHOLESKY_SOLVE_BLOCK = 512  # columns per block of the float32 solves with a Cholesky factor by oneDNN
 # (``_CholeskyInverse``; at m = 10000, 64 rows: 46, 48, 53 ms with 512, 1024, 2048)
 ADMM_GRAM_BLOCK_ONEDNN = 1280  # rows per block of the float32 set-up's A A^T by oneDNN (``_gram_rows``; at m = 10000:
@@ -1550,6 +1553,7 @@ def _lasso_admm(y, physics, basis, alpha, tol, max_iter, rho, relax, clip, progr
     # large m, larger alpha: tens of iterations, checks at any iteration (ADMM_SHORT_STEP), each with its own dual point
     short = alpha > ADMM_X_MAX_ALPHA and m >= ADMM_SHORT_M
     first_check = ADMM_FIRST_CHECK_SHORT if short or setup32 else ADMM_FIRST_CHECK  # (float32 factors: from m = 2500)
+    res_extrap = resid and ADMM_RESIDUAL_EXTRAPOLATE and not short
     next_check, last_it, next_newton = first_check, 0, newton_every * ADMM_CHECK
     last_gap = torch.full((nb,), math.inf, dtype=f64, device=dev)  # each image's gap at the last certificate
     probes = ADMM_PROBES  # the probe checks left (ADMM_PROBE_ROWS of the running images; the rest run on uncertified)
@@ -1561,9 +1565,9 @@ def _lasso_admm(y, physics, basis, alpha, tol, max_iter, rho, relax, clip, progr
                "spacing": ADMM_SPACING, "probes": [ADMM_PROBES, ADMM_PROBE_ROWS], "f32": ADMM_F32, "stall": ADMM_STALL,
                "newton": newton_every,
                "newton_gap": ADMM_NEWTON_GAP, "physics": type(physics).__name__, "m": m, "y": fingerprint(y),
-               **({"setup32": 3} if setup32 else {}),
-               **({"resid": 1} if resid else {}),  # (2: A A^T by oneDNN where the products are, factors in place;
+               **({"setup32": 3} if setup32 else {}),  # (2: A A^T by oneDNN where the products are, factors in place;
                # 3: the factors' solves blocked, by oneDNN there)
+               **({"resid": int(res_extrap) + 1} if resid else {}),
                **({"sparse_bq": True} if sparse_bq else {}),
                **({"short": ADMM_SHORT_STEP} if short else {}),
                **({"onednn": 2} if onednn else {})}  # (its rounding: not MKL's bits; 2: the dual points by it too)
@@ -1668,7 +1672,7 @@ def _lasso_admm(y, physics, basis, alpha, tol, max_iter, rho, relax, clip, progr
             za, ua = _soft_split(v, thr)
         it += 1
         at_res = ops["rym"] is not None  # (the residual dual points: c is M B q, in both w-step forms here)
-        if at_res and it % ADMM_RES_SPACING == 0:
+        if at_res and res_extrap:
             history.append(residual_point(c))
             del history[:-(EXTRAPOLATION + 1)]
         elif not at_res and it % ADMM_SPACING == 0:  # B theta = rho u in the least-squares sense
@@ -1695,9 +1699,8 @@ def _lasso_admm(y, physics, basis, alpha, tol, max_iter, rho, relax, clip, progr
         Yc, zc = sel(Yr), sel(zd)
         primal, _ = _primal(Yc, zc, Bt, lam)
         dual = torch.full_like(primal, -math.inf)
-        spaced = it % (ADMM_RES_SPACING if at_res else ADMM_SPACING) == 0
-        thetas = ([sel(history[-1])] if spaced  # (short runs: their own)
-                  else [sel(residual_point(c))] if at_res else [dual_point(sel(ua))])
+        thetas = ([sel(residual_point(c))] if at_res  # (the residual at this iteration's w)
+                  else [sel(history[-1])] if it % ADMM_SPACING == 0 else [dual_point(sel(ua))])  # (short runs: their own)
         thetas += [_extrapolate([sel(h) for h in history])] if len(history) == EXTRAPOLATION + 1 else []
         for t in thetas:
             dual = torch.maximum(dual, _dual_value(t, t @ B, Yc, lam))

@@ -244,13 +244,17 @@ def test_admm_goes_on_in_float64_when_float32_stalls_and_resumes_across_the_swit
     assert torch.equal(res.gap, ref.gap)
 
 
+@pytest.mark.parametrize("resid", [False, True])
 def test_admm_short_run_stalls_go_on_with_the_float32_factors_lifted_then_float64_ones_and_resume(monkeypatch,
-                                                                                                 tmp_path):
+                                                                                                 tmp_path, resid):
     """Where runs are short (ADMM_SHORT_M) a gap that does not halve in ADMM_STALL_SHORT iterations sends the
-    float32 iterations on in float64 with the float32 factors lifted (no new factorisation); a second stall
-    (ADMM_STALL checks, here 2) makes the float64 factors. A run killed between the two resumes lifted, to
-    the same end."""
-    for name, value in (("ADMM_SETUP_F32_M", 0), ("ADMM_SHORT_M", 0), ("ADMM_STALL", 2)):
+    float32 iterations on in float64 with the float32 factors lifted (no new factorisation); with the preimage
+    dual points a second stall (ADMM_STALL checks, here 2) makes the float64 factors. A run killed between the
+    two resumes lifted, to the same end. With the residual dual points (ADMM_RESIDUAL_DUAL; one float32
+    factorisation, lifted alone) this problem's lifted run certifies without a second stall, and a run killed
+    after the lift resumes lifted to the same end."""
+    for name, value in (("ADMM_SETUP_F32_M", 0), ("ADMM_SHORT_M", 0), ("ADMM_STALL", 2),
+                        ("ADMM_RESIDUAL_DUAL", resid)):
         monkeypatch.setattr(lasso_module, name, value)
     seen = _soft_dtypes(monkeypatch)
     factors = _count_factors(monkeypatch, lambda A: (A.dtype, len(seen)))  # (dtype, z-steps so far) of every one
@@ -263,14 +267,17 @@ def test_admm_short_run_stalls_go_on_with_the_float32_factors_lifted_then_float6
     assert ref.gap.max() <= 1e-3
     lifted = seen.index(torch.float64)  # the first float64 z-step
     assert lifted in saves_at and lifted <= 4 * lasso_module.ADMM_STALL_SHORT and set(seen[lifted:]) == {torch.float64}
-    assert [d for d, _ in factors] == [torch.float32] * N32 + [torch.float64] * 2
-    made64 = factors[N32][1]  # the float64 factors: at the second stall, 2 x ADMM_CHECK iterations on at least
-    assert made64 in saves_at and made64 >= lifted + 2 * lasso_module.ADMM_CHECK
+    n32, n64 = (1, 0) if resid else (2, 2)
+    assert [d for d, _ in factors] == [torch.float32] * n32 + [torch.float64] * n64
     kill = next(i for i, at in enumerate(saves_at) if at > lifted) + 1  # the second save after the lift
-    assert saves_at[kill] < made64
+    if not resid:
+        made64 = factors[n32][1]  # the float64 factors: at the second stall, 2 x ADMM_CHECK iterations on at least
+        assert made64 in saves_at and made64 >= lifted + 2 * lasso_module.ADMM_CHECK
+        assert saves_at[kill] < made64
     res = _killed_then_resumed(monkeypatch, tmp_path, y, p, kw, kill + 1, seen, factors)
     assert set(seen) == {torch.float64}  # resumed in float64 ...
-    assert [d for d, _ in factors] == [torch.float32] * N32 + [torch.float64] * 2  # ... lifted until its second stall
+    assert [d for d, _ in factors] == [torch.float32] * n32 + [torch.float64] * n64  # ... lifted (to its second
+    # stall, with the preimages)
     assert torch.equal(res.w, ref.w) and torch.equal(res.image_iterations, ref.image_iterations)
     assert torch.equal(res.gap, ref.gap)
 
