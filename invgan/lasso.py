@@ -1305,15 +1305,17 @@ def _cholesky_lower_(K: torch.Tensor, block: int = 1024) -> torch.Tensor:
     return K
 
 
+def _shifted_cholesky_(K: torch.Tensor, shift: float) -> torch.Tensor:
+    """The lower Cholesky factor of K + shift I, made in K's own memory (``_cholesky_lower_``)."""
+    K.diagonal().add_(shift)
+    return _cholesky_lower_(K)
+
+
 def _shifted_factors(K: torch.Tensor, rho: float, ridge: float) -> tuple[torch.Tensor, torch.Tensor]:
     """The lower Cholesky factors of K + rho I and of K + ridge I (K symmetric, its lower triangle read,
-    as ``_gram_rows(mirror=False)`` leaves it), each made in place (``_cholesky_lower_``): the first in a
+    as ``_gram_rows(mirror=False)`` leaves it), each made in place (``_shifted_cholesky_``): the first in a
     copy of K, the second in K's own memory. ADMM's w-step factor and its dual points' one."""
-    L = K.clone()
-    L.diagonal().add_(rho)
-    L = _cholesky_lower_(L)
-    K.diagonal().add_(ridge)
-    return L, _cholesky_lower_(K)
+    return _shifted_cholesky_(K.clone(), rho), _shifted_cholesky_(K, ridge)
 
 
 class _SetupCache:
@@ -1515,19 +1517,18 @@ def _lasso_admm(y, physics, basis, alpha, tol, max_iter, rho, relax, clip, progr
         made = kept.get(made_key) if kept is not None else None
         if made is None or (not resid and made[1] is None):
             K = _gram_rows(B32, block=block, mirror=False, onednn=onednn)
+            ridge = 1e-6 * float(K.diagonal().mean())
             if made is not None:  # M's factor kept (by a solve with the residual dual points): P's, in K's memory
-                K.diagonal().add_(1e-6 * float(K.diagonal().mean()))
-                made = (made[0], _CholeskyInverse(_cholesky_lower_(K), onednn))
+                made = (made[0], _CholeskyInverse(_shifted_cholesky_(K, ridge), onednn))
             elif resid:  # B B^T + rho I's factor only, in K's own memory (the same bits as in a copy)
-                K.diagonal().add_(rho)
-                made = (_CholeskyInverse(_cholesky_lower_(K), onednn), None)
+                made = (_CholeskyInverse(_shifted_cholesky_(K, rho), onednn), None)
             else:
-                ridge = 1e-6 * float(K.diagonal().mean())
                 made = tuple(_CholeskyInverse(F, onednn) for F in _shifted_factors(K, rho, ridge))
             if kept is not None:  # (with the solves' panels, once made)
                 kept[made_key] = made
-        made = (made[0], None) if resid else made  # (a kept P unused: the same dual points as a first solve)
-        M_, P_ = made  # (w_y's solve by M too: cholesky_solve would copy L into its own layout first)
+        # (w_y's solve by M too: cholesky_solve would copy L into its own layout first; a kept P unused with the
+        # residual dual points: the same dual points as a first solve)
+        M_, P_ = made[0], (None if resid else made[1])
         ym_ = Y.to(B32.dtype) @ M_  # (B B^T + rho I)^-1 y, rows (for the residual dual points)
         return None, None, M_, P_, (ym_ @ B32).double(), ym_.double()
 
@@ -1672,7 +1673,8 @@ def _lasso_admm(y, physics, basis, alpha, tol, max_iter, rho, relax, clip, progr
             za, ua = _soft_split(v, thr)
         it += 1
         at_res = ops["rym"] is not None  # (the residual dual points: c is M B q, in both w-step forms here)
-        if at_res and res_extrap:
+        if at_res and res_extrap and it > min(next_check, max_iter) - (EXTRAPOLATION + 1):  # (the last EXTRAPOLATION
+            # + 1 before a check: all it combines)
             history.append(residual_point(c))
             del history[:-(EXTRAPOLATION + 1)]
         elif not at_res and it % ADMM_SPACING == 0:  # B theta = rho u in the least-squares sense
@@ -1699,7 +1701,7 @@ def _lasso_admm(y, physics, basis, alpha, tol, max_iter, rho, relax, clip, progr
         Yc, zc = sel(Yr), sel(zd)
         primal, _ = _primal(Yc, zc, Bt, lam)
         dual = torch.full_like(primal, -math.inf)
-        thetas = ([sel(residual_point(c))] if at_res  # (the residual at this iteration's w)
+        thetas = ([sel(history[-1] if res_extrap else residual_point(c))] if at_res  # (the residual at this w)
                   else [sel(history[-1])] if it % ADMM_SPACING == 0 else [dual_point(sel(ua))])  # (short runs: their own)
         thetas += [_extrapolate([sel(h) for h in history])] if len(history) == EXTRAPOLATION + 1 else []
         for t in thetas:

@@ -59,7 +59,8 @@ def main(argv=None):
                 r = method(y, p).raw
                 return r, time.time() - t
 
-            run("new"), run("old")  # warm-ups
+            run("new")  # warm-ups
+            run("old")
             times, res = {"old": [], "new": []}, {}
             for k in range(args.rounds):
                 for mode in (("new", "old") if k % 2 == 0 else ("old", "new")):
