@@ -65,6 +65,34 @@ if _nb is not None:
 
 
     @_nb.njit(parallel=True, cache=True)
+    def _eps_entering_kernel(h, a, u, active, lam, last, g_out, j_out):  # pragma: no cover - compiled
+        # the eps-path's entering scan: e_j = u_j - a_j; the smallest g >= -inf with |h_j + g e_j| = lam
+        b, n = h.shape
+        for i in _nb.prange(b):
+            best = _np.inf
+            bj = 0
+            skip = last[i]
+            for j in range(n):
+                if active[i, j]:
+                    continue
+                e = u[i, j] - _np.float64(a[i, j])
+                hj = h[i, j]
+                if e > 0.0:  # (lam - h) / e
+                    best, bj = _candidate(lam - hj, e, j, skip, best, bj)
+                elif e < 0.0:  # (lam + h) / -e
+                    best, bj = _candidate(lam + hj, -e, j, skip, best, bj)
+            g_out[i] = best
+            j_out[i] = bj
+
+    @_nb.njit(parallel=True, cache=True)
+    def _eps_move_kernel(h, a, u, gam):  # pragma: no cover - compiled
+        b, n = h.shape
+        for i in _nb.prange(b):
+            gi = gam[i]
+            for j in range(n):
+                h[i, j] += gi * (u[i, j] - _np.float64(a[i, j]))
+
+    @_nb.njit(parallel=True, cache=True)
     def _split_collect_kernel(v, thr, u, cnt, rows, vals):  # pragma: no cover - compiled
         # v -> (z, u) = (v - clip(v), clip(v)), z written over v; each thread's block of rows also lists its
         # nonzeros by column (cnt[t, j] of them: rows[t, j, :], vals[t, j, :]) for the product below. Per row,
@@ -210,6 +238,41 @@ def step_correlations(c: torch.Tensor, a: torch.Tensor, gam: torch.Tensor) -> No
             _axpy_kernel(c.numpy(), a.numpy(), gam.numpy())
     else:
         c.sub_(gam[:, None] * a.to(torch.float64))
+
+
+def eps_entering(h: torch.Tensor, a: torch.Tensor, u: torch.Tensor, active: torch.Tensor, lam: float,
+                 last: torch.Tensor):
+    """Per row, the smallest step g along the eps-path at which an inactive coefficient reaches |h_j + g e_j| = lam,
+    e = u - a.
+
+    ``h`` (b, n) float64 correlations, ``a`` (b, n) float32 or float64 (B^T B_J d_J), ``u`` (b, n)
+    float64 (the perturbation), ``active`` (b, n) bool, ``last`` (b,) int64 (a coefficient that may not
+    re-enter at once; -1: none). Returns (g (b,) float64, j (b,) int64): the minimum over the allowed j
+    of (lam - h_j) / e_j [e_j > 0] and (lam + h_j) / -e_j [e_j < 0] (inf where none), and its first
+    index; negative values are returned as they are."""
+    if _use_kernels(h, a, u, active, last):
+        g = torch.empty(h.shape[0], dtype=torch.float64)
+        j = torch.zeros(h.shape[0], dtype=torch.int64)
+        with _threads():
+            _eps_entering_kernel(h.numpy(), a.numpy(), u.numpy(), active.numpy(), float(lam), last.numpy(),
+                                 g.numpy(), j.numpy())
+        return g, j
+    e = u - a.to(torch.float64)
+    inf = float("inf")
+    gin = torch.minimum(torch.where(e > 0, (lam - h) / e, inf),
+                        torch.where(e < 0, (lam + h) / -e, inf)).masked_fill_(active, inf)
+    back = (last >= 0).nonzero().squeeze(1)
+    gin[back, last[back]] = inf
+    return gin.min(1)
+
+
+def eps_move(h: torch.Tensor, a: torch.Tensor, u: torch.Tensor, gam: torch.Tensor) -> None:
+    """In place, h += gam[:, None] * (u - a) (a in float32 or float64, computed in float64)."""
+    if _use_kernels(h, a, u, gam):
+        with _threads():
+            _eps_move_kernel(h.numpy(), a.numpy(), u.numpy(), gam.numpy())
+    else:
+        h.add_(gam[:, None] * (u - a.to(torch.float64)))
 
 
 class SparseProduct:

@@ -809,8 +809,11 @@ class _LazyInverse:
     once per step instead of reading it and reading and writing it again for every update (the
     step's largest memory traffic at large m). ``rank`` = 1 applies every update at once."""
 
-    def __init__(self, Gi: torch.Tensor, rank: int):
+    def __init__(self, Gi: torch.Tensor, rank: int, symmetric: bool = False):
         self.G0, self.rank, self.k = Gi, max(1, int(rank)), 0
+        # symmetric: G0 is (the eps-path's), so G0 x = (x^T G0)^T, the row-vector product reading G0 in its own
+        # layout (float32, 64 x 512 x 512: 1.75 against 6.8 ms), and column p is row p (contiguous)
+        self.symmetric = symmetric
         self.V = Gi.new_zeros(Gi.shape[0], self.rank, Gi.shape[1])  # pending vectors, one per row
         self.C = Gi.new_zeros(Gi.shape[0], self.rank)  # their coefficients
 
@@ -819,13 +822,18 @@ class _LazyInverse:
         return out + torch.bmm(V.transpose(1, 2), (self.C[:, :self.k] * proj)[..., None]).squeeze(-1)
 
     def matvec(self, x):  # (b, K) -> (b, K)
-        out = torch.bmm(self.G0, x[..., None]).squeeze(-1)
+        out = (torch.bmm(x[:, None, :], self.G0).squeeze(1) if self.symmetric
+               else torch.bmm(self.G0, x[..., None]).squeeze(-1))
         return self._pending(out, torch.bmm(self.V[:, :self.k], x[..., None]).squeeze(-1)) if self.k else out
 
     def column(self, p):  # (b,) slots -> (b, K): column p of each row's inverse
         rr = torch.arange(len(p), device=p.device)
-        out = self.G0[rr, :, p]
+        out = self.G0[rr, p, :] if self.symmetric else self.G0[rr, :, p]
         return self._pending(out, self.V[rr, :self.k, p]) if self.k else out
+
+    def rows(self, r):  # (len(r), K, K): the inverse of rows r, its pending terms applied (the others' left pending)
+        V = self.V[r, :self.k]
+        return torch.baddbmm(self.G0[r], V.transpose(1, 2) * self.C[r, None, :self.k], V) if self.k else self.G0[r]
 
     def add(self, v, coef):  # one rank-one term per row (coef 0: none)
         self.V[:, self.k] = v
@@ -861,7 +869,12 @@ def _rank_one_update(G, Gi: _LazyInverse, idx, used, enter, leave, j_in, p_in, p
     rr = torch.arange(len(idx), device=idx.device)
     g = G.entries(j_in, idx, rows) * (used & enter[:, None])
     q = Gi.matvec(g)
-    schur = G.diag[j_in] - (g * q).sum(1)
+    if isinstance(G, _RowsGram):  # the Schur complement as ||b_j - B_J q||^2, not ||b_j||^2 - g^T q: near a square
+        # B_J (the eps-path's supports fill m) the difference cancels (0.015 of ||b_j||^2 at 499 of 500), which float32
+        # does not survive; the norm's error is second order in q's
+        schur = (G.Bt[j_in] - torch.bmm(q[:, None, :], rows).squeeze(1)).double().pow(2).sum(1).to(q.dtype)
+    else:
+        schur = G.diag[j_in] - (g * q).sum(1)
     q[rr, p_in] -= 1
     col = Gi.column(p_out)
     v = torch.where(enter[:, None], q, col)
@@ -886,6 +899,176 @@ def _move_support(idx, used, active, last, w, d, Gi: _LazyInverse, ei, li, p_in,
     d[li, pl] = 0
     Gi.zero(li, pl)
     last[li] = jl
+
+
+class _RowsGram:
+    """Entries of B^T B from the support slots' held rows of B^T (``rows``, (b, K, m)) and B^T (n, m), in B^T's
+    precision: what ``_rank_one_update`` reads on the eps-path (no n x n Gram)."""
+
+    def __init__(self, Bt: torch.Tensor):
+        self.Bt = Bt
+
+    def entries(self, j, idx, rows):  # (as a row vector times rows^T: 2.2 against 7.0 ms, 64 x 500 x 500 float32)
+        return torch.bmm(self.Bt[j][:, None, :], rows.transpose(1, 2)).squeeze(1)
+
+
+EPS_PATH_CAP = 0.968  # the eps-path's start keeps at most this x m of w0's largest coefficients (and m - 1 - m / 32)
+EPS_PATH_REFINE = 6  # most iterative refinements of the eps-path's final solve (residuals in float64)
+
+
+def _eps_path(Bd, Btd, Brows, Bright, Y, lam, w0, max_steps, onednn=False):
+    """The exact Lasso from a nearby point, by the eps-path (a warm-started homotopy; ADMM's z after a few
+    hundred iterations, where its support misses a few of the optimum's coefficients and holds a few
+    extra).
+
+    w0 is the exact solution of the Lasso with the linear term - (1 - eps) u^T w added at eps = 0, for the
+    u that makes it so (on w0's support u_j = c_j - lam sign(w0_j), off it the part of c_j beyond
+    [-lam, lam], c = B^T (y - B w0)); the path follows that solution as eps goes from 0 to 1, one support
+    event (a coefficient entering or leaving) per step, batched over rows, with the inverse of B_J^T B_J
+    updated by one rank-one term per step, as the lambda-path does (``_homotopy_chunk``). A coefficient at
+    zero with a direction against its sign leaves at once. The path's products, its Gram and inverse are
+    float32 (from the held rows of B^T on the support, ``_RowsGram``: no n x n Gram); w and the correlations
+    are float64. At eps = 1 each row's solution on its final support and signs is solved by iterative
+    refinement with float64 residuals, the path's inverse as the preconditioner.
+
+    Bd (m, n) and Btd (n, m) float64; Brows (n, m): B^T in the path's precision (its Gram, inverse and
+    directions: float32, or float64 where float32 fails, near a square B_J); Bright: B applied from the right to
+    rows (``x @ Bright``: B in float32 or float64, or an ``OneDNNRight``); Y (b, m) float64, w0 (b, n);
+    ``onednn``: the supports' Grams by oneDNN (float32 Brows).
+    Returns w (b, n) float64 and steps (b,) (rows that reached ``max_steps`` return the exact solution on
+    their support then, and their certificate tells; rows whose factorisation failed, or whose support came
+    within one of m in float32, return w0 with ``steps`` -1)."""
+    m, n = Bd.shape
+    b, dev, f64, f32 = Y.shape[0], Y.device, torch.float64, Brows.dtype  # (f32: the path's precision)
+    adt = torch.float32 if isinstance(Bright, OneDNNRight) else Bright.dtype
+    inf = float("inf")
+    w0 = w0.to(f64)
+    c0 = Y @ Bd  # B^T y
+    cnt = (w0 != 0).sum(1)
+    cap = min(m - 1 - m // 32, int(EPS_PATH_CAP * m))
+    if bool((cnt > cap).any()):  # B_J must have full column rank: the largest cap coefficients
+        thr = w0.abs().topk(cap, 1).values[:, -1:]
+        w0 = torch.where((cnt <= cap)[:, None] | (w0.abs() >= thr), w0, 0.0)
+        cnt = (w0 != 0).sum(1)
+    act0 = w0 != 0
+    Kc = min(m, max(64, int(cnt.max()) + 32))
+    idx = torch.argsort(act0.to(torch.int8), dim=1, descending=True, stable=True)[:, :Kc]
+    used = act0.gather(1, idx)
+    sgn = torch.sign(w0.gather(1, idx)) * used
+    c = c0 - (w0 @ Btd) @ Bd
+    S = torch.zeros_like(w0).scatter_add_(1, idx, sgn * used)
+    u = torch.where(act0, c - lam * S, torch.sign(c) * (c.abs() - lam).clamp_min(0))  # the perturbation
+    R = Brows[idx]  # (b, Kc, m): the slots' rows of B^T
+    uf = used.to(f32)
+    mask = uf[:, :, None] * uf[:, None, :]
+    if onednn and f32 == torch.float32:  # B_J^T B_J per row by oneDNN (64 x 500 x 500 float32: 50 against 97 ms as one batched product)
+        GJ = torch.stack([onednn_linear(R[i], R[i]) for i in range(b)])
+    else:
+        GJ = torch.bmm(R, R.transpose(1, 2))
+    L, info = torch.linalg.cholesky_ex(GJ.mul_(mask).add_(torch.diag_embed(1 - uf)))
+    del GJ
+    Gi = _LazyInverse(torch.cholesky_inverse(L) * mask, HOMOTOPY_LAZY, symmetric=True)
+    del L
+    G = _RowsGram(Brows)
+    w, h, active = w0.clone(), c - u, act0.clone()
+    eps = torch.zeros(b, dtype=f64, device=dev)
+    last = torch.full((b,), -1, dtype=torch.long, device=dev)
+    steps = torch.zeros(b, dtype=torch.long, device=dev)
+    steps[info != 0] = -1
+    uJ = (u.gather(1, idx) * used).to(f32)
+    d = Gi.matvec(uJ)  # dw_J / d eps
+    rows = (info == 0).nonzero().squeeze(1)
+    keep0 = rows
+    # each row's final support, signs and inverse (for the refinement), written as it finishes
+    o_idx = torch.zeros(b, m, dtype=torch.long, device=dev)
+    o_used = torch.zeros(b, m, dtype=torch.bool, device=dev)
+    o_sgn = torch.zeros(b, m, dtype=f64, device=dev)
+    o_Gi = torch.zeros(b, m, m, dtype=f32, device=dev)
+    w_out = w0.clone()
+    idx, used, sgn, d, uJ, R, w, h, active, u, eps, last = (
+        t[keep0] for t in (idx, used, sgn, d, uJ, R, w, h, active, u, eps, last))
+    Gi.keep(keep0)
+    live = torch.ones(len(rows), dtype=torch.bool, device=dev)  # rows still on their path
+    for it in range(max_steps + 1):
+        if not bool(live.any()):
+            break
+        if Kc < m and bool(used.all(1).any()):  # a support fills the slots: more of them
+            grow = min(m, 2 * Kc) - Kc
+            idx, used, sgn, d, uJ = (torch.nn.functional.pad(t, (0, grow)) for t in (idx, used, sgn, d, uJ))
+            R = torch.nn.functional.pad(R, (0, 0, 0, grow))
+            Gi.grow(grow)
+            Kc += grow
+        dJ = d * used
+        a = torch.bmm(dJ[:, None, :], R).squeeze(1).to(adt) @ Bright  # B^T B_J d_J; e = u - a = dh / d eps
+        g_in, j_in = _kernels.eps_entering(h, a, u, active, lam, last)
+        g_in = torch.where(used.all(1) & (Kc == m), inf, g_in.clamp_min(0))
+        wJ = w.gather(1, idx)
+        dd = d.to(f64)
+        # a coefficient leaves where it reaches 0, and at once where it is 0 with a direction against its sign (an
+        # entered or started coefficient the path would otherwise carry with the wrong sign)
+        g_out, p_out = torch.where(used & ((wJ * dd < 0) | ((wJ == 0) & (sgn * dd < 0))), (-wJ / dd).nan_to_num(0.0),
+                                   inf).min(1)
+        gam = torch.minimum(torch.minimum(g_in, g_out), 1 - eps).masked_fill_(~live, 0.0)
+        end = (1 - eps <= gam) | (it == max_steps)
+        leave, p_in = live & ~end & (g_out <= g_in), (~used).to(torch.int8).argmax(1)
+        enter = live & ~end & ~leave
+        w.scatter_add_(1, idx, gam[:, None] * dJ.to(f64))
+        _kernels.eps_move(h, a, u, gam)
+        eps = eps + gam
+        v, coef = _rank_one_update(G, Gi, idx, used, enter, leave, j_in, p_in, p_out, R)
+        u_old = uJ.clone()
+        ei, li = enter.nonzero().squeeze(1), leave.nonzero().squeeze(1)
+        sgn[ei, p_in[ei]] = torch.sign(h[ei, j_in[ei]])
+        uJ[ei, p_in[ei]] = u[ei, j_in[ei]].to(f32)
+        sgn[li, p_out[li]] = 0
+        uJ[li, p_out[li]] = 0
+        d += coef[:, None] * v * (v * torch.where(enter[:, None], uJ, u_old)).sum(1, keepdim=True)
+        _move_support(idx, used, active, last, w, d, Gi, ei, li, p_in, j_in, p_out)
+        R[ei, p_in[ei]] = Brows[j_in[ei]]
+        steps[rows[~end & live]] += 1
+        if f32 == torch.float32:  # a support within one of m (B_J about square): float32's inverse is too far off
+            square = (live & ~end & (used.sum(1) >= m - 1)).nonzero().squeeze(1)  # (the caller's float64 path)
+            if len(square):
+                steps[rows[square]] = -1
+                live[square] = False
+        fin = (end & live).nonzero().squeeze(1)
+        if len(fin):  # finished rows: their support, signs, inverse and point out; they stay in the batch (still)
+            r = rows[fin]  # until a quarter of it has finished (each compaction copies the inverses and held rows)
+            o_idx[r, :Kc], o_used[r, :Kc], o_sgn[r, :Kc] = idx[fin], used[fin], sgn[fin]
+            o_Gi[r, :Kc, :Kc] = Gi.rows(fin)
+            w_out[r] = w[fin]
+            live[fin] = False
+            nlive = int(live.sum())
+            if nlive <= 0.75 * len(rows):
+                keep = live.nonzero().squeeze(1)
+                rows = rows[keep]
+                Gi.keep(keep)
+                idx, used, sgn, d, uJ, R, w, h, active, u, eps, last, live = (
+                    t[keep] for t in (idx, used, sgn, d, uJ, R, w, h, active, u, eps, last, live))
+    # each finished row: the exact solution on its final support and signs, (B_J^T B_J) w_J = B_J^T y - lam s, by
+    # iterative refinement (float64 residuals from two products with B; the path's inverse applied in float32)
+    done = (steps >= 0).nonzero().squeeze(1)
+    if len(done):
+        ix, uf64, Gf = o_idx[done], o_used[done].to(f64), o_Gi[done]
+        rhs = (c0[done].gather(1, ix) - lam * o_sgn[done]) * uf64
+        scale = rhs.abs().amax(1)
+        wJ, res = torch.zeros_like(rhs), rhs
+        best = torch.full_like(scale, inf)  # each row's largest residual entry at its best point so far
+        w_best = w_out[done]
+        for _ in range(EPS_PATH_REFINE):  # (all rows each time: a (b, K, K) gather of the refining ones cost more)
+            wJ += torch.bmm(res.to(f32)[:, None, :], Gf).squeeze(1).to(f64) * uf64
+            wd = torch.zeros(len(done), n, dtype=f64, device=dev).scatter_add_(1, ix, wJ)
+            res = rhs - ((wd @ Btd) @ Bd).gather(1, ix) * uf64
+            size = res.abs().amax(1)
+            better = size < best
+            best = torch.where(better, size, best)
+            w_best[better] = wd[better]
+            # until no row's residual falls any more or each is at float64's level (a row whose residual grows has
+            # the wrong support or an inverse too far off: its best point stays, and its certificate tells)
+            if not bool((better & (size > 1e-12 * scale)).any()):
+                break
+        w_out[done] = w_best
+    return w_out, steps
 
 
 def _homotopy_chunk(B, Bt, G, Y, lam, bar=None, saved=None, save=None, max_steps=None, products=None):
@@ -1183,6 +1366,15 @@ ADMM_GRAM_BLOCK_ONEDNN = 1280  # rows per block of the float32 set-up's A A^T by
 ADMM_SPARSE_MAX_M = 1500  # above ADMM_X_MAX_ALPHA and up to this m, the product B q of the iteration as B z - B u:
 # B z by ``_kernels.SparseProduct`` from z's few nonzeros (about 490 of 12,288 per row at m = 500), B u carried along
 # in m-space (below) and made exactly at every ADMM_SPACING: one dense product per iteration instead of two
+EPS_PATH = True  # above ADMM_X_MAX_ALPHA (the DCT's alpha) for m up to EPS_PATH_MAX_M: after EPS_PATH_AT iterations
+# ADMM's z starts the eps-path (``_eps_path``) to the exact optimum; the images it certifies stop there, the rest go on
+EPS_PATH_AT = 250  # (64 val faces at m = 500: ADMM's support then differs from the optimum's in 14.9 coefficients on
+# average, 30 at most; at 150 and 200 the path took longer than the iterations it saved, at 300 and 350 as long)
+EPS_PATH_MAX_M = 750  # (the set-up, a Gram and inverse of each image's support, grows like m^3: 64 val faces, tol 1e-4, at m = 500
+# 1.4x, 700 1.27x, 1000 0.69x the time without the path)
+EPS_PATH_MAX_FRACTION = 0.06  # ... and m / n up to this (measured at 64x64 RGB only, m / n = 0.04 to 0.057; where m is
+# a larger part of n ADMM's runs are shorter: on small images it could finish before EPS_PATH_AT)
+EPS_PATH_STEPS = 250  # the path's most steps per image (64 faces at m = 500, from 250 iterations: 130 at most)
 ADMM_STALL = 10  # this x ADMM_CHECK iterations in which the running images' largest certified gap falls by less
 # than 1%: the float32 iterations have reached their rounding floor, and the images left go on in float64
 ADMM_STALL_SHORT = 30  # ... where runs are short (ADMM_SHORT_M): falls by less than half in this many iterations (a
@@ -1539,6 +1731,10 @@ def _lasso_admm(y, physics, basis, alpha, tol, max_iter, rho, relax, clip, progr
     # B q = B z - B u in the float32 iterations (``working``): on the Woodbury step with M formed (not X, not the
     # n x n form, not the float32 factors applied by triangular solves)
     sparse_bq = ADMM_F32 and alpha > ADMM_X_MAX_ALPHA and m <= ADMM_SPARSE_MAX_M and torch.is_tensor(M)
+    # the eps-path from ADMM's z after EPS_PATH_AT iterations (the first check; no probe checks)
+    path_at = (EPS_PATH_AT if EPS_PATH and sparse_bq and m <= EPS_PATH_MAX_M and m <= EPS_PATH_MAX_FRACTION * n
+               and max_iter > EPS_PATH_AT else 0)
+    pathed = False  # (the path has run)
     z, u = torch.zeros(nb, n, dtype=f64, device=dev), torch.zeros(nb, n, dtype=f64, device=dev)
     best_z = torch.zeros_like(z)
     best_p = torch.full((nb,), math.inf, dtype=f64, device=dev)
@@ -1554,10 +1750,11 @@ def _lasso_admm(y, physics, basis, alpha, tol, max_iter, rho, relax, clip, progr
     # large m, larger alpha: tens of iterations, checks at any iteration (ADMM_SHORT_STEP), each with its own dual point
     short = alpha > ADMM_X_MAX_ALPHA and m >= ADMM_SHORT_M
     first_check = ADMM_FIRST_CHECK_SHORT if short or setup32 else ADMM_FIRST_CHECK  # (float32 factors: from m = 2500)
+    first_check = path_at or first_check
     res_extrap = resid and ADMM_RESIDUAL_EXTRAPOLATE and not short
     next_check, last_it, next_newton = first_check, 0, newton_every * ADMM_CHECK
     last_gap = torch.full((nb,), math.inf, dtype=f64, device=dev)  # each image's gap at the last certificate
-    probes = ADMM_PROBES  # the probe checks left (ADMM_PROBE_ROWS of the running images; the rest run on uncertified)
+    probes = 0 if path_at else ADMM_PROBES  # the probe checks left (ADMM_PROBE_ROWS of the running images; the rest run on uncertified)
     probe_ids = torch.linspace(0, nb - 1, ADMM_PROBE_ROWS, device=dev).round().long().unique()
     if state is not None:
         key = {"solver": "lasso-admm-3", "basis": getattr(basis, "name", type(basis).__name__), "alpha": alpha,
@@ -1571,7 +1768,8 @@ def _lasso_admm(y, physics, basis, alpha, tol, max_iter, rho, relax, clip, progr
                **({"resid": int(res_extrap) + 1} if resid else {}),
                **({"sparse_bq": True} if sparse_bq else {}),
                **({"short": ADMM_SHORT_STEP} if short else {}),
-               **({"onednn": 2} if onednn else {})}  # (its rounding: not MKL's bits; 2: the dual points by it too)
+               **({"onednn": 2} if onednn else {}),  # (its rounding: not MKL's bits; 2: the dual points by it too)
+               **({"eps_path": [path_at, EPS_PATH_CAP, EPS_PATH_STEPS, EPS_PATH_REFINE]} if path_at else {})}
         saved = state.load(key, dev)
     history = []  # the last dual points theta of the running rows
     lifted = False  # float64 iterations with the float32 factors (short runs' first stall)
@@ -1590,6 +1788,7 @@ def _lasso_admm(y, physics, basis, alpha, tol, max_iter, rho, relax, clip, progr
         next_check, last_it, next_newton, probes = (int(saved[k]) for k in ("next_check", "last_it", "next_newton",
                                                                               "probes"))
         lifted = bool(saved.get("lifted", False))
+        pathed = bool(saved.get("pathed", False))
         if setup32 and not low:  # saved after the switch to float64: its factors
             if lifted:
                 M, P, wy, ym = lift()
@@ -1630,6 +1829,20 @@ def _lasso_admm(y, physics, basis, alpha, tol, max_iter, rho, relax, clip, progr
 
     def residual_point(c):  # y - B w = rho (M y - M B q), c = M B q of the last w-step (rows; float64)
         return ops["rym"][rows].double().sub_(c.double(), alpha=rho)
+
+    def _path_rows(zr, Yr):  # the eps-path from zr: float32, then float64 (B_J's inverse) for the rows it leaves above tol
+        # (near a square B_J: 3 of 64 val faces at m = 500); returns the points and their primal and dual values
+        path = _eps_path(B, Bt, ops["Bt"].contiguous(), ops["chain"][2], Yr, lam, zr, EPS_PATH_STEPS, onednn=onednn)[0]
+        p_n, d_n = _primal_dual(Yr, path, B, Bt, lam)
+        again = (_relative_gap(p_n, d_n) > tol).nonzero().squeeze(1)
+        if len(again):
+            w2 = _eps_path(B, Bt, Bt, ops["chain"][2], Yr[again], lam, zr[again], EPS_PATH_STEPS)[0]
+            p2, d2 = _primal_dual(Yr[again], w2, B, Bt, lam)
+            ok = p2 < p_n[again]
+            path[again] = torch.where(ok[:, None], w2, path[again])
+            p_n[again] = torch.where(ok, p2, p_n[again])
+            d_n[again] = torch.maximum(d_n[again], d2)
+        return path, p_n, d_n
 
     gap = _relative_gap(best_p, best_d)
     rows = (gap > tol).nonzero().squeeze(1) if it else torch.arange(nb, device=dev)
@@ -1711,6 +1924,14 @@ def _lasso_admm(y, physics, basis, alpha, tol, max_iter, rho, relax, clip, progr
         best_p[cr] = torch.minimum(primal, best_p[cr])
         best_d[cr] = torch.maximum(dual, best_d[cr])
         z[rows], u[rows] = zd, ua.double()
+        if path_at and not pathed and it >= path_at and not probe:
+            pathed = True
+            # the eps-path from z to each image's exact optimum, kept where its objective is lower (as a Newton step's)
+            cand, p_n, d_n = _path_rows(zd, Yr)
+            ok = p_n < best_p[rows]
+            best_z[rows] = torch.where(ok[:, None], cand, best_z[rows])
+            best_p[rows] = torch.where(ok, p_n, best_p[rows])
+            best_d[rows] = torch.maximum(best_d[rows], d_n)
         if newton_every and it >= next_newton and not probe:
             next_newton = it + newton_every * ADMM_CHECK
             # support Newton steps (as FISTA's) for rows whose gap says their support is nearly found:
@@ -1770,7 +1991,7 @@ def _lasso_admm(y, physics, basis, alpha, tol, max_iter, rho, relax, clip, progr
         if state is not None and state.due() and len(rows):  # the run goes on as if it had not saved
             state.save(key, {"z": z, "u": u, "best_z": best_z, "best_p": best_p, "best_d": best_d, "ran": ran,
                              "it": torch.tensor(it), "low": torch.tensor(low), "last_gap": last_gap,
-                             "lifted": torch.tensor(lifted),
+                             "lifted": torch.tensor(lifted), "pathed": torch.tensor(pathed),
                              "floor": torch.tensor(floor, dtype=f64), "floor_it": torch.tensor(floor_it),
                              "next_check": torch.tensor(next_check), "last_it": torch.tensor(last_it),
                              "next_newton": torch.tensor(next_newton), "probes": torch.tensor(probes),
