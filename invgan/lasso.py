@@ -922,8 +922,8 @@ def _eps_path(Bd, Btd, Brows, Bright, Y, lam, w0, max_steps, onednn=False):
     extra).
 
     w0 is the exact solution of the Lasso with the linear term - (1 - eps) u^T w added at eps = 0, for the
-    u that makes it so (on w0's support u_j = c_j - lam sign(w0_j), off it the part of c_j beyond
-    [-lam, lam], c = B^T (y - B w0)); the path follows that solution as eps goes from 0 to 1, one support
+    u that makes it so (on w0's support u_j = c_j - lam sign(w0_j), off it u_j = c_j, so that every inactive
+    correlation starts at 0; c = B^T (y - B w0)); the path follows that solution as eps goes from 0 to 1, one support
     event (a coefficient entering or leaving) per step, batched over rows, with the inverse of B_J^T B_J
     updated by one rank-one term per step, as the lambda-path does (``_homotopy_chunk``). A coefficient at
     zero with a direction against its sign leaves at once. The path's products, its Gram and inverse are
@@ -957,7 +957,11 @@ def _eps_path(Bd, Btd, Brows, Bright, Y, lam, w0, max_steps, onednn=False):
     sgn = torch.sign(w0.gather(1, idx)) * used
     c = c0 - (w0 @ Btd) @ Bd
     S = torch.zeros_like(w0).scatter_add_(1, idx, sgn * used)
-    u = torch.where(act0, c - lam * S, torch.sign(c) * (c.abs() - lam).clamp_min(0))  # the perturbation
+    # the perturbation: on the support what makes w0 optimal; off it all of c, so that every inactive correlation
+    # starts at 0, strictly inside [-lam, lam] (not with those beyond it at the edge, where each entered at eps = 0 and
+    # many left again at once: 64 val faces at m = 500, 21.6 steps on average and 74 at most against 16.6 and 36, and
+    # 3 faces whose supports reached m - 1, where the float32 inverse failed, against none)
+    u = torch.where(act0, c - lam * S, c)
     R = Brows[idx]  # (b, Kc, m): the slots' rows of B^T
     uf = used.to(f32)
     mask = uf[:, :, None] * uf[:, None, :]
@@ -1368,13 +1372,14 @@ ADMM_SPARSE_MAX_M = 1500  # above ADMM_X_MAX_ALPHA and up to this m, the product
 # in m-space (below) and made exactly at every ADMM_SPACING: one dense product per iteration instead of two
 EPS_PATH = True  # above ADMM_X_MAX_ALPHA (the DCT's alpha) for m up to EPS_PATH_MAX_M: after EPS_PATH_AT iterations
 # ADMM's z starts the eps-path (``_eps_path``) to the exact optimum; the images it certifies stop there, the rest go on
-EPS_PATH_AT = 250  # (64 val faces at m = 500: ADMM's support then differs from the optimum's in 14.9 coefficients on
-# average, 30 at most; at 150 and 200 the path took longer than the iterations it saved, at 300 and 350 as long)
-EPS_PATH_MAX_M = 750  # (the set-up, a Gram and inverse of each image's support, grows like m^3: 64 val faces, tol 1e-4, at m = 500
-# 1.4x, 700 1.27x, 1000 0.69x the time without the path)
+EPS_PATH_AT = 200  # (64 val faces at m = 500, tol 1e-4, against no path, paired, two rounds: from 150 / 175 / 200 /
+# 250 iterations 1.74x / 1.90x / 1.95x / 1.83x; at 200 ADMM's support differs from the optimum's in about 21
+# coefficients, the path takes 24.7 steps on average, 66 at most)
+EPS_PATH_MAX_M = 750  # (the set-up, a Gram and inverse of each image's support, grows like m^3: 64 val faces, tol 1e-4,
+# from 200 iterations, m = 700 1.45x, m = 1000 0.80x the time without the path)
 EPS_PATH_MAX_FRACTION = 0.06  # ... and m / n up to this (measured at 64x64 RGB only, m / n = 0.04 to 0.057; where m is
 # a larger part of n ADMM's runs are shorter: on small images it could finish before EPS_PATH_AT)
-EPS_PATH_STEPS = 250  # the path's most steps per image (64 faces at m = 500, from 250 iterations: 130 at most)
+EPS_PATH_STEPS = 250  # the path's most steps per image (64 faces at m = 500, from 200 iterations: 66 at most)
 ADMM_STALL = 10  # this x ADMM_CHECK iterations in which the running images' largest certified gap falls by less
 # than 1%: the float32 iterations have reached their rounding floor, and the images left go on in float64
 ADMM_STALL_SHORT = 30  # ... where runs are short (ADMM_SHORT_M): falls by less than half in this many iterations (a
@@ -1831,7 +1836,8 @@ def _lasso_admm(y, physics, basis, alpha, tol, max_iter, rho, relax, clip, progr
         return ops["rym"][rows].double().sub_(c.double(), alpha=rho)
 
     def _path_rows(zr, Yr):  # the eps-path from zr: float32, then float64 (B_J's inverse) for the rows it leaves above tol
-        # (near a square B_J: 3 of 64 val faces at m = 500); returns the points and their primal and dual values
+        # (near a square B_J; none of 64 val faces at m = 500 since the start puts the inactive correlations at 0, 3
+        # before); returns the points and their primal and dual values
         path = _eps_path(B, Bt, ops["Bt"].contiguous(), ops["chain"][2], Yr, lam, zr, EPS_PATH_STEPS, onednn=onednn)[0]
         p_n, d_n = _primal_dual(Yr, path, B, Bt, lam)
         again = (_relative_gap(p_n, d_n) > tol).nonzero().squeeze(1)
