@@ -982,16 +982,16 @@ def _eps_path(Bd, Btd, Brows, Bright, Y, lam, w0, max_steps, onednn=False):
     uJ = (u.gather(1, idx) * used).to(f32)
     d = Gi.matvec(uJ)  # dw_J / d eps
     rows = (info == 0).nonzero().squeeze(1)
-    keep0 = rows
     # each row's final support, signs and inverse (for the refinement), written as it finishes
     o_idx = torch.zeros(b, m, dtype=torch.long, device=dev)
     o_used = torch.zeros(b, m, dtype=torch.bool, device=dev)
     o_sgn = torch.zeros(b, m, dtype=f64, device=dev)
     o_Gi = torch.zeros(b, m, m, dtype=f32, device=dev)
     w_out = w0.clone()
-    idx, used, sgn, d, uJ, R, w, h, active, u, eps, last = (
-        t[keep0] for t in (idx, used, sgn, d, uJ, R, w, h, active, u, eps, last))
-    Gi.keep(keep0)
+    if len(rows) < b:  # (a failed factorisation: rare)
+        idx, used, sgn, d, uJ, R, w, h, active, u, eps, last = (
+            t[rows] for t in (idx, used, sgn, d, uJ, R, w, h, active, u, eps, last))
+        Gi.keep(rows)
     live = torch.ones(len(rows), dtype=torch.bool, device=dev)  # rows still on their path
     for it in range(max_steps + 1):
         if not bool(live.any()):
@@ -1053,8 +1053,9 @@ def _eps_path(Bd, Btd, Brows, Bright, Y, lam, w0, max_steps, onednn=False):
     # iterative refinement (float64 residuals from two products with B; the path's inverse applied in float32)
     done = (steps >= 0).nonzero().squeeze(1)
     if len(done):
-        ix, uf64, Gf = o_idx[done], o_used[done].to(f64), o_Gi[done]
-        rhs = (c0[done].gather(1, ix) - lam * o_sgn[done]) * uf64
+        every = len(done) == b  # (no copies of the inverses where every row finished)
+        ix, uf64, Gf = ((o_idx, o_used.to(f64), o_Gi) if every else (o_idx[done], o_used[done].to(f64), o_Gi[done]))
+        rhs = ((c0 if every else c0[done]).gather(1, ix) - lam * (o_sgn if every else o_sgn[done])) * uf64
         scale = rhs.abs().amax(1)
         wJ, res = torch.zeros_like(rhs), rhs
         best = torch.full_like(scale, inf)  # each row's largest residual entry at its best point so far
