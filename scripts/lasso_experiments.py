@@ -100,12 +100,12 @@ import torch
 
 from invgan.bases import make_basis
 from invgan.data import load_images
-from invgan.lasso import (ADMM_RELAX, ADMM_SPACING, EXTRAPOLATION, PAPER_ALPHA, _dual_value, _extrapolate, _Gram,
-                          _LazyInverse, _line_search, _move_support, _newton_rows, _primal_dual, _rank_one_update,
-                          _relative_gap, _soft_split, _support_solution, admm_rho, dense_matrix, lasso_homotopy,
-                          operator_norm_sq)
+from invgan.lasso import (ADMM_RELAX, ADMM_SPACING, EXTRAPOLATION, PAPER_ALPHA, _dual_value, _eps_path, _extrapolate,
+                          _Gram, _line_search, _newton_rows, _primal_dual, _relative_gap, _soft_split, _support_solution,
+                          admm_rho, dense_matrix, lasso_homotopy, operator_norm_sq)
 from invgan.metrics import mse_per_image
 from invgan.physics import GaussianCS
+from invgan.runtime import OneDNNRight
 
 INF = float("inf")
 
@@ -145,88 +145,6 @@ def fista(p, B, Bt, Y, lam, iters):
     return w.double()
 
 
-def warm_path(B, Bt, G, Y, lam, w0, max_steps):
-    """eps-homotopy: w0 is the exact solution of the Lasso plus (1 - eps) u^T w for the u that makes
-    it so; follow the solution as eps goes 0 -> 1 (one support event per step, rank-one inverse
-    updates as in invgan's lambda-path). Returns w (b, n) and steps (b,)."""
-    m, n = B.shape
-    b, f64 = Y.shape[0], torch.float64
-    c0 = Y @ B
-    cnt = (w0 != 0).sum(1)
-    cap = m - 1 - m // 32
-    if bool((cnt > cap).any()):  # B_J must have full column rank: keep the largest
-        thr = w0.abs().topk(cap, 1).values[:, -1:]
-        w0 = torch.where((cnt <= cap)[:, None] | (w0.abs() >= thr), w0, 0.0)
-        cnt = (w0 != 0).sum(1)
-    act0 = w0 != 0
-    Kc = min(m, max(64, int(cnt.max()) + 32))
-    idx = torch.argsort(act0.to(torch.int8), dim=1, descending=True, stable=True)[:, :Kc]
-    used = act0.gather(1, idx)
-    sgn = torch.sign(w0.gather(1, idx)) * used
-    c = c0 - (w0 @ Bt) @ B
-    S = torch.zeros_like(w0).scatter_add_(1, idx, sgn * used)
-    u = torch.where(act0, c - lam * S, torch.sign(c) * (c.abs() - lam).clamp_min(0))
-    uf = used.to(f64)
-    mask = uf[:, :, None] * uf[:, None, :]
-    L, _ = torch.linalg.cholesky_ex(G.sub(idx) * mask + torch.diag_embed(1 - uf))
-    Gi = torch.cholesky_inverse(L) * mask
-    w, h, active = w0.clone(), c - u, act0.clone()
-    eps = torch.zeros(b, dtype=f64)
-    last = torch.full((b,), -1, dtype=torch.long)
-    steps = torch.zeros(b, dtype=torch.long)
-    uJ = u.gather(1, idx) * used
-    d = (Gi @ uJ[..., None]).squeeze(-1)
-    Gi = _LazyInverse(Gi, 1)
-    rows, out = torch.arange(b), w0.clone()
-    for it in range(max_steps + 1):
-        if Kc < m and bool(used.all(1).any()):
-            grow = min(m, 2 * Kc) - Kc
-            idx, used, sgn, d, uJ = (torch.nn.functional.pad(t, (0, grow)) for t in (idx, used, sgn, d, uJ))
-            Gi.grow(grow)
-            Kc += grow
-        D = torch.zeros(len(rows), n, dtype=f64).scatter_add_(1, idx, d * used)
-        e = u[rows] - (D @ Bt) @ B  # d h / d eps
-        gin = torch.minimum(torch.where(e > 0, (lam - h) / e, INF), torch.where(e < 0, (-lam - h) / e, INF))
-        gin = gin.masked_fill_(active, INF)
-        back = (last >= 0).nonzero().squeeze(1)
-        gin[back, last[back]] = INF
-        g_in, j_in = gin.min(1)
-        g_in = torch.where(used.all(1) & (Kc == m), INF, g_in.clamp_min(0))
-        wJ = w.gather(1, idx)
-        # a coefficient leaves where it reaches 0, and at once where it is 0 with a direction against its sign (an
-        # entered or started coefficient the path would otherwise carry with the wrong sign)
-        g_out, p_out = torch.where(used & ((wJ * d < 0) | ((wJ == 0) & (sgn * d < 0))), (-wJ / d).nan_to_num(0.0),
-                                   INF).min(1)
-        gam = torch.minimum(torch.minimum(g_in, g_out), 1 - eps)
-        end = (1 - eps <= gam) | torch.tensor(it == max_steps)
-        leave, p_in = ~end & (g_out <= g_in), (~used).to(torch.int8).argmax(1)
-        enter = ~end & ~leave
-        w.add_(gam[:, None] * D)
-        h.add_(gam[:, None] * e)
-        eps = eps + gam
-        v, coef = _rank_one_update(G, Gi, idx, used, enter, leave, j_in, p_in, p_out)
-        u_old = uJ.clone()
-        ei, li = enter.nonzero().squeeze(1), leave.nonzero().squeeze(1)
-        sgn[ei, p_in[ei]] = torch.sign(h[ei, j_in[ei]])
-        uJ[ei, p_in[ei]] = u[rows[ei], j_in[ei]]
-        sgn[li, p_out[li]] = 0
-        uJ[li, p_out[li]] = 0
-        d += coef[:, None] * v * (v * torch.where(enter[:, None], uJ, u_old)).sum(1, keepdim=True)
-        _move_support(idx, used, active, last, w, d, Gi, ei, li, p_in, j_in, p_out)
-        steps[rows[~end]] += 1
-        if bool(end.any()):
-            fin, keep = end.nonzero().squeeze(1), (~end).nonzero().squeeze(1)
-            lamb = torch.full((len(fin),), lam, dtype=f64)
-            out[rows[fin]] = _support_solution(G, c0[rows[fin]], idx[fin], used[fin], sgn[fin], lamb, inverse=False)[1]
-            rows = rows[keep]
-            Gi.keep(keep)
-            idx, used, sgn, last, eps, d, uJ, w, h, active = (
-                t[keep] for t in (idx, used, sgn, last, eps, d, uJ, w, h, active))
-            if not len(rows):
-                break
-    return out, steps
-
-
 def cmd_support(a):
     p, y, B, Bt, Y, lam = problem(a.m, a.basis, a.images)
     wh = lasso_homotopy(y, p, a.basis).w.reshape(a.images, -1).double()
@@ -240,18 +158,18 @@ def cmd_support(a):
 
 
 def cmd_warm(a):
+    """The eps-path (``invgan.lasso._eps_path``, since session 29 what ``lasso_admm`` runs at m <= 750) from
+    FISTA's or ADMM's point; ``--precision`` the path's (its Gram, inverse and directions)."""
     p, y, B, Bt, Y, lam = problem(a.m, a.basis, a.images)
-    t = time.time()
-    G = _Gram(B, Bt)
-    t_gram = time.time() - t
     t = time.time()
     if a.admm:  # from ADMM's point after a.admm iterations, as lasso_admm iterates (``admm_points``)
         w0 = next(admm_points(B, Bt, Y, lam, a.basis, [a.admm]))[2].double()
     else:
         w0 = fista(p, B, Bt, Y, lam, a.fista)
-    t_fista = time.time() - t
+    t_start = time.time() - t
+    rows = Bt.float().contiguous() if a.precision == "f32" else Bt
     t = time.time()
-    w, steps = warm_path(B, Bt, G, Y, lam, w0, a.max_steps)
+    w, steps = _eps_path(B, Bt, rows, OneDNNRight(B.float()), Y, lam, w0, a.max_steps, onednn=a.precision == "f32")
     t_path = time.time() - t
     gap, primal = certificate(Y, B, Bt, lam, w)
     t = time.time()
@@ -259,10 +177,9 @@ def cmd_warm(a):
     t_h = time.time() - t
     ph = certificate(Y, B, Bt, lam, h.w.reshape(a.images, -1).double())[1]
     start = f"ADMM {a.admm} its" if a.admm else f"FISTA {a.fista} its"
-    print(f"m={a.m} {a.basis}, {a.images} faces: Gram {t_gram:.1f} s, {start} {t_fista:.1f} s, "
-          f"eps-path {t_path:.1f} s, steps max {int(steps.max())} mean {steps.double().mean():.1f} "
-          f"(cap {a.max_steps}), "
-          f"largest gap {gap.max():.1e}, median {gap.median():.1e}, "
+    print(f"m={a.m} {a.basis}, {a.images} faces: {start} {t_start:.1f} s, eps-path ({a.precision}) {t_path:.1f} s, "
+          f"steps max {int(steps.max())} mean {steps.double().mean():.1f} (cap {a.max_steps}; -1: left to the "
+          f"float64 path), largest gap {gap.max():.1e}, median {gap.median():.1e}, "
           f"objective vs homotopy {((primal - ph) / ph).max():+.1e}; homotopy {t_h:.1f} s, "
           f"{int(h.iterations)} steps")
 
@@ -1118,6 +1035,7 @@ def main(argv=None):
             s.add_argument("--fista", type=int, default=200)
             s.add_argument("--admm", type=int, default=0, help="start from ADMM's point after this many iterations")
             s.add_argument("--max-steps", type=int, default=400)
+            s.add_argument("--precision", choices=["f32", "f64"], default="f32")
         if name == "pdas":
             s.add_argument("--fista", type=int, default=2000)
             s.add_argument("--steps", type=int, default=10)
