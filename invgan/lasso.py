@@ -358,6 +358,9 @@ def _check_inputs(y, physics, basis, alpha, tol):
         raise InvganError(f"Lasso tol must be a finite number > 0, got {tol}")
     if not torch.isfinite(y).all():
         raise InvganError("the measurements y hold NaN or infinite values")
+    check = getattr(physics, "check_measurements", None)
+    if check is not None:  # y's shape and dtype against the operator's, before any work (a float64 y with a float32
+        check(y, "Lasso")  # GaussianCS failed at the end, in the objective)
     if tuple(getattr(basis, "shape", img_shape[-2:])) != tuple(img_shape[-2:]):
         raise InvganError(f"the basis is for {'x'.join(map(str, basis.shape))} images, the operator's are "
                           f"{'x'.join(map(str, img_shape[-2:]))}")

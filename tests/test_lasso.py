@@ -262,3 +262,21 @@ def test_dense_matrix_by_row_chunks_is_the_whole_transform_bit_for_bit(name, mon
     assert torch.equal(B, whole)
     p.matrix = p.matrix.double()  # the basis's dtype carries through
     assert dense_matrix(p, basis, SHAPE).dtype == torch.float64
+
+
+def test_every_lasso_solver_refuses_measurements_of_another_dtype_before_any_work(monkeypatch):
+    """A float64 y under a float32 GaussianCS (or y of another shape) is named in one line before the solve,
+    not a dtype error from the objective after it (ADMM's and the homotopy's work was done by then)."""
+    import invgan.lasso as lasso_module
+    from invgan.lasso import lasso_admm, lasso_homotopy, lasso_solve
+
+    x, p, y = _problem(40)
+    y = y.float()
+    p.matrix = p.matrix.float()
+    monkeypatch.setattr(lasso_module, "dense_matrix", lambda *a, **k: pytest.fail("the solve started"))
+    for solve in (lasso_fista, lasso_homotopy, lasso_admm, lasso_solve):
+        with pytest.raises(InvganError, match=r"^Lasso: y is torch.float64 but GaussianCS's tensors are "
+                                              r"torch.float32: pass y.to\(torch.float32\)"):
+            solve(y.double(), p, "dct")
+        with pytest.raises(InvganError, match=r"^Lasso: y has shape \(2, 39\), but GaussianCS makes measurements"):
+            solve(y[:2, :39], p, "dct")
