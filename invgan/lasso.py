@@ -916,7 +916,8 @@ class _RowsGram:
 
 
 EPS_PATH_CAP = 0.968  # the eps-path's start keeps at most this x m of w0's largest coefficients (and m - 1 - m / 32)
-EPS_PATH_COMPACT = 0.75  # finished rows leave the path's batch once it is down to this part of its rows (0.5, 0.9: no faster)
+EPS_PATH_COMPACT = 0.75  # finished rows leave the path's batch once its live rows are down to this part of it
+# (0.5, 0.9: no faster)
 EPS_PATH_REFINE = 6  # most iterative refinements of the eps-path's final solve (residuals in float64)
 
 
@@ -969,10 +970,10 @@ def _eps_path(Bd, Btd, Brows, Bright, Y, lam, w0, max_steps, onednn=False):
     R = Brows[idx]  # (b, Kc, m): the slots' rows of B^T
     uf = used.to(f32)
     mask = uf[:, :, None] * uf[:, None, :]
-    if onednn and f32 == torch.float32:  # B_J^T B_J per row by oneDNN (64 x 500 x 500 float32: 50 against 97 ms as one batched product)
+    if onednn and f32 == torch.float32:  # B_J^T B_J per row by oneDNN (64 x 500 x 500 float32: 50 against 97 ms
         GJ = torch.stack([onednn_linear(R[i], R[i]) for i in range(b)])
     else:
-        GJ = torch.bmm(R, R.transpose(1, 2))
+        GJ = torch.bmm(R, R.transpose(1, 2))  # as one batched product)
     L, info = torch.linalg.cholesky_ex(GJ.mul_(mask).add_(torch.diag_embed(1 - uf)))
     del GJ
     Gi = _LazyInverse(torch.cholesky_inverse(L) * mask, HOMOTOPY_LAZY, symmetric=True)
@@ -1773,7 +1774,8 @@ def _lasso_admm(y, physics, basis, alpha, tol, max_iter, rho, relax, clip, progr
     res_extrap = resid and ADMM_RESIDUAL_EXTRAPOLATE and not short
     next_check, last_it, next_newton = first_check, 0, newton_every * ADMM_CHECK
     last_gap = torch.full((nb,), math.inf, dtype=f64, device=dev)  # each image's gap at the last certificate
-    probes = 0 if path_at else ADMM_PROBES  # the probe checks left (ADMM_PROBE_ROWS of the running images; the rest run on uncertified)
+    # the probe checks left (ADMM_PROBE_ROWS of the running images; the rest run on uncertified); none before the path
+    probes = 0 if path_at else ADMM_PROBES
     probe_ids = torch.linspace(0, nb - 1, ADMM_PROBE_ROWS, device=dev).round().long().unique()
     if state is not None:
         key = {"solver": "lasso-admm-3", "basis": getattr(basis, "name", type(basis).__name__), "alpha": alpha,
@@ -1849,9 +1851,9 @@ def _lasso_admm(y, physics, basis, alpha, tol, max_iter, rho, relax, clip, progr
     def residual_point(c):  # y - B w = rho (M y - M B q), c = M B q of the last w-step (rows; float64)
         return ops["rym"][rows].double().sub_(c.double(), alpha=rho)
 
-    def _path_rows(zr, Yr):  # the eps-path from zr: float32, then float64 (B_J's inverse) for the rows it leaves above tol
-        # (near a square B_J; none of 64 val faces at m = 500 since the start puts the inactive correlations at 0, 3
-        # before); returns the points and their primal and dual values
+    def _path_rows(zr, Yr):  # the eps-path from zr: float32, then float64 (B_J's inverse) for the rows it leaves
+        # above tol (near a square B_J; none of 64 val faces at m = 500 since the start puts the inactive correlations
+        # at 0, 3 before); returns the points and their primal and dual values
         path = _eps_path(B, Bt, ops["Bt"].contiguous(), ops["chain"][2], Yr, lam, zr, EPS_PATH_STEPS, onednn=onednn)[0]
         p_n, d_n = _primal_dual(Yr, path, B, Bt, lam)
         again = (_relative_gap(p_n, d_n) > tol).nonzero().squeeze(1)

@@ -93,7 +93,8 @@ def test_admm_with_the_eps_path_stops_every_image_at_its_start_at_the_exact_opti
     exact = lasso_homotopy(y, p, "dct")
     calls = []
     real = lasso_module._eps_path
-    monkeypatch.setattr(lasso_module, "_eps_path", lambda *a, **k: calls.append((a[2].dtype, len(a[4]))) or real(*a, **k))
+    monkeypatch.setattr(lasso_module, "_eps_path",
+                        lambda *a, **k: calls.append((a[2].dtype, len(a[4]))) or real(*a, **k))
     r = lasso_admm(y, p, "dct", tol=1e-5)
     assert calls == [(torch.float32, IMAGES)]
     assert (r.image_iterations == AT).all() and r.gap.max() <= 1e-10
@@ -136,7 +137,8 @@ def test_rows_still_above_tol_go_on_in_admm_and_a_killed_run_resumes_to_the_same
     x, p, y = lasso_problem(M, seed=SEED, n_images=IMAGES)
     calls = []
     real = lasso_module._eps_path
-    monkeypatch.setattr(lasso_module, "_eps_path", lambda *a, **k: calls.append((a[2].dtype, len(a[4]))) or real(*a, **k))
+    monkeypatch.setattr(lasso_module, "_eps_path",
+                        lambda *a, **k: calls.append((a[2].dtype, len(a[4]))) or real(*a, **k))
     full = lasso_admm(y, p, "dct", tol=1e-5)
     assert calls[0] == (torch.float32, IMAGES) and len(calls) == 2
     assert full.gap.max() <= 1e-5 and (full.image_iterations > AT).any()
