@@ -248,6 +248,8 @@ def test_homotopy_held_rows_gathered_rows_and_full_product_give_the_same_path(mo
     x, p, y = lasso_problem(130, seed=5, n_images=4)
     real_bmm, real_update = torch.bmm, lasso_module._rank_one_update
     monkeypatch.setattr(lasso_module, "HOMOTOPY_GRAM_MIN_M", 0)  # a formed Gram: the three forms can be chosen
+    # (the inverse's products as bmm(G0, x): the symmetric form's bmm(x^T, G0) has the rows' shapes where K = m)
+    monkeypatch.setattr(lasso_module, "HOMOTOPY_SYMMETRIC", False)
     runs, seen = [], []
     for rows_bytes, gather in ((0, 0.0), (0, 1e9), (1e9, 0.0)):  # full product, gathered, held
         monkeypatch.setattr(lasso_module, "HOMOTOPY_ROWS_BYTES", rows_bytes)
@@ -264,6 +266,19 @@ def test_homotopy_held_rows_gathered_rows_and_full_product_give_the_same_path(mo
     for res in runs[1:]:
         assert torch.equal(res.image_iterations, ref.image_iterations)
         assert torch.allclose(res.w, ref.w, atol=1e-10, rtol=0) and res.gap.max() < 1e-8
+
+
+@pytest.mark.parametrize("basis", ["dct", "wavelet"])
+def test_homotopy_symmetric_inverse_products_give_the_same_path(monkeypatch, basis):
+    """HOMOTOPY_SYMMETRIC: the inverse's products as a row vector times it and its columns read as rows (its
+    rank-one terms keep it symmetric up to rounding): the same steps, w to rounding, every image certified."""
+    x, p, y = lasso_problem(130, seed=5, n_images=4)
+    monkeypatch.setattr(lasso_module, "HOMOTOPY_SYMMETRIC", False)
+    ref = lasso_homotopy(y, p, basis)
+    monkeypatch.setattr(lasso_module, "HOMOTOPY_SYMMETRIC", True)
+    sym = lasso_homotopy(y, p, basis)
+    assert torch.equal(sym.image_iterations, ref.image_iterations)
+    assert torch.allclose(sym.w, ref.w, atol=1e-10, rtol=0) and sym.gap.max() < 1e-8
 
 
 @pytest.mark.parametrize("basis", ["dct", "wavelet"])
