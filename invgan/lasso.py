@@ -770,6 +770,9 @@ class _Gram:
         self.diag = self.G.diagonal() if self.G is not None else Bd.pow(2).sum(0)
         self.dtype, self.device = Bd.dtype, Bd.device
 
+    def schur(self, j, g, q, rows=None):  # an entering b_j's Schur complement ||b_j||^2 - g^T q (q = Gi g)
+        return self.diag[j] - (g * q).sum(1)
+
     def entries(self, j, idx, rows=None):  # (b,), (b, K) -> (b, K): (B^T B)[j, idx] per row; ``rows``: B^T[idx]
         if self.G is not None:                 # (b, K, m) if the caller holds it
             return self.G[j[:, None], idx]  # reads b x K entries, not b whole rows
@@ -874,12 +877,7 @@ def _rank_one_update(G, Gi: _LazyInverse, idx, used, enter, leave, j_in, p_in, p
     rr = torch.arange(len(idx), device=idx.device)
     g = G.entries(j_in, idx, rows) * (used & enter[:, None])
     q = Gi.matvec(g)
-    if isinstance(G, _RowsGram):  # the Schur complement as ||b_j - B_J q||^2, not ||b_j||^2 - g^T q: near a square
-        # B_J (the eps-path's supports fill m) the difference cancels (0.015 of ||b_j||^2 at 499 of 500), which float32
-        # does not survive; the norm's error is second order in q's
-        schur = (G.Bt[j_in] - torch.bmm(q[:, None, :], rows).squeeze(1)).double().pow(2).sum(1).to(q.dtype)
-    else:
-        schur = G.diag[j_in] - (g * q).sum(1)
+    schur = G.schur(j_in, g, q, rows)
     q[rr, p_in] -= 1
     col = Gi.column(p_out)
     v = torch.where(enter[:, None], q, col)
@@ -915,6 +913,11 @@ class _RowsGram:
 
     def entries(self, j, idx, rows):  # (as a row vector times rows^T: 2.2 against 7.0 ms, 64 x 500 x 500 float32)
         return torch.bmm(self.Bt[j][:, None, :], rows.transpose(1, 2)).squeeze(1)
+
+    def schur(self, j, g, q, rows):  # as ||b_j - B_J q||^2, not ||b_j||^2 - g^T q: near a square B_J (the eps-path's
+        # supports fill m) the difference cancels (0.015 of ||b_j||^2 at 499 of 500), which float32 does not survive;
+        # the norm's error is second order in q's
+        return (self.Bt[j] - torch.bmm(q[:, None, :], rows).squeeze(1)).double().pow(2).sum(1).to(q.dtype)
 
 
 EPS_PATH_CAP = 0.968  # the eps-path's start keeps at most this x m of w0's largest coefficients (and m - 1 - m / 32)
